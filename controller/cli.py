@@ -1,0 +1,53 @@
+"""The ``sidestep`` command: one subcommand per module in ``controller/commands``.
+
+Subcommand modules are imported only when chosen, so ``sidestep replay`` never
+imports OS-Ken and ``sidestep controller`` never imports matplotlib.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "controller": ("controller.commands.controller", "run the Sidestep OpenFlow controller (OS-Ken)"),
+    "check-config": ("controller.commands.check_config", "validate a controller config file and exit"),
+    "train": ("controller.commands.train", "train a link-utilization forecaster from link-load traces"),
+    "evaluate": ("controller.commands.evaluate", "evaluate a forecaster and the baselines on link-load traces"),
+    "plan": ("controller.commands.plan", "run one offline planning round (what-if)"),
+    "replay": ("controller.commands.replay", "replay a flow trace through the simulated fabric"),
+    "lab": ("controller.commands.lab", "run the Mininet lab demo (root)"),
+}
+
+
+def build_parser(argv: List[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sidestep", description=__doc__.splitlines()[0])
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subs.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(sub)
+            sub.set_defaults(run=mod.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("sidestep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

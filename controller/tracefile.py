@@ -1,0 +1,107 @@
+"""Shared pieces of the CSV readers: one error type that names file, line and column."""
+from __future__ import annotations
+
+import csv
+import math
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read; the message says where and how to fix it."""
+
+    def __init__(self, path: str, message: str, line: Optional[int] = None,
+                 column: Optional[str] = None) -> None:
+        where = str(path)
+        if line is not None:
+            where += ":%d" % line
+        if column is not None:
+            where += ": column %r" % column
+        super().__init__("%s: %s" % (where, message))
+        self.path = path
+        self.line = line
+        self.column = column
+
+
+def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = ()
+             ) -> Tuple[List[str], Iterator[Tuple[int, Dict[str, str]]]]:
+    """Open a headed CSV, check its header, and yield (line_number, row).
+
+    Unknown columns are refused so that a typo never silently drops data.
+    """
+    try:
+        handle = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise TraceError(path, "cannot open: %s" % exc.strerror) from None
+    reader = csv.reader(handle)
+    try:
+        header = next(reader)
+    except StopIteration:
+        handle.close()
+        raise TraceError(path, "file is empty; expected a header line with columns %s"
+                         % ",".join(required), line=1) from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        handle.close()
+        raise TraceError(path, "not a readable CSV file (%s)" % exc, line=1) from None
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        handle.close()
+        raise TraceError(path, "header lacks required column(s) %s; the header must "
+                         "contain %s" % (",".join(missing), ",".join(required)), line=1)
+    unknown = [c for c in header if c not in required and c not in optional]
+    if unknown:
+        handle.close()
+        raise TraceError(path, "unknown column(s) %s; allowed columns are %s"
+                         % (",".join(unknown), ",".join(list(required) + list(optional))), line=1)
+    if len(set(header)) != len(header):
+        handle.close()
+        raise TraceError(path, "a column name appears twice in the header", line=1)
+
+    def rows() -> Iterator[Tuple[int, Dict[str, str]]]:
+        with handle:
+            try:
+                for row in reader:
+                    line = reader.line_num
+                    if not row or all(not cell.strip() for cell in row):
+                        continue
+                    if len(row) != len(header):
+                        raise TraceError(path, "has %d fields, the header has %d"
+                                         % (len(row), len(header)), line=line)
+                    yield line, {h: cell.strip() for h, cell in zip(header, row)}
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise TraceError(path, "not a readable CSV row (%s)" % exc,
+                                 line=reader.line_num) from None
+
+    return header, rows()
+
+
+def parse_float(path: str, line: int, column: str, text: str, *,
+                minimum: Optional[float] = None, allow_empty: bool = False) -> Optional[float]:
+    if text == "":
+        if allow_empty:
+            return None
+        raise TraceError(path, "is empty; a number is required", line, column)
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceError(path, "%r is not a number" % text, line, column) from None
+    if not math.isfinite(value):
+        raise TraceError(path, "%r is not a finite number" % text, line, column)
+    if minimum is not None and value < minimum:
+        raise TraceError(path, "%r is below the minimum %g" % (text, minimum), line, column)
+    return value
+
+
+def parse_int(path: str, line: int, column: str, text: str, *,
+              minimum: Optional[int] = None, allow_empty: bool = False) -> Optional[int]:
+    if text == "":
+        if allow_empty:
+            return None
+        raise TraceError(path, "is empty; an integer is required", line, column)
+    try:
+        value = int(text)
+    except ValueError:
+        raise TraceError(path, "%r is not an integer" % text, line, column) from None
+    if minimum is not None and value < minimum:
+        raise TraceError(path, "%r is below the minimum %d" % (text, minimum), line, column)
+    return value

@@ -1,0 +1,1 @@
+"""Fat-tree descriptions and the Mininet lab built from them."""

@@ -1,0 +1,1 @@
+"""Forecasting link utilization: features, estimators, training, the shipped default model."""
