@@ -1,0 +1,547 @@
+"""The controller's decisions, as plain data in and plain commands out.
+
+``controller/app.py`` turns OpenFlow events into calls on ``ControllerCore``
+and executes the commands it returns; nothing here imports OS-Ken or Ryu,
+opens a socket or reads a clock.  That keeps discovery, host learning, ARP,
+ECMP forwarding and re-pinning testable with plain data, and identical under
+``ryu-manager``, ``osken-manager`` and ``sidestep controller``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
+from controller.fabric import Fabric, FabricError, Link, Path, path_links
+from controller.rules import (PRIORITY_CONTROL, RuleSpec, flow_match, is_sidestep_cookie,
+                              make_cookie, path_rules)
+from mininet_topos.fattree_spec import dpid_to_name, ip_to_host_name
+
+LOG = logging.getLogger("sidestep.core")
+
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_LLDP = 0x88CC
+ETH_TYPE_IPV6 = 0x86DD
+
+PRIORITY_DROP_IPV6 = 50
+CONTROL_COOKIE = 0x51DE << 48  # version 0, hash 0: Sidestep's own control rules
+
+
+# ---------------------------------------------------------------- commands
+@dataclass(frozen=True)
+class InstallRule:
+    dpid: int
+    rule: RuleSpec
+    flow_removed: bool = False
+
+
+@dataclass(frozen=True)
+class ControlRule:
+    """A rule with a non-forwarding action: ``controller`` or ``drop``."""
+
+    dpid: int
+    match: Tuple[Tuple[str, object], ...]
+    priority: int
+    action: str  # "controller" | "drop"
+
+
+@dataclass(frozen=True)
+class DeleteRules:
+    dpid: int
+    cookie: int
+    cookie_mask: int
+    match: Tuple[Tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class Barrier:
+    dpid: int
+
+
+@dataclass(frozen=True)
+class PacketOut:
+    dpid: int
+    ports: Tuple[int, ...]
+    data: bytes
+    in_port: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ArpReply:
+    """Answer an ARP request from the host table: the app builds the frame."""
+
+    dpid: int
+    port: int
+    src_mac: str
+    src_ip: str
+    dst_mac: str
+    dst_ip: str
+
+
+@dataclass(frozen=True)
+class SendLldp:
+    dpid: int
+    port: int
+
+
+Command = Union[InstallRule, ControlRule, DeleteRules, Barrier, PacketOut, ArpReply, SendLldp]
+
+
+# ---------------------------------------------------------------- state
+@dataclass
+class SwitchState:
+    dpid: int
+    name: str
+    connected_at: float
+    ports: Dict[int, bool] = field(default_factory=dict)  # port -> up
+    connected: bool = True
+
+
+@dataclass
+class HostEntry:
+    name: str
+    ip: str
+    mac: str
+    switch: str
+    port: int
+
+
+@dataclass
+class InstalledFlow:
+    flow_id: str
+    five: FiveTuple
+    path: Path
+    version: int
+    since_s: float
+    cls: str = "background"
+    rate_bps: float = 0.0        # measured from flow stats
+    demand_bps: float = 0.0      # highest recent rate: what the planner places
+    last_bytes: Optional[int] = None
+    last_seen_s: Optional[float] = None
+    moves: int = 0
+
+
+@dataclass(frozen=True)
+class PacketInfo:
+    """What the app parsed out of a packet-in (only the fields we decide on)."""
+
+    eth_type: int
+    eth_src: str
+    eth_dst: str
+    data: bytes
+    arp_op: Optional[int] = None
+    arp_spa: Optional[str] = None
+    arp_tpa: Optional[str] = None
+    arp_sha: Optional[str] = None
+    ipv4_src: Optional[str] = None
+    ipv4_dst: Optional[str] = None
+    ip_proto: Optional[int] = None
+    src_port: int = 0
+    dst_port: int = 0
+    lldp_dpid: Optional[int] = None
+    lldp_port: Optional[int] = None
+
+
+@dataclass
+class CoreCounters:
+    packet_in: int = 0
+    packet_in_lldp: int = 0
+    packet_in_arp: int = 0
+    packet_in_ip: int = 0
+    arp_replies: int = 0
+    arp_floods: int = 0
+    flows_installed: int = 0
+    reroutes: int = 0
+    dropped_unknown_dst: int = 0
+
+
+class ControllerCore:
+    """Discovery, host table, ARP and per-flow ECMP paths for one fabric.
+
+    ``capacity_bps(a, b)`` says what each discovered link can carry: capacity
+    comes from the configured fabric description, never from the switch.
+    """
+
+    def __init__(self, capacity_bps, *, lldp_interval_s: float = 1.0,
+                 link_timeout_s: Optional[float] = None, idle_timeout_s: int = 60,
+                 classify=None) -> None:
+        self.fabric = Fabric()
+        self.capacity_for = capacity_bps
+        self.lldp_interval_s = lldp_interval_s
+        self.link_timeout_s = link_timeout_s if link_timeout_s is not None else max(5.0, 5 * lldp_interval_s)
+        self.idle_timeout_s = idle_timeout_s
+        self.classify = classify
+        self.switches: Dict[int, SwitchState] = {}
+        self.hosts: Dict[str, HostEntry] = {}          # host name -> entry
+        self.hosts_by_ip: Dict[str, str] = {}
+        self.link_seen: Dict[Link, float] = {}          # switch->switch, last LLDP time
+        self.flows: Dict[FiveTuple, InstalledFlow] = {}
+        self.pins: Dict[FiveTuple, Path] = {}            # planner decisions outlive rule timeouts
+        self.counters = CoreCounters()
+        self._next_lldp_s = 0.0
+        self._flow_seq = 0
+
+    # ---------------------------------------------------------- switches
+    def name_of(self, dpid: int) -> str:
+        return dpid_to_name(dpid)
+
+    def dpid_of(self, name: str) -> Optional[int]:
+        return self.fabric.dpid(name) if self.fabric.is_switch(name) else None
+
+    def switch_connected(self, dpid: int, now_s: float) -> List[Command]:
+        """A switch said hello: reset its control rules and start probing it."""
+        name = self.name_of(dpid)
+        state = self.switches.get(dpid)
+        if state is None:
+            state = SwitchState(dpid, name, now_s)
+            self.switches[dpid] = state
+        state.connected = True
+        state.connected_at = now_s
+        if not self.fabric.is_switch(name):
+            self.fabric.add_switch(name, dpid=dpid)
+        # Flows through this switch may have lost rules: let them be re-learned.
+        for five, flow in list(self.flows.items()):
+            if name in flow.path:
+                del self.flows[five]
+        cmds: List[Command] = [
+            DeleteRules(dpid, 0, 0),
+            ControlRule(dpid, (), 0, "controller"),
+            ControlRule(dpid, (("eth_type", ETH_TYPE_LLDP),), PRIORITY_CONTROL, "controller"),
+            ControlRule(dpid, (("eth_type", ETH_TYPE_ARP),), PRIORITY_CONTROL, "controller"),
+            ControlRule(dpid, (("eth_type", ETH_TYPE_IPV6),), PRIORITY_DROP_IPV6, "drop"),
+        ]
+        return cmds
+
+    def ports_described(self, dpid: int, ports: Iterable[Tuple[int, bool]], now_s: float) -> List[Command]:
+        state = self.switches.get(dpid)
+        if state is None:
+            return []
+        state.ports = {int(p): bool(up) for p, up in ports if 0 < int(p) < 0xFFFFFF00}
+        return [SendLldp(dpid, p) for p, up in sorted(state.ports.items()) if up]
+
+    def switch_disconnected(self, dpid: int, now_s: float) -> List[Command]:
+        state = self.switches.get(dpid)
+        if state is None:
+            return []
+        state.connected = False
+        name = state.name
+        for link in [l for l in self.link_seen if name in l]:
+            del self.link_seen[link]
+        if self.fabric.is_switch(name):
+            for nbr in list(self.fabric.graph.neighbors(name)):
+                if self.fabric.is_switch(nbr):
+                    self.fabric.remove_link(name, nbr)
+        for five, flow in list(self.flows.items()):
+            if name in flow.path:
+                del self.flows[five]
+        return []
+
+    def connected_switches(self) -> List[int]:
+        return sorted(d for d, s in self.switches.items() if s.connected)
+
+    # ---------------------------------------------------------- discovery
+    def lldp_due(self, now_s: float) -> List[Command]:
+        """Probe every up port of every connected switch every ``lldp_interval_s``."""
+        cmds: List[Command] = []
+        if now_s >= self._next_lldp_s:
+            self._next_lldp_s = now_s + self.lldp_interval_s
+            for dpid in self.connected_switches():
+                for port, up in sorted(self.switches[dpid].ports.items()):
+                    if up:
+                        cmds.append(SendLldp(dpid, port))
+        cmds.extend(self._expire_links(now_s))
+        return cmds
+
+    def _expire_links(self, now_s: float) -> List[Command]:
+        cmds: List[Command] = []
+        stale = [l for l, t in self.link_seen.items() if now_s - t > self.link_timeout_s]
+        for a, b in stale:
+            del self.link_seen[(a, b)]
+            if (b, a) in self.link_seen:
+                continue  # the other direction still answers
+            if self.fabric.graph.has_edge(a, b):
+                LOG.warning("link %s-%s: no LLDP for %.1f s, removing it", a, b, self.link_timeout_s)
+                cmds.extend(self.link_down(a, b, now_s))
+                self.fabric.remove_link(a, b)
+        return cmds
+
+    def lldp_received(self, dpid: int, in_port: int, src_dpid: int, src_port: int,
+                      now_s: float) -> List[Command]:
+        if src_dpid not in self.switches or dpid not in self.switches:
+            return []
+        a, b = self.name_of(src_dpid), self.name_of(dpid)
+        self.link_seen[(a, b)] = now_s
+        # A host entry learned on this port before discovery settled was wrong.
+        for host in [h for h in self.hosts.values() if (h.switch, h.port) in ((a, src_port), (b, in_port))]:
+            LOG.warning("port %s:%d is a switch link; forgetting host %s learned there",
+                        host.switch, host.port, host.name)
+            self._forget_host(host.name)
+        if self.fabric.graph.has_edge(a, b) and self.fabric.port(a, b) == src_port \
+                and self.fabric.port(b, a) == in_port:
+            if not self.fabric.is_up(a, b):
+                self.fabric.set_link_up(a, b, True)
+            return []
+        LOG.info("link discovered: %s:%d <-> %s:%d", a, src_port, b, in_port)
+        self.fabric.add_link(a, src_port, b, in_port, self.capacity_for(a, b))
+        return []
+
+    def _is_switch_port(self, switch: str, port: int) -> bool:
+        nbr = self.fabric.neighbor(switch, port)
+        return nbr is not None and self.fabric.is_switch(nbr)
+
+    def host_facing_ports(self, dpid: int, now_s: float) -> List[int]:
+        """Ports that may face hosts: up, no LLDP neighbour, and discovery settled.
+
+        Until a switch has been up for two LLDP rounds we cannot tell its
+        host ports from its fabric ports, so we flood nothing there: flooding
+        over a fat-tree's loops is a broadcast storm.
+        """
+        state = self.switches.get(dpid)
+        if state is None or not state.connected:
+            return []
+        if now_s - state.connected_at < 2.5 * self.lldp_interval_s:
+            return []
+        return [p for p, up in sorted(state.ports.items())
+                if up and not self._is_switch_port(state.name, p)]
+
+    def settled(self, now_s: float) -> bool:
+        return all(now_s - s.connected_at >= 2.5 * self.lldp_interval_s
+                   for s in self.switches.values() if s.connected)
+
+    # ---------------------------------------------------------- hosts
+    def _learn_host(self, switch: str, port: int, ip: Optional[str], mac: str, now_s: float) -> Optional[str]:
+        if not ip or ip == "0.0.0.0":
+            return None
+        dpid = self.dpid_of(switch)
+        state = self.switches.get(dpid) if dpid is not None else None
+        if state is None or self._is_switch_port(switch, port):
+            return None
+        if now_s - state.connected_at < 2.5 * self.lldp_interval_s:
+            return None  # cannot yet tell host ports from fabric ports
+        name = ip_to_host_name(ip)
+        old = self.hosts.get(name)
+        if old is not None and (old.switch, old.port, old.mac) == (switch, port, mac):
+            return name
+        if old is not None:
+            LOG.info("host %s moved from %s:%d to %s:%d", name, old.switch, old.port, switch, port)
+            self._forget_host(name)
+        self.hosts[name] = HostEntry(name, ip, mac, switch, port)
+        self.hosts_by_ip[ip] = name
+        self.fabric.add_host(name, ip=ip, mac=mac)
+        self.fabric.add_link(name, 0, switch, port, self.capacity_for(name, switch))
+        LOG.info("host learned: %s ip=%s mac=%s at %s:%d", name, ip, mac, switch, port)
+        return name
+
+    def _forget_host(self, name: str) -> None:
+        entry = self.hosts.pop(name, None)
+        if entry is None:
+            return
+        self.hosts_by_ip.pop(entry.ip, None)
+        self.fabric.remove_node(name)
+        for five in [f for f in self.flows if name in (f.src, f.dst)]:
+            del self.flows[five]
+
+    # ---------------------------------------------------------- packet-in
+    def packet_in(self, dpid: int, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
+        self.counters.packet_in += 1
+        state = self.switches.get(dpid)
+        if state is None or not state.connected:
+            return []
+        if pkt.eth_type == ETH_TYPE_LLDP:
+            self.counters.packet_in_lldp += 1
+            if pkt.lldp_dpid is None or pkt.lldp_port is None:
+                return []
+            return self.lldp_received(dpid, in_port, pkt.lldp_dpid, pkt.lldp_port, now_s)
+        if pkt.eth_type == ETH_TYPE_ARP:
+            self.counters.packet_in_arp += 1
+            return self._arp(state, in_port, pkt, now_s)
+        if pkt.eth_type == ETH_TYPE_IP:
+            self.counters.packet_in_ip += 1
+            return self._ipv4(state, in_port, pkt, now_s)
+        return []
+
+    def _arp(self, state: SwitchState, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
+        if self._is_switch_port(state.name, in_port):
+            return []  # we never flood ARP over fabric links, so this is a stray copy
+        self._learn_host(state.name, in_port, pkt.arp_spa, pkt.arp_sha or pkt.eth_src, now_s)
+        if pkt.arp_op == 1:  # request
+            target = self.hosts_by_ip.get(pkt.arp_tpa or "")
+            if target is not None:
+                entry = self.hosts[target]
+                self.counters.arp_replies += 1
+                return [ArpReply(state.dpid, in_port, entry.mac, entry.ip,
+                                 pkt.arp_sha or pkt.eth_src, pkt.arp_spa or "")]
+            return self._flood_to_hosts(pkt.data, state.dpid, in_port, now_s)
+        if pkt.arp_op == 2:  # a host answered a request we flooded: deliver it
+            target = self.hosts_by_ip.get(pkt.arp_tpa or "")
+            if target is not None:
+                entry = self.hosts[target]
+                dpid = self.dpid_of(entry.switch)
+                if dpid is not None:
+                    return [PacketOut(dpid, (entry.port,), pkt.data)]
+        return []
+
+    def _flood_to_hosts(self, data: bytes, origin_dpid: int, origin_port: int, now_s: float) -> List[Command]:
+        self.counters.arp_floods += 1
+        cmds: List[Command] = []
+        for dpid in self.connected_switches():
+            ports = [p for p in self.host_facing_ports(dpid, now_s)
+                     if not (dpid == origin_dpid and p == origin_port)]
+            if ports:
+                cmds.append(PacketOut(dpid, tuple(ports), data))
+        return cmds
+
+    def _ipv4(self, state: SwitchState, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
+        src = self.hosts_by_ip.get(pkt.ipv4_src or "")
+        dst = self.hosts_by_ip.get(pkt.ipv4_dst or "")
+        transit = self._is_switch_port(state.name, in_port)
+        if src is None and not transit:
+            src = self._learn_host(state.name, in_port, pkt.ipv4_src, pkt.eth_src, now_s)
+        if src is None or dst is None:
+            self.counters.dropped_unknown_dst += 1
+            return []
+        proto = pkt.ip_proto or 0
+        ports = (pkt.src_port, pkt.dst_port) if proto in (PROTO_TCP, PROTO_UDP) else (0, 0)
+        five = FiveTuple(src, dst, proto, ports[0], ports[1])
+        flow = self.flows.get(five)
+        cmds: List[Command] = []
+        if flow is None or not self._path_ok(flow.path):
+            try:
+                flow, install = self._install_flow(five, now_s)
+            except FabricError as exc:
+                LOG.warning("no path for %s: %s", five.key(), exc)
+                return []
+            cmds.extend(install)
+        # Send this packet on along the flow's path from where it is now.
+        path = flow.path
+        if state.name in path:
+            i = path.index(state.name)
+            cmds.append(PacketOut(state.dpid, (self.fabric.port(state.name, path[i + 1]),), pkt.data,
+                                  in_port=in_port))
+        return cmds
+
+    def _path_ok(self, path: Path) -> bool:
+        try:
+            self.fabric.validate_path(path, path[0], path[-1])
+        except FabricError:
+            return False
+        return all(self.dpid_of(n) is not None and self.switches[self.dpid_of(n)].connected
+                   for n in path[1:-1])
+
+    def choose_path(self, five: FiveTuple) -> Path:
+        pinned = self.pins.get(five)
+        if pinned is not None and self._path_ok(pinned):
+            return pinned
+        return ecmp_choice(five, self.fabric.paths(five.src, five.dst))
+
+    def _install_flow(self, five: FiveTuple, now_s: float) -> Tuple[InstalledFlow, List[Command]]:
+        path = self.choose_path(five)
+        old = self.flows.get(five)
+        version = (old.version + 1) if old is not None else 0
+        self._flow_seq += 1
+        cls = self.classify(five) if self.classify is not None else "background"
+        flow = InstalledFlow("f%d" % self._flow_seq, five, path, version, now_s, cls)
+        self.flows[five] = flow
+        self.counters.flows_installed += 1
+        cmds: List[Command] = []
+        rules = path_rules(self.fabric, five, path, version, idle_timeout=self.idle_timeout_s)
+        for rule in rules:
+            dpid = self.dpid_of(rule.switch)
+            ingress = rule.switch == path[1]
+            cmds.append(InstallRule(dpid, rule, flow_removed=ingress))
+        return flow, cmds
+
+    # ---------------------------------------------------------- flow lifecycle
+    def flow_removed(self, dpid: int, cookie: int, match: Dict[str, object]) -> None:
+        """The ingress rule idled out: the connection is gone (its pin stays)."""
+        if not is_sidestep_cookie(cookie):
+            return
+        for five, flow in list(self.flows.items()):
+            if make_cookie(five, flow.version) == cookie:
+                del self.flows[five]
+                return
+
+    def flow_stats(self, dpid: int, entries: Sequence[Tuple[int, int, float]], now_s: float) -> None:
+        """Per-flow byte counts from the ingress switch: (cookie, byte_count, duration_s)."""
+        by_cookie = {make_cookie(f.five, f.version): f for f in self.flows.values()}
+        name = self.name_of(dpid)
+        for cookie, nbytes, duration in entries:
+            flow = by_cookie.get(cookie)
+            if flow is None or flow.path[1] != name:
+                continue
+            if flow.last_bytes is not None and flow.last_seen_s is not None and duration > flow.last_seen_s \
+                    and nbytes >= flow.last_bytes:
+                rate = (nbytes - flow.last_bytes) * 8.0 / (duration - flow.last_seen_s)
+                flow.rate_bps = rate
+                # Training bursts come and go: remember the burst rate through the gaps.
+                flow.demand_bps = max(rate, flow.demand_bps * 0.9)
+            flow.last_bytes = nbytes
+            flow.last_seen_s = duration
+
+    # ---------------------------------------------------------- re-pinning
+    def repin(self, five: FiveTuple, new_path: Path, now_s: float) -> List[Command]:
+        """Move a connection to ``new_path``: new rules egress-first, ingress last.
+
+        The old rules of switches the new path no longer uses are left to
+        idle out (their cookie carries the old version), so no packet in
+        flight meets a switch without a rule.
+        """
+        flow = self.flows.get(five)
+        self.fabric.validate_path(new_path, five.src, five.dst)
+        self.pins[five] = tuple(new_path)
+        if flow is None or tuple(flow.path) == tuple(new_path):
+            return []
+        version = flow.version + 1
+        rules = path_rules(self.fabric, five, new_path, version, idle_timeout=self.idle_timeout_s)
+        cmds: List[Command] = []
+        for rule in rules:
+            dpid = self.dpid_of(rule.switch)
+            ingress = rule.switch == new_path[1]
+            cmds.append(InstallRule(dpid, rule, flow_removed=ingress))
+            cmds.append(Barrier(dpid))
+        old_only = [n for n in flow.path[1:-1] if n not in new_path]
+        for sw in old_only:
+            cmds.append(DeleteRules(self.dpid_of(sw), make_cookie(five, flow.version), (1 << 64) - 1))
+        flow.path = tuple(new_path)
+        flow.version = version
+        flow.moves += 1
+        self.counters.reroutes += 1
+        return cmds
+
+    # ---------------------------------------------------------- port status
+    def port_status(self, dpid: int, port: int, up: bool, now_s: float) -> List[Command]:
+        state = self.switches.get(dpid)
+        if state is None:
+            return []
+        state.ports[port] = up
+        nbr = self.fabric.neighbor(state.name, port)
+        if nbr is None:
+            return [SendLldp(dpid, port)] if up else []
+        if up:
+            return [SendLldp(dpid, port)]
+        return self.link_down(state.name, nbr, now_s)
+
+    def link_down(self, a: str, b: str, now_s: float) -> List[Command]:
+        """Mark the cable down and move every flow that crossed it at once."""
+        if not self.fabric.graph.has_edge(a, b):
+            return []
+        self.fabric.set_link_up(a, b, False)
+        if self.fabric.is_host(a) or self.fabric.is_host(b):
+            return []
+        cmds: List[Command] = []
+        for five, flow in sorted(self.flows.items()):
+            links = set(path_links(flow.path))
+            if (a, b) in links or (b, a) in links:
+                pinned = self.pins.pop(five, None)
+                try:
+                    new_path = self.choose_path(five)
+                except FabricError as exc:
+                    LOG.warning("flow %s lost its path and has no other: %s", five.key(), exc)
+                    continue
+                LOG.info("link %s-%s down: moving %s to %s", a, b, five.key(), "->".join(new_path))
+                cmds.extend(self.repin(five, new_path, now_s))
+                if pinned is None:
+                    self.pins.pop(five, None)
+        return cmds

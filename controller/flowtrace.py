@@ -1,0 +1,196 @@
+"""Flow traces: the traffic ``sidestep replay`` (and the live lab) replays.
+
+CSV with a header.  Required ``start_s,src,dst,size_bytes``; optional
+``rate_bps`` (a cap), ``flow_id``, ``cls`` (``training`` | ``background``),
+``job``, ``iter``, ``proto``, ``src_port``, ``dst_port``, ``deps``
+(``;``-separated flow_ids that must finish first) and ``gap_s`` (compute time
+after the last of them).  A flow starts at
+``max(start_s, last dependency's finish + gap_s)``: that is what makes a
+training job closed-loop, so a slow all-reduce delays the next iteration.
+
+Rows need not be sorted by ``start_s``: a dependent flow's ``start_s`` is only a
+lower bound, so file order carries no meaning.  Everything else is validated and
+every error names the file, line and column (``controller.tracefile.TraceError``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection, Dict, IO, Iterable, List, Optional, Tuple
+
+from controller.ecmp import PROTO_TCP
+from controller.tracefile import TraceError, open_csv, parse_float, parse_int
+
+REQUIRED = ("start_s", "src", "dst", "size_bytes")
+OPTIONAL = ("rate_bps", "flow_id", "cls", "job", "iter", "proto", "src_port", "dst_port",
+            "deps", "gap_s")
+HEADER = REQUIRED + OPTIONAL
+CLASSES = ("training", "background")
+
+
+@dataclass(frozen=True)
+class TraceFlow:
+    """One transfer of ``size_bytes`` from ``src`` to ``dst``.
+
+    ``src_port``/``dst_port`` are None when the trace leaves them out; the
+    simulator then draws an ephemeral port from its seed, as a real stack would.
+    """
+
+    flow_id: str
+    start_s: float
+    src: str
+    dst: str
+    size_bytes: float
+    rate_bps: Optional[float] = None
+    cls: str = "background"
+    job: str = ""
+    iter: Optional[int] = None
+    proto: int = PROTO_TCP
+    src_port: Optional[int] = None
+    dst_port: Optional[int] = None
+    deps: Tuple[str, ...] = ()
+    gap_s: float = 0.0
+    line: int = 0
+
+
+def read_flow_trace(path: str, hosts: Collection[str]) -> List[TraceFlow]:
+    """Read and validate a flow trace against the topology's host names.
+
+    Raises TraceError for a malformed row, unknown host, negative or zero size,
+    bad number, duplicate flow_id, a dependency on an unknown flow_id or a
+    cycle of dependencies.
+    """
+    host_set = set(hosts)
+    header, rows = open_csv(path, REQUIRED, OPTIONAL)
+    flows: List[TraceFlow] = []
+    seen: Dict[str, int] = {}
+    for line, row in rows:
+        flows.append(_parse_row(path, line, row, host_set, seen))
+    if not flows:
+        raise TraceError(path, "has a header but no flows", line=2)
+    by_id = {f.flow_id: f for f in flows}
+    for f in flows:
+        for dep in f.deps:
+            if dep not in by_id:
+                raise TraceError(path, "dependency %r names no flow_id in this trace" % dep,
+                                 f.line, "deps")
+            if dep == f.flow_id:
+                raise TraceError(path, "flow %r depends on itself" % dep, f.line, "deps")
+    _check_acyclic(path, flows, by_id)
+    return flows
+
+
+def _parse_row(path: str, line: int, row: Dict[str, str], hosts: Collection[str],
+               seen: Dict[str, int]) -> TraceFlow:
+    get = row.get
+    start = parse_float(path, line, "start_s", row["start_s"], minimum=0.0)
+    src, dst = row["src"], row["dst"]
+    for col, name in (("src", src), ("dst", dst)):
+        if name not in hosts:
+            raise TraceError(path, "unknown host %r; hosts of this topology are named %s"
+                             % (name, _host_hint(hosts)), line, col)
+    if src == dst:
+        raise TraceError(path, "src and dst are both %r; a flow needs two hosts" % src, line, "dst")
+    size = parse_float(path, line, "size_bytes", row["size_bytes"])
+    if size is None or size <= 0:
+        raise TraceError(path, "%r must be > 0 bytes" % row["size_bytes"], line, "size_bytes")
+    rate = parse_float(path, line, "rate_bps", get("rate_bps", ""), allow_empty=True)
+    if rate is not None and rate <= 0:
+        raise TraceError(path, "%r must be > 0 bit/s (leave it empty for no cap)"
+                         % row["rate_bps"], line, "rate_bps")
+    flow_id = get("flow_id", "") or "L%d" % line
+    if flow_id in seen:
+        raise TraceError(path, "flow_id %r already used on line %d" % (flow_id, seen[flow_id]),
+                         line, "flow_id")
+    seen[flow_id] = line
+    job = get("job", "")
+    cls = get("cls", "") or ("training" if job else "background")
+    if cls not in CLASSES:
+        raise TraceError(path, "%r is not a flow class; use %s" % (cls, " or ".join(CLASSES)),
+                         line, "cls")
+    iteration = parse_int(path, line, "iter", get("iter", ""), minimum=0, allow_empty=True)
+    if iteration is not None and not job:
+        raise TraceError(path, "iter given without a job; name the job the iteration belongs to",
+                         line, "iter")
+    proto = parse_int(path, line, "proto", get("proto", ""), minimum=0, allow_empty=True)
+    if proto is not None and proto > 255:
+        raise TraceError(path, "%r is not an IP protocol number (0..255)" % row["proto"], line, "proto")
+    ports = []
+    for col in ("src_port", "dst_port"):
+        port = parse_int(path, line, col, get(col, ""), minimum=0, allow_empty=True)
+        if port is not None and port > 65535:
+            raise TraceError(path, "%r is not a port number (0..65535)" % row[col], line, col)
+        ports.append(port)
+    deps_text = get("deps", "")
+    deps = tuple(d.strip() for d in deps_text.split(";")) if deps_text else ()
+    if any(not d for d in deps):
+        raise TraceError(path, "%r has an empty flow_id; separate flow_ids with ';'" % deps_text,
+                         line, "deps")
+    gap = parse_float(path, line, "gap_s", get("gap_s", ""), minimum=0.0, allow_empty=True)
+    return TraceFlow(flow_id=flow_id, start_s=start, src=src, dst=dst, size_bytes=size,
+                     rate_bps=rate, cls=cls, job=job, iter=iteration,
+                     proto=PROTO_TCP if proto is None else proto,
+                     src_port=ports[0], dst_port=ports[1], deps=deps,
+                     gap_s=0.0 if gap is None else gap, line=line)
+
+
+def _host_hint(hosts: Collection[str]) -> str:
+    names = sorted(hosts, key=lambda h: (len(h), h))
+    if not names:
+        return "(none)"
+    if len(names) <= 4:
+        return ", ".join(names)
+    return "%s..%s" % (names[0], names[-1])
+
+
+def _check_acyclic(path: str, flows: List[TraceFlow], by_id: Dict[str, TraceFlow]) -> None:
+    """Depth-first search; a back edge is a cycle, reported with its members."""
+    state: Dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for root in flows:
+        if root.flow_id in state:
+            continue
+        stack: List[Tuple[str, int]] = [(root.flow_id, 0)]
+        trail: List[str] = [root.flow_id]
+        state[root.flow_id] = 1
+        while stack:
+            fid, i = stack[-1]
+            deps = by_id[fid].deps
+            if i < len(deps):
+                stack[-1] = (fid, i + 1)
+                dep = deps[i]
+                mark = state.get(dep)
+                if mark == 1:
+                    cycle = trail[trail.index(dep):] + [dep]
+                    raise TraceError(path, "dependencies form a cycle: %s" % " -> ".join(cycle),
+                                     by_id[fid].line, "deps")
+                if mark is None:
+                    state[dep] = 1
+                    stack.append((dep, 0))
+                    trail.append(dep)
+            else:
+                state[fid] = 2
+                stack.pop()
+                trail.pop()
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None:
+        return ""
+    if float(value).is_integer():
+        return "%d" % value
+    return repr(float(value))
+
+
+def write_flow_trace(handle: IO[str], flows: Iterable[TraceFlow]) -> int:
+    """Write flows in the trace format (all columns); returns how many."""
+    handle.write(",".join(HEADER) + "\n")
+    n = 0
+    for f in flows:
+        handle.write(",".join([
+            _fmt(f.start_s), f.src, f.dst, _fmt(f.size_bytes), _fmt(f.rate_bps), f.flow_id,
+            f.cls, f.job, "" if f.iter is None else str(f.iter), str(f.proto),
+            "" if f.src_port is None else str(f.src_port),
+            "" if f.dst_port is None else str(f.dst_port),
+            ";".join(f.deps), _fmt(f.gap_s) if f.gap_s else "",
+        ]) + "\n")
+        n += 1
+    return n

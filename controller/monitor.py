@@ -1,0 +1,382 @@
+"""Port counters -> per-directed-link utilization, plus a bounded history per link.
+
+Why this module exists: the popular Ryu monitors add tx and rx together, divide
+by the OVS port speed (10 Gbit/s on every veth) and use the controller clock,
+so their numbers are wrong in three ways.  Here:
+
+* the directed link ``A->B`` is the *transmit* side of A's port toward B
+  (each switch-to-switch link is measured by the switch that sends on it);
+  host links are measured at the edge switch only, because hosts report
+  nothing: ``edge->host`` from that port's ``tx_bytes``, ``host->edge`` from its
+  ``rx_bytes``;
+* the rate is a counter delta over the delta of the *port's own*
+  ``duration_sec + duration_nsec/1e9``, so reply latency and a late or missed
+  poll do not distort it (a gap simply gives the mean over the longer interval);
+* utilization divides by the capacity in the fabric description (what the lab
+  shaped the link to), never by the port speed the switch reports.
+
+Counter resets (duration or a counter going backwards: a reconnect or a
+recreated port), the OVS "unavailable" value 2**64-1 (seen while ports are torn
+down), duplicate replies (zero duration delta) and links that are down never
+produce a sample: the baseline restarts or is kept, and the next good pair of
+readings gives the next sample.
+
+The controller's own timestamp ``now_s`` only labels samples (``LinkSample.t_s``).
+Nothing here imports OS-Ken: ``counters_from_stats`` reads OFPPortStats-like
+objects by attribute, so replay and tests can feed plain objects.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from controller.fabric import Fabric, Link
+
+UINT64_MAX = (1 << 64) - 1   # OVS: counter unavailable (e.g. port being torn down)
+UINT32_MAX = (1 << 32) - 1   # duration_sec unavailable
+OFPP_MAX = 0xFFFFFF00        # port numbers above are reserved (LOCAL, CONTROLLER, ...)
+
+_NO_LINK = -1
+
+
+class PortCounters(NamedTuple):
+    """One port's cumulative byte counters and its age as the switch reports it.
+
+    ``duration_s`` is NaN when the switch does not report a duration; the
+    monitor then falls back to the controller's timestamps for that port.
+    """
+
+    port_no: int
+    tx_bytes: int
+    rx_bytes: int
+    duration_s: float
+
+
+class LinkSample(NamedTuple):
+    """One utilization sample of a directed link.
+
+    ``t_s`` is the controller's timestamp of the reply; ``bytes`` the bytes
+    sent on the link over the interval the sample covers; ``util`` the mean
+    rate over that interval as a fraction of ``capacity_bps``.  The field order
+    is the link-load trace row (``LoadRecorder.write`` takes these directly).
+    """
+
+    t_s: float
+    link: Link
+    util: float
+    bytes: int
+    capacity_bps: float
+
+    @property
+    def rate_bps(self) -> float:
+        return self.util * self.capacity_bps
+
+
+def counters_from_stats(body: Iterable[object]) -> List[PortCounters]:
+    """Convert an ``OFPPortStatsReply.body`` (or any objects with the same
+    attributes) into ``PortCounters``, dropping reserved ports such as LOCAL.
+
+    Raw values are passed through unchanged (including 2**64-1): deciding what
+    is unusable is the monitor's job, so every source is treated alike.
+    """
+    out: List[PortCounters] = []
+    for stat in body:
+        port_no = int(getattr(stat, "port_no"))
+        if port_no > OFPP_MAX:
+            continue
+        sec = int(getattr(stat, "duration_sec"))
+        nsec = int(getattr(stat, "duration_nsec"))
+        duration = math.nan if sec == UINT32_MAX else sec + nsec / 1e9
+        out.append(PortCounters(port_no, int(getattr(stat, "tx_bytes")),
+                                int(getattr(stat, "rx_bytes")), duration))
+    return out
+
+
+@dataclass
+class MonitorStats:
+    """Why readings did not become samples; for health output and logs."""
+
+    resets: int = 0          # duration or counter went backwards: baseline restarted
+    unavailable: int = 0     # counter was 2**64-1 (or negative): reading skipped
+    stale: int = 0           # duration did not advance (duplicate or reordered reply)
+    implausible: int = 0     # rate above max_util x capacity: dropped, baseline restarted
+    unknown_switch: int = 0  # observe() for a switch the fabric does not have
+
+
+class LinkMonitor:
+    """Per-directed-link utilization from per-switch port counters.
+
+    Call ``observe`` with each port-stats reply.  The monitor follows the
+    fabric: when ``fabric.version`` changes (links discovered, removed, moved,
+    brought up or down, capacities changed) it re-indexes before the next
+    reading, keeping the history of links that still exist.
+
+    ``period_s`` (optional, normally the poll interval): when a sample covers
+    ``m >= 2`` periods (missed polls), its mean rate is written ``m`` times into
+    the history so that the forecaster's window stays on a uniform time grid.
+    ``max_util``: a rate above this multiple of capacity cannot be real on a
+    shaped link (a counter glitch, or a capacity that is configured wrong); such
+    readings are dropped and counted in ``stats.implausible``.
+    """
+
+    def __init__(self, fabric: Fabric, history: int = 128, *, period_s: Optional[float] = None,
+                 max_util: Optional[float] = 1.5) -> None:
+        if history < 1:
+            raise ValueError("history must be >= 1 sample, got %r" % (history,))
+        if period_s is not None and not period_s > 0:
+            raise ValueError("period_s must be > 0 seconds, got %r" % (period_s,))
+        self.fabric = fabric
+        self.history_len = int(history)
+        self.period_s = period_s
+        self.max_util = max_util
+        self.stats = MonitorStats()
+        self._version: Optional[int] = None
+        self._links: List[Link] = []
+        self._index: Dict[Link, int] = {}
+        # switch -> {port_no: (tx link index, rx link index)}
+        self._chans: Dict[str, Dict[int, Tuple[int, int]]] = {}
+        # per link index, scalars in Python lists (fast scalar access, exact ints)
+        self._cap: List[float] = []
+        self._up: List[bool] = []
+        self._where: List[Optional[Tuple[str, int]]] = []   # (switch, port) measuring it
+        self._base_bytes: List[Optional[int]] = []
+        self._base_dur: List[float] = []
+        self._base_now: List[float] = []
+        # per link index, numpy: ring buffer and latest values
+        self._ring = np.full((0, self.history_len), np.nan)
+        self._count = np.zeros(0, dtype=np.int64)           # samples ever written
+        self._latest = np.full(0, np.nan)
+        self._latest_t = np.full(0, np.nan)
+        self._latest_bytes = np.zeros(0, dtype=np.int64)
+        self._sync()
+
+    # -- indexing ------------------------------------------------------
+    def _grow(self, n: int) -> None:
+        have = self._ring.shape[0]
+        if n <= have:
+            return
+        new = max(n, 2 * have, 16)
+        extra = new - have
+        self._ring = np.vstack([self._ring, np.full((extra, self.history_len), np.nan)])
+        self._count = np.concatenate([self._count, np.zeros(extra, dtype=np.int64)])
+        self._latest = np.concatenate([self._latest, np.full(extra, np.nan)])
+        self._latest_t = np.concatenate([self._latest_t, np.full(extra, np.nan)])
+        self._latest_bytes = np.concatenate([self._latest_bytes, np.zeros(extra, dtype=np.int64)])
+
+    def _link_index(self, link: Link) -> int:
+        i = self._index.get(link)
+        if i is None:
+            i = len(self._links)
+            self._index[link] = i
+            self._links.append(link)
+            self._cap.append(math.nan)
+            self._up.append(False)
+            self._where.append(None)
+            self._base_bytes.append(None)
+            self._base_dur.append(math.nan)
+            self._base_now.append(math.nan)
+            self._grow(i + 1)
+        return i
+
+    def _sync(self) -> None:
+        """Re-index after a fabric change; cheap no-op otherwise."""
+        fabric = self.fabric
+        if fabric.version == self._version:
+            return
+        seen = set()
+        chans: Dict[str, Dict[int, Tuple[int, int]]] = {}
+        for switch in fabric.switches():
+            ports: Dict[int, Tuple[int, int]] = {}
+            for nbr in fabric.graph.neighbors(switch):
+                port = fabric.port(switch, nbr)
+                up = fabric.is_up(switch, nbr)
+                cap = fabric.capacity_bps(switch, nbr)
+                tx = self._claim((switch, nbr), (switch, port), cap, up, seen)
+                rx = _NO_LINK
+                if fabric.is_host(nbr):
+                    rx = self._claim((nbr, switch), (switch, port), cap, up, seen)
+                ports[port] = (tx, rx)
+            chans[switch] = ports
+        for i in range(len(self._links)):
+            if i not in seen:        # link gone from the fabric
+                self._up[i] = False
+                self._where[i] = None
+                self._base_bytes[i] = None
+                self._latest[i] = np.nan
+        self._chans = chans
+        self._version = fabric.version
+
+    def _claim(self, link: Link, where: Tuple[str, int], cap: float, up: bool, seen: set) -> int:
+        i = self._link_index(link)
+        seen.add(i)
+        if self._where[i] != where or not up:
+            # Measured on another port now (cable moved), or down: the old
+            # baseline says nothing about the new counters.
+            self._base_bytes[i] = None
+        if not up:
+            self._latest[i] = np.nan
+        self._where[i] = where
+        self._cap[i] = float(cap)
+        self._up[i] = up
+        return i
+
+    # -- readings ------------------------------------------------------
+    def observe(self, switch: str, counters: Sequence[PortCounters], now_s: float) -> List[LinkSample]:
+        """Feed one switch's port counters; return the samples they complete.
+
+        Ports the fabric does not know (unconnected, not yet discovered) are
+        ignored, as is a switch the fabric does not have.
+        """
+        self._sync()
+        chans = self._chans.get(switch)
+        if chans is None:
+            self.stats.unknown_switch += 1
+            return []
+        idx: List[int] = []
+        utils: List[float] = []
+        nbytes: List[int] = []
+        fills: List[Tuple[int, int]] = []
+        step = self._step
+        for c in counters:
+            pair = chans.get(c.port_no)
+            if pair is None:
+                continue
+            tx, rx = pair
+            got = step(tx, c.tx_bytes, c.duration_s, now_s)
+            if got is not None:
+                idx.append(tx)
+                utils.append(got[0])
+                nbytes.append(got[1])
+                if got[2] > 1:
+                    fills.append((len(idx) - 1, got[2]))
+            if rx >= 0:
+                got = step(rx, c.rx_bytes, c.duration_s, now_s)
+                if got is not None:
+                    idx.append(rx)
+                    utils.append(got[0])
+                    nbytes.append(got[1])
+                    if got[2] > 1:
+                        fills.append((len(idx) - 1, got[2]))
+        if not idx:
+            return []
+        self._record(idx, utils, nbytes, fills, now_s)
+        links, caps = self._links, self._cap
+        return [LinkSample(now_s, links[i], u, b, caps[i]) for i, u, b in zip(idx, utils, nbytes)]
+
+    def _step(self, i: int, value: int, dur: float, now_s: float) -> Optional[Tuple[float, int, int]]:
+        """Advance one counter; (util, bytes, periods covered) or None for no sample."""
+        if value >= UINT64_MAX or value < 0:
+            self.stats.unavailable += 1          # keep the old baseline: next good reading spans the gap
+            return None
+        if not self._up[i]:
+            self._base_bytes[i] = None
+            return None
+        base = self._base_bytes[i]
+        base_dur = self._base_dur[i]
+        if base is None:
+            self._set_base(i, value, dur, now_s)
+            return None
+        if value < base or dur < base_dur:       # NaN compares False: no duration, counters decide
+            self.stats.resets += 1
+            self._set_base(i, value, dur, now_s)
+            return None
+        if math.isnan(dur) or math.isnan(base_dur):
+            dt = now_s - self._base_now[i]
+        else:
+            dt = dur - base_dur
+        if not dt > 0:
+            self.stats.stale += 1                # duplicate reply: keep the older baseline
+            return None
+        delta = value - base
+        util = delta * 8.0 / dt / self._cap[i]
+        self._set_base(i, value, dur, now_s)
+        if self.max_util is not None and util > self.max_util:
+            self.stats.implausible += 1
+            return None
+        periods = 1
+        if self.period_s is not None:
+            periods = max(1, int(round(dt / self.period_s)))
+        return util, delta, periods
+
+    def _set_base(self, i: int, value: int, dur: float, now_s: float) -> None:
+        self._base_bytes[i] = value
+        self._base_dur[i] = dur
+        self._base_now[i] = now_s
+
+    def _record(self, idx: List[int], utils: List[float], nbytes: List[int],
+                fills: List[Tuple[int, int]], now_s: float) -> None:
+        h = self.history_len
+        for k, periods in fills:                 # rare: missed polls, pad with the mean rate
+            i = idx[k]
+            for _ in range(min(periods, h) - 1):
+                self._ring[i, self._count[i] % h] = utils[k]
+                self._count[i] += 1
+        ix = np.asarray(idx, dtype=np.intp)
+        val = np.asarray(utils, dtype=float)
+        self._ring[ix, self._count[ix] % h] = val
+        self._count[ix] += 1                     # indices are unique within one reply
+        self._latest[ix] = val
+        self._latest_t[ix] = now_s
+        self._latest_bytes[ix] = nbytes
+
+    def forget(self, switch: str) -> None:
+        """Drop a switch's baselines and latest values (it disconnected).
+
+        Its links keep their history; after it reconnects the first reply sets
+        a new baseline, so a counter reset on reconnect never shows as a rate.
+        """
+        for tx, rx in self._chans.get(switch, {}).values():
+            for i in (tx, rx):
+                if i >= 0:
+                    self._base_bytes[i] = None
+                    self._latest[i] = np.nan
+
+    # -- queries -------------------------------------------------------
+    def links(self) -> List[Link]:
+        """Every directed link the monitor has indexed (current fabric or past)."""
+        return list(self._links)
+
+    def utilization(self) -> Dict[Link, float]:
+        """Latest utilization of every up link that has one."""
+        self._sync()
+        n = len(self._links)
+        valid = np.flatnonzero(~np.isnan(self._latest[:n]))
+        links, up, latest = self._links, self._up, self._latest
+        return {links[i]: float(latest[i]) for i in valid.tolist() if up[i]}
+
+    def latest(self) -> Dict[Link, LinkSample]:
+        """Latest sample of every up link that has one (for the API and logs)."""
+        self._sync()
+        n = len(self._links)
+        out: Dict[Link, LinkSample] = {}
+        for i in np.flatnonzero(~np.isnan(self._latest[:n])).tolist():
+            if self._up[i]:
+                out[self._links[i]] = LinkSample(float(self._latest_t[i]), self._links[i],
+                                                 float(self._latest[i]), int(self._latest_bytes[i]),
+                                                 self._cap[i])
+        return out
+
+    def history(self, links: Sequence[Link], n: int) -> np.ndarray:
+        """The last ``n`` samples of each link, shape (len(links), n), oldest first.
+
+        NaN where a link has fewer samples (or is unknown); at most
+        ``history`` samples are kept, older columns are NaN.
+        """
+        out = np.full((len(links), n), np.nan)
+        if n <= 0 or not links:
+            return out
+        rows = np.fromiter((self._index.get(link, _NO_LINK) for link in links), dtype=np.intp,
+                           count=len(links))
+        known = np.flatnonzero(rows >= 0)
+        if known.size == 0:
+            return out
+        ix = rows[known]
+        count = self._count[ix][:, None]
+        seq = count - n + np.arange(n)[None, :]          # sample numbers, oldest..newest
+        ok = (seq >= 0) & (seq >= count - self.history_len)
+        vals = self._ring[ix[:, None], seq % self.history_len]
+        out[known] = np.where(ok, vals, np.nan)
+        return out

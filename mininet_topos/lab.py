@@ -1,0 +1,285 @@
+"""The Mininet lab: Open vSwitch (userspace datapath), a fat-tree, and the Sidestep controller.
+
+Used by ``sidestep lab`` and by the integration tests.  ``Lab`` is a context
+manager whose exit always tears everything down (Mininet hosts and links, OVS
+bridges, the controller process), on success, failure or Ctrl-C.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, Dict, List, Optional, Sequence
+
+from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
+
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class LabError(RuntimeError):
+    """The lab cannot run here; the message says why and what to do."""
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    last_exc: Optional[BaseException] = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            last_exc = exc
+        if time.monotonic() > deadline:
+            extra = " (last error: %s)" % last_exc if last_exc else ""
+            raise LabError("timed out after %.0f s waiting for %s%s" % (timeout_s, what, extra))
+        time.sleep(interval_s)
+
+
+def check_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (Mininet creates network namespaces and OVS bridges); "
+                       "run it as root, e.g. with sudo")
+
+
+def ensure_ovs() -> None:
+    """Start Open vSwitch if it is not running (userspace datapath: no kernel module needed)."""
+    if shutil.which("ovs-vsctl") is None or not os.path.exists(OVS_CTL):
+        raise LabError("Open vSwitch is not installed; install it with "
+                       "'apt-get install openvswitch-switch' (the README's setup command does this)")
+    if subprocess.call(["ovs-vsctl", "--timeout=3", "show"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) == 0:
+        return
+    proc = subprocess.run([OVS_CTL, "start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    if subprocess.call(["ovs-vsctl", "--timeout=5", "show"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) != 0:
+        raise LabError("Open vSwitch did not start:\n%s" % proc.stdout[-2000:])
+
+
+def mininet_cleanup() -> None:
+    """Remove stale Mininet hosts, links and OVS bridges (``mn -c``)."""
+    subprocess.call(["mn", "-c"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def free_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def http_json(url: str, timeout_s: float = 2.0):
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.loads(resp.read().decode("utf-8"))
+
+
+class ControllerProcess:
+    """The Sidestep controller as a separate process, the way a user runs it."""
+
+    def __init__(self, out_dir: str, *, ofp_port: int = 6653, rest_port: int = 0,
+                 config: Optional[str] = None, overrides: Optional[Dict[str, object]] = None,
+                 record: Optional[str] = None, python: Optional[str] = None,
+                 command: Optional[Sequence[str]] = None, name: str = "controller") -> None:
+        self.out_dir = out_dir
+        self.ofp_port = ofp_port
+        self.rest_port = rest_port or free_port()
+        self.config = config
+        self.overrides = dict(overrides or {})
+        self.record = record
+        self.python = python or sys.executable
+        self.command = list(command) if command else None
+        self.log_path = os.path.join(out_dir, "%s.txt" % name)
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.rest_port
+
+    def start(self, timeout_s: float = 30.0) -> "ControllerProcess":
+        if not port_free(self.ofp_port, "0.0.0.0"):
+            raise LabError("OpenFlow port %d is already in use (another controller is running?); "
+                           "stop it first (e.g. 'pkill -f osken-manager') or choose another port"
+                           % self.ofp_port)
+        if self.command is not None:
+            cmd = list(self.command)
+            env = dict(os.environ)
+            env["SIDESTEP_CONFIG"] = self.config or ""
+            overrides = dict(self.overrides, rest_port=self.rest_port)
+            if self.record:
+                overrides["record"] = self.record
+            env["SIDESTEP_OVERRIDES"] = json.dumps(overrides)
+        else:
+            cmd = [self.python, "-m", "controller.cli", "controller", "--ofp-port", str(self.ofp_port),
+                   "--rest-port", str(self.rest_port)]
+            if self.config:
+                cmd += ["--config", self.config]
+            if self.record:
+                cmd += ["--record", self.record]
+            if self.overrides:
+                cmd += ["--set-json", json.dumps(self.overrides)]
+            env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                     start_new_session=True)
+        log.close()
+        try:
+            wait_for(lambda: self._alive() and http_json(self.url + "/health"), timeout_s,
+                     "the controller's REST API on %s" % self.url)
+        except LabError:
+            tail = self.log_tail()
+            self.stop()
+            raise LabError("the controller did not start; its log (%s) ends with:\n%s"
+                           % (self.log_path, tail))
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise LabError("the controller exited with code %s" % (self.proc.returncode if self.proc else None))
+        return True
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            with open(self.log_path, "r", errors="replace") as handle:
+                return "".join(handle.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def get(self, path: str):
+        return http_json(self.url + path)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class Lab:
+    """A fat-tree in Mininet on the userspace datapath, driven by a controller process.
+
+    Use as ``with Lab(k=4, out_dir=...) as lab: lab.net.pingAll()``.
+    """
+
+    def __init__(self, k: int = 4, bw_mbps: float = 10.0, *, out_dir: str, ofp_port: int = 6653,
+                 controller: Optional[ControllerProcess] = None, big_switch: bool = False,
+                 discovery_timeout_s: float = 60.0) -> None:
+        self.spec: FatTreeSpec = fat_tree(k, bw_mbps)
+        self.out_dir = out_dir
+        self.ofp_port = ofp_port
+        self.big_switch = big_switch
+        self.controller = controller if controller is not None else ControllerProcess(out_dir, ofp_port=ofp_port)
+        self.discovery_timeout_s = discovery_timeout_s
+        self.net = None
+
+    # -- lifecycle -------------------------------------------------------
+    def __enter__(self) -> "Lab":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        check_root()
+        os.makedirs(self.out_dir, exist_ok=True)
+        ensure_ovs()
+        mininet_cleanup()
+        self.controller.start()
+        from functools import partial
+
+        from mininet.link import TCLink
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import OVSSwitch, RemoteController
+
+        setLogLevel("warning")
+        if self.big_switch:
+            from mininet_topos.bigswitch import BigSwitchTopo
+            topo = BigSwitchTopo(k=self.spec.k, bw=self.spec.bw_mbps)
+        else:
+            from mininet_topos.fattree import FatTreeTopo
+            topo = FatTreeTopo(k=self.spec.k, bw=self.spec.bw_mbps)
+        switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13")
+        self.net = Mininet(topo=topo, switch=switch, link=TCLink, controller=None,
+                           autoSetMacs=False, autoStaticArp=False, build=False, waitConnected=False)
+        self.net.addController(RemoteController("c0", ip="127.0.0.1", port=self.ofp_port))
+        self.net.build()
+        self.net.start()
+        for host in self.net.hosts:
+            for intf in host.intfList():
+                host.cmd("ethtool -K %s tx off >/dev/null 2>&1" % intf.name)
+        self.wait_discovered()
+
+    def expected_links(self) -> int:
+        """Switch-to-switch cables the controller must discover."""
+        if self.big_switch:
+            return 0
+        return sum(1 for l in self.spec.links if not l.a.startswith("h"))
+
+    def wait_discovered(self) -> None:
+        n_switches = 1 if self.big_switch else len(self.spec.switches)
+        n_links = self.expected_links()
+
+        def done():
+            health = self.controller.get("/health")
+            topo = self.controller.get("/topology")
+            links = [l for l in topo.get("links", []) if l.get("up", True)]
+            return health.get("switches_connected") == n_switches and len(links) >= n_links \
+                and health.get("settled", True)
+
+        wait_for(done, self.discovery_timeout_s,
+                 "the controller to see %d switches and %d links" % (n_switches, n_links), 0.5)
+
+    def stop(self) -> None:
+        try:
+            if self.net is not None:
+                self.net.stop()
+        except Exception:  # pylint: disable=broad-except
+            pass
+        finally:
+            self.net = None
+            self.controller.stop()
+            mininet_cleanup()
+
+    # -- helpers ---------------------------------------------------------
+    def host(self, name: str):
+        return self.net.get(name)
+
+    def switch_names(self) -> List[str]:
+        return [s.name for s in self.spec.switches]
