@@ -1,0 +1,32 @@
+"""``sidestep check-config FILE``: validate a controller config without starting anything.
+
+Prints the effective configuration (defaults filled in) as YAML and exits 0,
+or prints one error line naming the key or path and exits 2.  Run it before
+``sidestep controller --config FILE`` or in CI for a config you ship.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="controller config (YAML)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing when the config is valid")
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file, {})
+    except ConfigError as exc:
+        print("sidestep check-config: error: %s" % exc, file=sys.stderr)
+        return 2
+    if not args.quiet:
+        sys.stdout.write("# effective config of %s\n" % args.file)
+        sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False))
+    return 0
