@@ -1,0 +1,242 @@
+"""REST API and /metrics through the WSGI interface (direct calls, wsgiref validator)."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from wsgiref.util import setup_testing_defaults
+from wsgiref.validate import validator
+
+import pytest
+
+from controller.api import (ROUTES, Health, LinkUtil, PathInfo, SnapshotState, make_wsgi_app,
+                            topology_from_fabric, utilization_from_monitor)
+from controller.fabric import Fabric
+from controller.monitor import LinkMonitor, PortCounters
+from mininet_topos.fattree_spec import fat_tree
+
+
+def call(app, path, method="GET", query=""):
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": method, "wsgi.input": io.BytesIO(b""),
+               "SCRIPT_NAME": "", "QUERY_STRING": query}
+    setup_testing_defaults(environ)
+    got = {}
+
+    def start_response(status, headers, exc_info=None):
+        got["status"] = status
+        got["headers"] = dict(headers)
+        return lambda data: None
+
+    result = validator(app)(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        result.close()
+    return int(got["status"].split()[0]), got["headers"], body
+
+
+@pytest.fixture
+def fabric():
+    return Fabric.from_spec(fat_tree(4, 10))
+
+
+@pytest.fixture
+def state(fabric):
+    """A k=4 fabric with one measured link pair, one forecast and one pinned path."""
+    mon = LinkMonitor(fabric)
+    port, hport = fabric.port("e0_0", "a0_0"), fabric.port("e0_0", "h1")
+    mon.observe("e0_0", [PortCounters(port, 0, 0, 10.0), PortCounters(hport, 0, 0, 10.0)], 0.0)
+    mon.observe("e0_0", [PortCounters(port, 625_000, 0, 11.0), PortCounters(hport, 0, 625_000, 11.0)], 1.0)
+    preds = {("e0_0", "a0_0"): 0.6, ("a0_0", "c0"): 0.2}
+    connected = set(fabric.switches()) - {"c3"}
+    path = ("h1", "e0_0", "a0_0", "c0", "a3_0", "e3_0", "h13")
+    return SnapshotState(
+        topology_=topology_from_fabric(fabric, connected),
+        utilization_=utilization_from_monitor(mon, preds),
+        paths_=[PathInfo("f1", "h1", "h13", 17, 5000, 4791, path, 2, 12.5, "training")],
+        health_=Health(len(connected), len(fabric.switches()), {"e0_0": 3, "c0": 0}, 42.0,
+                       "predictive", "default-gbr", reroutes_total=5, packet_in_total=77))
+
+
+def get_json(app, path):
+    status, headers, body = call(app, path)
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/json"
+    return json.loads(body)
+
+
+def test_topology(state, fabric):
+    data = get_json(make_wsgi_app(state), "/topology")
+    assert len(data["switches"]) == 20 and len(data["hosts"]) == 16
+    assert len(data["links"]) == len(fabric.directed_links()) // 2
+    c3 = next(s for s in data["switches"] if s["name"] == "c3")
+    assert c3["connected"] is False and c3["dpid"] == fabric.dpid("c3")
+    assert c3["dpid_hex"] == "%016x" % fabric.dpid("c3")
+    h1 = next(h for h in data["hosts"] if h["name"] == "h1")
+    assert h1 == {"name": "h1", "ip": "10.0.0.1", "mac": "00:00:00:00:00:01", "switch": "e0_0", "port": 1}
+    assert all(l["capacity_bps"] == 10e6 and l["up"] for l in data["links"])
+
+
+def test_utilization_and_predictions(state):
+    app = make_wsgi_app(state)
+    data = get_json(app, "/utilization")
+    by = {l["link"]: l for l in data["links"]}
+    up = by["e0_0->a0_0"]
+    assert up["util"] == pytest.approx(0.5) and up["bytes_per_s"] == pytest.approx(625_000)
+    assert up["t_s"] == 1.0 and up["capacity_bps"] == 10e6 and up["pred"] == 0.6
+    assert (up["src"], up["dst"]) == ("e0_0", "a0_0")
+    only_pred = by["a0_0->c0"]
+    assert only_pred["util"] is None and only_pred["pred"] == 0.2
+    assert "pred" not in by["e0_0->h1"] and by["e0_0->h1"]["util"] == 0.0
+    assert by["h1->e0_0"]["util"] == pytest.approx(0.5)
+    preds = get_json(app, "/predictions")
+    assert preds["model"] == "default-gbr"
+    assert [l["link"] for l in preds["links"]] == ["a0_0->c0", "e0_0->a0_0"]
+
+
+def test_paths_and_health(state):
+    app = make_wsgi_app(state)
+    (p,) = get_json(app, "/paths")["paths"]
+    assert p["flow_id"] == "f1" and p["path"][0] == "h1" and p["version"] == 2 and p["dst_port"] == 4791
+    h = get_json(app, "/health")
+    assert h["status"] == "degraded" and h["switches_connected"] == 19 and h["switches_expected"] == 20
+    assert h["missed_polls"] == {"c0": 0, "e0_0": 3} and h["missed_polls_total"] == 3
+    assert (h["policy"], h["model"], h["uptime_s"]) == ("predictive", "default-gbr", 42.0)
+
+
+def test_trailing_slash_and_query_are_tolerated(state):
+    app = make_wsgi_app(state)
+    assert call(app, "/health/")[0] == 200
+    assert call(app, "/health", query="verbose=1")[0] == 200
+
+
+def test_unknown_path_is_404_json(state):
+    for path in ("/", "/nope", "/topology/x"):
+        status, headers, body = call(make_wsgi_app(state), path)
+        assert status == 404
+        assert headers["Content-Type"] == "application/json"
+        data = json.loads(body)
+        assert "error" in data and data["routes"] == list(ROUTES)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_writes_are_405_json(state, method):
+    status, headers, body = call(make_wsgi_app(state), "/paths", method)
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD"
+    assert "read-only" in json.loads(body)["error"]
+
+
+def test_head_has_no_body(state):
+    status, headers, body = call(make_wsgi_app(state), "/metrics", "HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+
+
+def test_failing_state_gives_500_json_and_keeps_serving(state, caplog):
+    class Broken(SnapshotState):
+        def paths(self):
+            raise RuntimeError("boom")
+
+    app = make_wsgi_app(Broken(state.topology_, state.utilization_, (), state.health_))
+    status, _, body = call(app, "/paths")
+    assert status == 500 and "boom" in json.loads(body)["error"]
+    assert "REST GET /paths failed" in caplog.text
+    assert call(app, "/health")[0] == 200
+
+
+def test_nan_never_reaches_json():
+    state = SnapshotState(utilization_=[LinkUtil(("a", "b"), math.nan, None, None, math.inf)])
+    data = get_json(make_wsgi_app(state), "/utilization")
+    assert data["links"][0]["util"] is None and data["links"][0]["capacity_bps"] is None
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+                    r'(NaN|[+-]Inf|-?[0-9.e+-]+)$')
+
+
+def parse_metrics(text):
+    """Check the 0.0.4 text format; return {name: [(labels_text, value)]}."""
+    assert text.endswith("\n")
+    families, typed = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in families, "family %s repeated" % name
+            families[name] = []
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert kind in ("gauge", "counter") and name in families
+            typed[name] = kind
+        else:
+            m = SAMPLE.match(line)
+            assert m, "bad sample line %r" % line
+            assert m.group(1) in typed, "sample before its TYPE: %r" % line
+            families[m.group(1)].append((m.group(2) or "", float(m.group(5))))
+    for name, kind in typed.items():
+        assert name.startswith("sidestep_")
+        assert name.endswith("_total") == (kind == "counter"), name
+    return families
+
+
+def test_metrics(state):
+    status, headers, body = call(make_wsgi_app(state), "/metrics")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    fam = parse_metrics(body.decode())
+    util = dict(fam["sidestep_link_utilization_ratio"])
+    assert util['{link="e0_0->a0_0",src="e0_0",dst="a0_0"}'] == pytest.approx(0.5)
+    pred = dict(fam["sidestep_link_predicted_utilization_ratio"])
+    assert pred == {'{link="a0_0->c0",src="a0_0",dst="c0"}': 0.2,
+                    '{link="e0_0->a0_0",src="e0_0",dst="a0_0"}': 0.6}
+    caps = dict(fam["sidestep_link_capacity_bits"])
+    assert len(caps) == 96 and set(caps.values()) == {10e6}     # k=4: 48 cables, both directions
+    assert dict(fam["sidestep_switches_connected"]) == {"": 19}
+    assert dict(fam["sidestep_polls_missed_total"])['{switch="e0_0"}'] == 3
+    assert dict(fam["sidestep_reroutes_total"]) == {"": 5}
+    assert dict(fam["sidestep_packet_in_total"]) == {"": 77}
+    assert dict(fam["sidestep_paths_installed"]) == {"": 1}
+
+
+def test_metrics_escape_label_values():
+    state = SnapshotState(health_=Health(0, 0, {'we"ird\\sw\nx': 1}, 0.0, "ecmp", None))
+    text = call(make_wsgi_app(state), "/metrics")[2].decode()
+    assert 'sidestep_polls_missed_total{switch="we\\"ird\\\\sw\\nx"} 1' in text
+    parse_metrics(text)
+
+
+def test_empty_state_renders_everywhere():
+    app = make_wsgi_app(SnapshotState())
+    for path in ROUTES:
+        assert call(app, path)[0] == 200
+
+
+def test_served_over_http_by_wsgiref(state):
+    """The same app behind a real HTTP server (as hub.WSGIServer will serve it)."""
+    import threading
+    import urllib.error
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, make_wsgi_app(state), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = "http://127.0.0.1:%d" % server.server_port
+        with urllib.request.urlopen(base + "/health", timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["switches_connected"] == 19
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "/nope", timeout=5)
+        assert info.value.code == 404 and "error" in json.loads(info.value.read())
+        req = urllib.request.Request(base + "/paths", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        assert info.value.code == 405
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
