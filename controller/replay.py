@@ -1,0 +1,311 @@
+"""Replay a flow trace under each routing policy and report what training would have gained.
+
+Policies
+--------
+``ecmp``        the 5-tuple hash only (no control loop).
+``reactive``    at every tick the simulated port counters go through the real
+                ``LinkMonitor``; the real planner moves elephants off links
+                measured hot (``PlannerConfig(policy="reactive")``).
+``predictive``  the same, plus the real forecaster: ``Predictor.predict`` on
+                ``LinkMonitor.history`` gives the forecast the planner uses.
+``ideal``       every host on one non-blocking switch with the same host
+                links: flows limited only by their host links (the physical limit).
+
+Demand passed to the planner (``ActiveFlow.rate_bps``): a connection's current
+max-min rate while it sends; between bursts a training connection's rate is 0,
+so it is passed the mean rate of its last burst (size / duration), which is
+what its next burst will ask for.  Idle connections with no burst yet, or with
+no flows left in the trace, are not shown to the planner.
+
+Metrics (``summary.json``)
+--------------------------
+* ``mean_fct_s``/``p99_fct_s``: flow completion time, finish - actual start
+  (the start after dependencies), numpy linear-interpolated percentile.
+* ``max_link_util``/``mean_link_util``: per poll interval, exact bytes over
+  capacity, over every directed link of the fabric the policy runs on (host
+  links included; for ``ideal`` that is only host links) and every interval.
+* ``reroutes``: connection moves applied.
+* ``jobs``: iteration time of iteration i = last finish of i minus last finish
+  of i-1, for each i whose predecessor exists (so the first iteration has none).
+* ``aggregate_throughput_bps``: sum over flows of size / FCT (Hedera's
+  aggregate of per-flow throughputs); ``makespan_s``: last finish.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from controller.fabric import Fabric, Link
+from controller.flowtrace import TraceFlow
+from controller.loadtrace import write_rows
+from controller.sim import (ConnView, PathChange, ProgressHook, SimResult, Simulator, TickHook,
+                            TickView, big_switch_fabric)
+
+POLICIES = ("ecmp", "reactive", "predictive", "ideal")
+
+
+class ReplayError(ValueError):
+    """Bad replay input (policy, model, output folder); the message says what to do."""
+
+
+# --------------------------------------------------------------------------
+# the control loop: simulated counters -> real monitor, forecaster, planner
+# --------------------------------------------------------------------------
+class ControlLoop:
+    """The live app's per-poll decision, fed by the simulator instead of OpenFlow."""
+
+    def __init__(self, fabric: Fabric, policy: str, *, poll_interval_s: float,
+                 predictor: object = None, planner_overrides: Optional[Dict[str, object]] = None) -> None:
+        from controller.monitor import LinkMonitor
+        from controller.planner import EqualCostPaths, PlannerConfig
+
+        if policy not in ("reactive", "predictive"):
+            raise ReplayError("no control loop for policy %r" % policy)
+        if policy == "predictive" and predictor is None:
+            raise ReplayError("the predictive policy needs a predictor")
+        self.fabric = fabric
+        self.policy = policy
+        self.predictor = predictor
+        window = int(getattr(predictor, "window", 1)) if predictor is not None else 1
+        self.monitor = LinkMonitor(fabric, history=max(128, window), period_s=poll_interval_s)
+        self.config = PlannerConfig.from_mapping(dict(planner_overrides or {}, policy=policy))
+        self.paths = EqualCostPaths(fabric)
+        self.links: List[Link] = fabric.directed_links()
+        self.reasons: List[Tuple[float, str, str]] = []
+
+    def __call__(self, view: TickView) -> List[PathChange]:
+        from controller.monitor import PortCounters
+        from controller.planner import ActiveFlow, plan_reroutes
+
+        for switch, rows in view.counters.items():
+            self.monitor.observe(switch, [PortCounters(p, tx, rx, view.now_s) for p, tx, rx in rows],
+                                 view.now_s)
+        measured = self.monitor.utilization()
+        predicted = None
+        if self.policy == "predictive":
+            window = int(self.predictor.window)
+            history = self.monitor.history(self.links, window)
+            forecast = np.asarray(self.predictor.predict(history), dtype=float)
+            predicted = {link: float(v) for link, v in zip(self.links, forecast)}
+        by_id: Dict[str, ConnView] = {c.flow_id: c for c in view.connections}
+        flows = [ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls) for c in view.connections]
+        reroutes = plan_reroutes(self.fabric, flows, measured, predicted, self.config, paths=self.paths)
+        out = []
+        for rr in reroutes:
+            conn = by_id[rr.flow_id]
+            self.reasons.append((view.now_s, rr.flow_id, rr.reason))
+            out.append(PathChange(conn.five, tuple(rr.new_path), rr.reason))
+        return out
+
+
+def load_model(model: Optional[str], poll_interval_s: float) -> object:
+    """The forecaster the live app would load (``models.runtime.load_predictor``)."""
+    try:
+        from models.runtime import load_predictor
+    except ImportError as exc:
+        raise ReplayError("the forecaster runtime (models/runtime.py) is not available: %s" % exc) from None
+    return load_predictor(model, sampling_period_s=poll_interval_s)
+
+
+def make_hook(policy: str, fabric: Fabric, *, poll_interval_s: float = 1.0, model: Optional[str] = None,
+              predictor: object = None, planner_overrides: Optional[Dict[str, object]] = None
+              ) -> Optional[TickHook]:
+    """The tick hook for ``policy`` (None for ecmp and ideal: no control loop)."""
+    if policy not in POLICIES:
+        raise ReplayError("unknown policy %r; choose one of %s" % (policy, "|".join(POLICIES)))
+    if policy in ("ecmp", "ideal"):
+        return None
+    if policy == "predictive" and predictor is None:
+        predictor = load_model(model, poll_interval_s)
+    return ControlLoop(fabric, policy, poll_interval_s=poll_interval_s, predictor=predictor,
+                       planner_overrides=planner_overrides)
+
+
+# --------------------------------------------------------------------------
+# running and summarising
+# --------------------------------------------------------------------------
+@dataclass
+class PolicyRun:
+    policy: str
+    result: SimResult
+    summary: Dict[str, object]
+
+
+def run_policy(policy: str, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
+               poll_interval_s: float = 1.0, model: Optional[str] = None, predictor: object = None,
+               planner_overrides: Optional[Dict[str, object]] = None,
+               progress: Optional[ProgressHook] = None) -> PolicyRun:
+    """Simulate ``flows`` under one policy and summarise the run."""
+    hook = make_hook(policy, fabric, poll_interval_s=poll_interval_s, model=model,
+                     predictor=predictor, planner_overrides=planner_overrides)
+    net = big_switch_fabric(fabric) if policy == "ideal" else fabric
+    result = Simulator(net, flows, seed=seed, poll_interval_s=poll_interval_s, hook=hook,
+                       progress=progress).run()
+    return PolicyRun(policy, result, summarize(result))
+
+
+def _r(x: float) -> float:
+    """Round for the report: stable text, no float noise in summary.json."""
+    return float(round(float(x), 6))
+
+
+def iteration_times(result: SimResult) -> Dict[str, List[Tuple[int, float]]]:
+    """job -> [(iteration i, last finish of i - last finish of i-1)] for consecutive iterations."""
+    last: Dict[str, Dict[int, float]] = {}
+    for rec in result.flows:
+        f = rec.flow
+        if not f.job or f.iter is None:
+            continue
+        per = last.setdefault(f.job, {})
+        per[f.iter] = max(per.get(f.iter, -np.inf), rec.finish_s)
+    out: Dict[str, List[Tuple[int, float]]] = {}
+    for job in sorted(last):
+        per = last[job]
+        out[job] = [(i, per[i] - per[i - 1]) for i in sorted(per) if i - 1 in per]
+    return out
+
+
+def summarize(result: SimResult) -> Dict[str, object]:
+    start = np.array([r.start_s for r in result.flows])
+    finish = np.array([r.finish_s for r in result.flows])
+    size = np.array([r.size_bytes for r in result.flows])
+    fct = finish - start
+    util = result.utilization()
+    with np.errstate(divide="ignore"):
+        per_flow_tput = np.where(fct > 0, size * 8.0 / np.where(fct > 0, fct, 1.0), 0.0)
+    jobs: Dict[str, Dict[str, float]] = {}
+    for job, series in iteration_times(result).items():
+        if not series:
+            continue
+        times = np.array([t for _, t in series])
+        jobs[job] = {"mean_iteration_s": _r(times.mean()),
+                     "p99_iteration_s": _r(np.percentile(times, 99)),
+                     "iterations": len(times)}
+    return {
+        "flows": len(result.flows),
+        "mean_fct_s": _r(fct.mean()),
+        "p99_fct_s": _r(np.percentile(fct, 99)),
+        "max_link_util": _r(util.max() if util.size else 0.0),
+        "mean_link_util": _r(util.mean() if util.size else 0.0),
+        "reroutes": int(result.reroutes),
+        "aggregate_throughput_bps": _r(per_flow_tput.sum()),
+        "makespan_s": _r(finish.max()),
+        "jobs": jobs,
+    }
+
+
+def mean_iteration_s(summary: Dict[str, object]) -> Optional[float]:
+    """Mean over jobs of each job's mean iteration time (None without jobs)."""
+    jobs = summary.get("jobs") or {}
+    vals = [j["mean_iteration_s"] for j in jobs.values()]  # type: ignore[union-attr]
+    return float(np.mean(vals)) if vals else None
+
+
+# --------------------------------------------------------------------------
+# output folder
+# --------------------------------------------------------------------------
+def write_flows_csv(handle, runs: Sequence[PolicyRun]) -> None:
+    handle.write("policy,flow_id,start_s,finish_s,size_bytes,path\n")
+    for run in runs:
+        for r in run.result.flows:
+            handle.write("%s,%s,%.6f,%.6f,%.0f,%s\n" % (run.policy, r.flow_id, r.start_s, r.finish_s,
+                                                         r.size_bytes, ";".join(r.path)))
+
+
+def write_loads_csv(handle, result: SimResult) -> int:
+    """The run's link loads in the recording format (``read_link_loads`` reads it back)."""
+    from controller.loadtrace import HEADER
+    handle.write(",".join(HEADER) + "\n")
+    util = result.utilization()
+    n = 0
+    for t_i, t in enumerate(result.tick_s):
+        rows = ((float(t), link, float(util[t_i, l_i]), float(result.interval_bytes[t_i, l_i]),
+                 float(result.capacity_bps[l_i])) for l_i, link in enumerate(result.links))
+        n += write_rows(handle, rows)
+    return n
+
+
+def loads_policy(policies: Sequence[str]) -> str:
+    """Which run ``loads.csv`` holds: the one policy asked for, or ecmp when several
+    (the traffic as the hash places it, undisturbed by the planner: what a
+    forecaster should learn the fabric's own rhythm from)."""
+    if len(policies) == 1:
+        return policies[0]
+    return "ecmp" if "ecmp" in policies else policies[0]
+
+
+def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = False,
+                  plots: bool = True, meta: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """Write summary.json, flows.csv, loads.csv and plots into a temp folder, then rename it into place.
+
+    An existing ``out_dir`` is refused unless ``force``; with ``force`` it is
+    replaced only once the new folder is complete.
+    """
+    out_dir = os.path.abspath(out_dir)
+    if os.path.lexists(out_dir) and not force:
+        raise ReplayError("output folder %s exists; pick another --out or pass --force to replace it"
+                          % out_dir)
+    parent = os.path.dirname(out_dir)
+    if not os.path.isdir(parent):
+        raise ReplayError("cannot write %s: folder %s does not exist" % (out_dir, parent))
+    summary: Dict[str, object] = {"policies": {r.policy: r.summary for r in runs}}
+    names = [r.policy for r in runs]
+    chosen = loads_policy(names)
+    summary["loads_policy"] = chosen
+    if meta:
+        summary["replay"] = meta
+    tmp = tempfile.mkdtemp(prefix=".%s.tmp-" % os.path.basename(out_dir), dir=parent)
+    try:
+        with open(os.path.join(tmp, "summary.json"), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        with open(os.path.join(tmp, "flows.csv"), "w", encoding="utf-8") as fh:
+            write_flows_csv(fh, runs)
+        with open(os.path.join(tmp, "loads.csv"), "w", encoding="utf-8") as fh:
+            write_loads_csv(fh, next(r.result for r in runs if r.policy == chosen))
+        if plots:
+            from controller import plots as plotting
+            plotting.plot_iterations(os.path.join(tmp, "iterations.png"),
+                                     {r.policy: iteration_times(r.result) for r in runs})
+            for r in runs:
+                plotting.plot_heatmap(os.path.join(tmp, "heatmap-%s.png" % r.policy), r.result,
+                                      title="link utilization, %s" % r.policy)
+        os.chmod(tmp, 0o755)
+        if os.path.lexists(out_dir):
+            old = tempfile.mkdtemp(prefix=".%s.old-" % os.path.basename(out_dir), dir=parent)
+            os.rename(out_dir, os.path.join(old, "x"))
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def comparison_table(summary: Dict[str, object]) -> str:
+    """A short fixed-width table: one row per policy, iteration time as a ratio to ideal."""
+    pols: Dict[str, Dict[str, object]] = summary["policies"]  # type: ignore[assignment]
+    ideal = mean_iteration_s(pols["ideal"]) if "ideal" in pols else None
+    ideal_tput = pols["ideal"]["aggregate_throughput_bps"] if "ideal" in pols else None
+    head = "%-11s %10s %8s %10s %10s %8s %8s %9s" % ("policy", "iter_s", "x_ideal", "mean_fct", "p99_fct",
+                                                     "max_util", "tput/id", "reroutes")
+    lines = [head, "-" * len(head)]
+    for name in POLICIES:
+        if name not in pols:
+            continue
+        s = pols[name]
+        it = mean_iteration_s(s)
+        ratio = "%.3f" % (it / ideal) if it is not None and ideal else "-"
+        tput = "%.3f" % (s["aggregate_throughput_bps"] / ideal_tput) if ideal_tput else "-"  # type: ignore
+        lines.append("%-11s %10s %8s %10.3f %10.3f %8.3f %8s %9d" % (
+            name, "%.3f" % it if it is not None else "-", ratio, s["mean_fct_s"], s["p99_fct_s"],
+            s["max_link_util"], tput, s["reroutes"]))
+    return "\n".join(lines)

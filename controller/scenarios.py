@@ -1,0 +1,325 @@
+"""Generated flow traces: the traffic the replay results are measured on.
+
+* ``collide``   ring all-reduce training jobs whose long-lived connections
+                (fixed NCCL-style ports across iterations) cross pods, so ECMP
+                puts several of them on one core link.
+* ``bursts``    the same training jobs plus periodic background bursts: every
+                ``period`` seconds a set of bulk transfers between other hosts
+                loads a few core links for a few seconds.
+* ``stride1``, ``stride2``, ``stride4``, ``stride8``, ``staggered``,
+  ``random``, ``bijection``: Hedera's patterns (Al-Fares et al., NSDI 2010),
+                one long-lived flow per host.
+* ``websearch`` background flows with sizes drawn from the measured DCTCP
+                web-search distribution (../shared/data/dc-flowsize-cdfs),
+                Poisson arrivals at a target load.
+
+Sizes scale with the link rate so a scenario has the same shape (seconds of
+communication per iteration) at 10 Mbit/s in the lab and at 1 Gbit/s.  The
+all-reduce message defaults to 100 MB at 1 Gbit/s: the real NCCL traces in
+../shared/data/dl-training-nccl-traces-hta carry all-reduce/all-to-all
+messages from 11 MB to 419 MB per call.  A ring all-reduce of M bytes over n
+workers sends 2(n-1)/n * M bytes on every ring connection; we model one
+iteration's communication as one flow per ring connection of that size,
+depending on every flow of the previous iteration plus a compute gap
+(synchronous data parallelism: the next all-reduce needs the next gradients).
+
+    .venv/bin/python -m controller.scenarios NAME --k 4 [--link-mbps 1000] [--seed 0] -o FLOWS.csv
+    .venv/bin/python -m controller.scenarios table [--seeds 0 1 2] [--out-md FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from controller.flowtrace import TraceFlow, write_flow_trace
+from mininet_topos.fattree_spec import fat_tree
+
+NCCL_PORT = 29500          # torch.distributed's default master port; ring ports count up from here
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "..", "shared", "data")
+
+
+@dataclass(frozen=True)
+class Shape:
+    k: int
+    link_mbps: float
+    seed: int
+
+    @property
+    def hosts(self) -> List[str]:
+        return ["h%d" % i for i in range(1, self.k ** 3 // 4 + 1)]
+
+    def bytes_for(self, seconds: float) -> float:
+        """Bytes that take ``seconds`` at the full link rate."""
+        return seconds * self.link_mbps * 1e6 / 8.0
+
+    def pod(self, host_index: int) -> int:
+        return host_index // (self.k * self.k // 4)
+
+
+def ring_job(name: str, workers: Sequence[str], *, message_bytes: float, iterations: int,
+             compute_s: float, start_s: float = 0.0, port_base: int = NCCL_PORT) -> List[TraceFlow]:
+    """A ring all-reduce job: worker i sends to worker i+1 on one long-lived connection."""
+    n = len(workers)
+    per_conn = 2.0 * (n - 1) / n * message_bytes
+    flows: List[TraceFlow] = []
+    prev: List[str] = []
+    for it in range(iterations):
+        cur = []
+        for w in range(n):
+            fid = "%s.i%d.w%d" % (name, it, w)
+            flows.append(TraceFlow(fid, start_s if it == 0 else 0.0, workers[w], workers[(w + 1) % n],
+                                   round(per_conn), cls="training", job=name, iter=it,
+                                   src_port=port_base + w, dst_port=port_base + 100 + w,
+                                   deps=tuple(prev), gap_s=compute_s if it else 0.0))
+            cur.append(fid)
+        prev = cur
+    return flows
+
+
+def _spread_workers(shape: Shape, rng: np.random.Generator, jobs: int, per_job: int,
+                    reserve: int = 0) -> List[List[str]]:
+    """Place each job's workers in different pods (round-robin), so every ring hop crosses the core."""
+    hosts = shape.hosts
+    per_pod = shape.k * shape.k // 4
+    pods = [list(rng.permutation(hosts[p * per_pod:(p + 1) * per_pod])) for p in range(shape.k)]
+    out = []
+    order = list(rng.permutation(shape.k))
+    for j in range(jobs):
+        ws = []
+        for w in range(per_job):
+            pod = order[(j + w) % shape.k]
+            if len(pods[pod]) <= reserve:
+                raise ValueError("not enough hosts for %d jobs of %d workers at k=%d" % (jobs, per_job, shape.k))
+            ws.append(str(pods[pod].pop()))
+        out.append(ws)
+    return out
+
+
+def collide(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: int = 12,
+            message_s: float = 0.8, compute_s: float = 0.5) -> List[TraceFlow]:
+    """Training jobs only; comm-heavy iterations (~1.6 s on the wire at full rate, 0.5 s compute)."""
+    rng = np.random.default_rng(shape.seed)
+    flows: List[TraceFlow] = []
+    for j, ws in enumerate(_spread_workers(shape, rng, jobs, workers)):
+        flows += ring_job("job%d" % j, ws, message_bytes=shape.bytes_for(message_s), iterations=iterations,
+                          compute_s=compute_s, start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
+    return flows
+
+
+def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: int = 12,
+           message_s: float = 0.8, compute_s: float = 0.5, period_s: float = 6.0,
+           burst_s: float = 3.0, burst_flows: Optional[int] = None) -> List[TraceFlow]:
+    """Training jobs plus periodic inter-pod background bursts among the other hosts."""
+    rng = np.random.default_rng(shape.seed)
+    placed = _spread_workers(shape, rng, jobs, workers)
+    flows: List[TraceFlow] = []
+    for j, ws in enumerate(placed):
+        flows += ring_job("job%d" % j, ws, message_bytes=shape.bytes_for(message_s), iterations=iterations,
+                          compute_s=compute_s, start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
+    used = {h for ws in placed for h in ws}
+    free = [h for h in shape.hosts if h not in used]
+    horizon = iterations * (2 * message_s + compute_s) * 1.5
+    n_burst = burst_flows if burst_flows is not None else max(1, len(free) // 2)
+    t = period_s / 2
+    b = 0
+    while t < horizon:
+        srcs = rng.permutation(free)[:n_burst]
+        for i, src in enumerate(srcs):
+            others = [h for h in free if h != src and shape.pod(int(h[1:]) - 1) != shape.pod(int(src[1:]) - 1)]
+            if not others:
+                continue
+            dst = str(others[int(rng.integers(len(others)))])
+            flows.append(TraceFlow("bg%d.%d" % (b, i), round(t, 3), str(src), dst,
+                                   round(shape.bytes_for(burst_s)), rate_bps=shape.link_mbps * 1e6,
+                                   cls="background", src_port=40000 + b % 1000, dst_port=5201 + i))
+        t += period_s
+        b += 1
+    return flows
+
+
+def hedera(shape: Shape, pattern: str, *, duration_s: float = 60.0) -> List[TraceFlow]:
+    """One long-lived flow per host (``duration_s`` at full rate), Hedera's traffic patterns."""
+    rng = np.random.default_rng(shape.seed)
+    hosts = shape.hosts
+    n = len(hosts)
+    per_edge = shape.k // 2
+    per_pod = per_edge * per_edge
+    dst_of: List[int] = []
+    if pattern.startswith("stride"):
+        step = int(pattern[len("stride"):])
+        dst_of = [(i + step) % n for i in range(n)]
+    elif pattern == "bijection":
+        while True:
+            perm = rng.permutation(n)
+            if all(perm[i] != i for i in range(n)):
+                dst_of = [int(x) for x in perm]
+                break
+    elif pattern == "random":
+        for i in range(n):
+            d = int(rng.integers(n - 1))
+            dst_of.append(d if d < i else d + 1)
+    elif pattern == "staggered":  # Hedera's staggered(0.2, 0.3): same edge 0.2, same pod 0.3, else other pod
+        for i in range(n):
+            r = rng.random()
+            edge0, pod0 = i // per_edge * per_edge, i // per_pod * per_pod
+            if r < 0.2 and per_edge > 1:
+                cands = [j for j in range(edge0, edge0 + per_edge) if j != i]
+            elif r < 0.5:
+                cands = [j for j in range(pod0, pod0 + per_pod) if j // per_edge != i // per_edge]
+            else:
+                cands = [j for j in range(n) if j // per_pod != i // per_pod]
+            dst_of.append(int(cands[int(rng.integers(len(cands)))]))
+    else:
+        raise ValueError("unknown Hedera pattern %r" % pattern)
+    size = round(shape.bytes_for(duration_s))
+    return [TraceFlow("f%d" % i, 0.0, hosts[i], hosts[dst_of[i]], size, cls="training", job="",
+                      src_port=50000 + i, dst_port=5001) for i in range(n)]
+
+
+def read_cdf(path: str) -> np.ndarray:
+    """A size CDF as (size, fraction) rows; accepts the opera (0-1) and hpcc (0-100) formats."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.replace(",", " ").split()
+            if len(parts) >= 2:
+                rows.append((float(parts[0]), float(parts[1])))
+    arr = np.asarray(rows)
+    if arr[-1, 1] > 1.5:
+        arr[:, 1] /= 100.0
+    return arr
+
+
+def websearch(shape: Shape, *, load: float = 0.3, duration_s: float = 30.0,
+              cdf_path: Optional[str] = None) -> List[TraceFlow]:
+    """Poisson background at ``load`` of the hosts' capacity, sizes from the DCTCP web-search CDF."""
+    path = cdf_path or os.path.join(SHARED_DATA, "dc-flowsize-cdfs", "opera", "websearch.csv")
+    if not os.path.exists(path):
+        raise FileNotFoundError("flow-size CDF %s not found (../shared/data is not here)" % path)
+    cdf = read_cdf(path)
+    rng = np.random.default_rng(shape.seed)
+    mean = float(np.sum(np.diff(cdf[:, 1]) * (cdf[1:, 0] + cdf[:-1, 0]) / 2))
+    hosts = shape.hosts
+    rate = load * len(hosts) * shape.link_mbps * 1e6 / 8 / mean  # flows per second
+    flows = []
+    t = 0.0
+    i = 0
+    while True:
+        t += float(rng.exponential(1.0 / rate))
+        if t >= duration_s:
+            break
+        u = float(rng.random())
+        size = float(np.interp(u, cdf[:, 1], cdf[:, 0]))
+        s, d = rng.choice(len(hosts), size=2, replace=False)
+        flows.append(TraceFlow("w%d" % i, round(t, 6), hosts[s], hosts[d], max(1.0, round(size))))
+        i += 1
+    return flows
+
+
+SCENARIOS: Dict[str, Callable[[Shape], List[TraceFlow]]] = {
+    "collide": collide,
+    "bursts": bursts,
+    "stride1": lambda s: hedera(s, "stride1"),
+    "stride2": lambda s: hedera(s, "stride2"),
+    "stride4": lambda s: hedera(s, "stride4"),
+    "stride8": lambda s: hedera(s, "stride8"),
+    "staggered": lambda s: hedera(s, "staggered"),
+    "random": lambda s: hedera(s, "random"),
+    "bijection": lambda s: hedera(s, "bijection"),
+    "websearch": websearch,
+}
+HEDERA = ("stride1", "stride2", "stride4", "stride8", "staggered", "random", "bijection")
+
+
+def generate(name: str, k: int = 4, link_mbps: float = 1000.0, seed: int = 0) -> List[TraceFlow]:
+    """The named scenario on a k-ary fat-tree; sorted by start time then flow_id."""
+    if name not in SCENARIOS:
+        raise ValueError("unknown scenario %r; choose one of %s" % (name, ", ".join(SCENARIOS)))
+    fat_tree(k, link_mbps)  # validates k and the rate with the topology's own messages
+    flows = SCENARIOS[name](Shape(int(k), float(link_mbps), int(seed)))
+    return sorted(flows, key=lambda f: (f.start_s, f.flow_id))
+
+
+def write(path: str, flows: Sequence[TraceFlow]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        write_flow_trace(fh, flows)
+
+
+# --------------------------------------------------------------------------
+# the results table of docs/replay.md
+# --------------------------------------------------------------------------
+def results_table(seeds: Sequence[int], *, k: int = 4, link_mbps: float = 1000.0, model: Optional[str] = None,
+                  log: Callable[[str], None] = lambda s: None) -> str:
+    from controller.fabric import Fabric
+    from controller.replay import POLICIES, load_model, mean_iteration_s, run_policy
+
+    fabric = Fabric.from_spec(fat_tree(k, link_mbps))
+    predictor = load_model(model, 1.0)
+    out = ["| scenario | seed | ecmp / ideal | reactive / ideal | predictive / ideal | predictive / ecmp "
+           "| predictive / reactive | reroutes (reactive, predictive) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name in ("collide", "bursts"):
+        for seed in seeds:
+            flows = generate(name, k, link_mbps, seed)
+            it = {}
+            rr = {}
+            for pol in POLICIES:
+                run = run_policy(pol, fabric, flows, seed=seed, predictor=predictor if pol == "predictive" else None)
+                it[pol] = mean_iteration_s(run.summary)
+                rr[pol] = run.summary["reroutes"]
+                log("%s seed %d %s: mean iteration %.3f s" % (name, seed, pol, it[pol]))
+            out.append("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %d, %d |" % (
+                name, seed, it["ecmp"] / it["ideal"], it["reactive"] / it["ideal"],
+                it["predictive"] / it["ideal"], it["predictive"] / it["ecmp"],
+                it["predictive"] / it["reactive"], rr["reactive"], rr["predictive"]))
+    out += ["", "| Hedera pattern (k=%d) | seed | ecmp | reactive | predictive | ideal |" % k,
+            "|---|---|---|---|---|---|"]
+    for name in HEDERA:
+        for seed in (seeds if name in ("staggered", "random", "bijection") else seeds[:1]):
+            flows = generate(name, k, link_mbps, seed)
+            tput = {}
+            for pol in POLICIES:
+                run = run_policy(pol, fabric, flows, seed=seed, predictor=predictor if pol == "predictive" else None)
+                tput[pol] = run.summary["aggregate_throughput_bps"]
+            log("%s seed %d done" % (name, seed))
+            out.append("| %s | %d | %.3f | %.3f | %.3f | 1.000 |" % (
+                name, seed, tput["ecmp"] / tput["ideal"], tput["reactive"] / tput["ideal"],
+                tput["predictive"] / tput["ideal"]))
+    return "\n".join(out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m controller.scenarios", description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="scenario (%s) or 'table'" % ", ".join(SCENARIOS))
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--link-mbps", type=float, default=1000.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--model", default=None, help="forecaster for predictive (default: shipped)")
+    ap.add_argument("-o", "--output", help="write the flow trace here")
+    args = ap.parse_args(argv)
+    try:
+        if args.name == "table":
+            print(results_table(args.seeds, k=args.k, link_mbps=args.link_mbps, model=args.model,
+                                log=lambda s: print(s, file=sys.stderr)))
+            return 0
+        if not args.output:
+            ap.error("-o FLOWS.csv is required")
+        flows = generate(args.name, args.k, args.link_mbps, args.seed)
+        write(args.output, flows)
+    except (ValueError, OSError) as exc:
+        print("scenarios: error: %s" % exc, file=sys.stderr)
+        return 2
+    print("wrote %d flows to %s; replay with: sidestep replay %s --k %d --link-mbps %g --out DIR"
+          % (len(flows), args.output, args.output, args.k, args.link_mbps), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
