@@ -106,11 +106,10 @@ class SidestepApp(compat.BaseApp):
     def _start_rest(self, host, port):
         from controller.api import make_wsgi_app
         try:
-            sock = hub.listen((host, port))
+            server = hub.WSGIServer((host, port), make_wsgi_app(self.runtime.api_state()))
         except OSError as exc:
             LOG.error("sidestep: REST address %s:%d unavailable: %s", host, port, exc)
             raise SystemExit(2)
-        server = hub.WSGIServer(sock, make_wsgi_app(self.runtime.api_state()))
         self.threads.append(hub.spawn(server.serve_forever))
         LOG.info("REST API and /metrics on http://%s:%d/", host, port)
 

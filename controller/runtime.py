@@ -1,0 +1,183 @@
+"""Everything the live controller does between OpenFlow events, with time as an input.
+
+``ControllerRuntime`` wires the pure parts together: the core (discovery,
+ARP, ECMP paths), the poll scheduler, the link monitor, the recorder, the
+forecaster and the planner.  The OS-Ken shell calls it with ``now`` and
+executes the commands it returns; replay and tests can drive it the same way.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from controller.api import (Health, LinkUtil, PathInfo, Topology, topology_from_fabric,
+                            utilization_from_monitor)
+from controller.classify import TrafficClassifier
+from controller.config import Config
+from controller.core import Command, ControllerCore
+from controller.fabric import FabricError, Link
+from controller.loadtrace import LoadRecorder
+from controller.monitor import LinkMonitor, counters_from_stats
+from controller.planner import ActiveFlow, PlannerConfig, plan_reroutes
+from controller.poller import PollScheduler
+
+LOG = logging.getLogger("sidestep.runtime")
+
+
+def load_predictor_or_fallback(config: Config, logger: logging.Logger = LOG):
+    """The configured forecaster, or persistence with a loud warning if it is unusable."""
+    from models.runtime import ModelError, fallback_predictor, load_predictor
+
+    try:
+        return load_predictor(config.model, sampling_period_s=config.poll_interval, logger=logger)
+    except ModelError as exc:
+        logger.error("FORECASTER UNUSABLE, falling back to persistence (next = now): %s", exc)
+        return fallback_predictor(str(exc))
+
+
+class ControllerRuntime:
+    """State of one running controller; the app shell owns exactly one."""
+
+    def __init__(self, config: Config, start_s: float) -> None:
+        self.config = config
+        self.start_s = start_s
+        classifier = TrafficClassifier.from_config(config.training.classifier_data())
+        self.core = ControllerCore(config.capacity_bps, lldp_interval_s=config.lldp_interval,
+                                   idle_timeout_s=config.idle_timeout, classify=classifier.classify)
+        self.planner_config = PlannerConfig(**config.planner.planner_kwargs(config.policy))
+        self.predictor = load_predictor_or_fallback(config) if config.policy != "ecmp" or config.model \
+            else None
+        window = self.predictor.window if self.predictor is not None else 0
+        self.monitor = LinkMonitor(self.core.fabric, history=max(128, window), period_s=config.poll_interval)
+        self.poller = PollScheduler((), config.poll_interval, now_s=start_s)
+        self.recorder = LoadRecorder(config.record, config.record_flush_s) if config.record else None
+        self.handler_errors = 0
+        self.predictions: Dict[Link, float] = {}
+        self._next_plan_s = start_s + config.poll_interval
+        self._expected = 0
+
+    @property
+    def predictor_name(self) -> Optional[str]:
+        return self.predictor.name if self.predictor is not None else None
+
+    # -- switches --------------------------------------------------------------
+    def switch_connected(self, dpid: int, now_s: float) -> List[Command]:
+        name = self.core.name_of(dpid)
+        self.poller.add(name, now_s)
+        cmds = self.core.switch_connected(dpid, now_s)
+        self._expected = max(self._expected, len(self.core.connected_switches()))
+        return cmds
+
+    def switch_disconnected(self, dpid: int, now_s: float) -> List[Command]:
+        name = self.core.name_of(dpid)
+        self.poller.remove(name)
+        self.monitor.forget(name)
+        return self.core.switch_disconnected(dpid, now_s)
+
+    def port_status(self, dpid: int, port: int, up: bool, now_s: float) -> List[Command]:
+        return self.core.port_status(dpid, port, up, now_s)
+
+    # -- polling ---------------------------------------------------------------
+    def polls_due(self, now_s: float) -> List[int]:
+        out = []
+        for due in self.poller.due(now_s):
+            if due.missed:
+                LOG.warning("switch %s: previous port-stats poll unanswered (missed polls: %d)",
+                            due.switch, self.poller.missed.get(due.switch, 0))
+            dpid = self.core.dpid_of(due.switch)
+            if dpid is not None:
+                out.append(dpid)
+        return out
+
+    def port_stats(self, dpid: int, body: Sequence[object], now_s: float) -> List[Command]:
+        name = self.core.name_of(dpid)
+        self.poller.replied(name, now_s)
+        samples = self.monitor.observe(name, counters_from_stats(body), now_s)
+        if self.recorder is not None and samples:
+            self.recorder.write(now_s, samples)
+        return []
+
+    # -- planning --------------------------------------------------------------
+    def tick(self, now_s: float) -> List[Command]:
+        """Once per poll interval: forecast every link, then let the planner re-pin flows."""
+        if now_s < self._next_plan_s:
+            return []
+        self._next_plan_s = now_s + self.config.poll_interval
+        measured = self.monitor.utilization()
+        if self.predictor is not None and measured:
+            links = sorted(measured)
+            history = self.monitor.history(links, self.predictor.window)
+            pred = self.predictor.predict(history)
+            self.predictions = {l: float(p) for l, p in zip(links, pred) if not math.isnan(p)}
+        if self.planner_config.policy == "ecmp":
+            return []
+        flows = self.active_flows()
+        if not flows:
+            return []
+        predicted = self.predictions if self.planner_config.policy == "predictive" else None
+        try:
+            reroutes = plan_reroutes(self.core.fabric, flows, measured, predicted, self.planner_config)
+        except FabricError as exc:
+            LOG.warning("planning skipped this tick: %s", exc)
+            return []
+        cmds: List[Command] = []
+        by_id = {f.flow_id: f for f in self.core.flows.values()}
+        for rr in reroutes:
+            flow = by_id.get(rr.flow_id)
+            if flow is None:
+                continue
+            LOG.info("reroute %s %s: %s -> %s (%s)", rr.flow_id, flow.five.key(), "->".join(rr.old_path),
+                     "->".join(rr.new_path), rr.reason)
+            cmds.extend(self.core.repin(flow.five, tuple(rr.new_path), now_s))
+        return cmds
+
+    def active_flows(self) -> List[ActiveFlow]:
+        out = []
+        for flow in sorted(self.core.flows.values(), key=lambda f: f.flow_id):
+            if len(flow.path) < 4:  # same edge switch: nothing to choose
+                continue
+            out.append(ActiveFlow(flow.flow_id, flow.five, tuple(flow.path),
+                                  max(flow.demand_bps, flow.rate_bps), flow.cls))
+        return out
+
+    # -- REST ------------------------------------------------------------------
+    def api_state(self) -> "RuntimeApiState":
+        return RuntimeApiState(self)
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+
+
+class RuntimeApiState:
+    """Read-only views for the REST API, built on request from the live state."""
+
+    def __init__(self, runtime: ControllerRuntime) -> None:
+        self.rt = runtime
+
+    def topology(self) -> Topology:
+        connected = {self.rt.core.name_of(d) for d in self.rt.core.connected_switches()}
+        return topology_from_fabric(self.rt.core.fabric, connected)
+
+    def utilization(self) -> Sequence[LinkUtil]:
+        return utilization_from_monitor(self.rt.monitor, self.rt.predictions)
+
+    def paths(self) -> Sequence[PathInfo]:
+        return [PathInfo(f.flow_id, f.five.src, f.five.dst, f.five.proto, f.five.src_port, f.five.dst_port,
+                         tuple(f.path), f.version, f.since_s, f.cls)
+                for f in sorted(self.rt.core.flows.values(), key=lambda f: f.flow_id)]
+
+    def health(self) -> Health:
+        rt = self.rt
+        return Health(len(rt.core.connected_switches()), rt._expected, dict(rt.poller.missed),
+                      max(0.0, _now_hint(rt) - rt.start_s), rt.config.policy, rt.predictor_name,
+                      reroutes_total=rt.core.counters.reroutes, packet_in_total=rt.core.counters.packet_in,
+                      handler_errors_total=rt.handler_errors)
+
+
+def _now_hint(rt: ControllerRuntime) -> float:
+    """Latest time the runtime has seen (the core never reads a clock)."""
+    return max(rt._next_plan_s - rt.config.poll_interval, rt.start_s)
