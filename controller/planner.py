@@ -148,6 +148,10 @@ class PlannerConfig:
       move is ~2 * path length flow-mods plus barriers) and limits the damage
       of one bad forecast.
     * ``move_background=False``: see the module docstring.
+    * ``joint_search_nodes=2000``, ``joint_max_flows=8``: when greedy leaves a
+      hot link, a bounded joint search over the first 8 hot elephants (at most
+      2000 path choices tried, ~ a few ms) looks for a placement greedy cannot
+      reach one flow at a time; 0 disables it.
     """
 
     policy: str = "ecmp"
@@ -157,6 +161,8 @@ class PlannerConfig:
     hysteresis: float = 0.1
     max_reroutes_per_tick: int = 4
     move_background: bool = False
+    joint_search_nodes: int = 2000
+    joint_max_flows: int = 8
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -169,6 +175,10 @@ class PlannerConfig:
         cap = self.max_reroutes_per_tick
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
             raise PlannerError("max_reroutes_per_tick must be an integer >= 0, got %r" % (cap,))
+        for name in ("joint_search_nodes", "joint_max_flows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise PlannerError("%s must be an integer >= 0, got %r" % (name, value))
         if not isinstance(self.move_background, bool):
             raise PlannerError("move_background must be true or false, got %r" % (self.move_background,))
 
@@ -331,10 +341,14 @@ def _check_unique(flows: Sequence[ActiveFlow]) -> None:
 
 
 def flow_demand_utilization(fabric: Fabric, flows: Iterable[ActiveFlow]) -> Dict[Link, float]:
-    """Per directed link, the sum of the flows' demands on it over its capacity."""
+    """Per directed link, the sum of the flows' demands on it over its capacity.
+
+    Summed in flow_id order, so the floating-point result does not depend on
+    the order the caller lists the flows in.
+    """
     caps = _Capacities(fabric)
     out: Dict[Link, float] = {}
-    for f in flows:
+    for f in sorted(flows, key=lambda f: f.flow_id):
         if f.rate_bps <= 0:
             continue
         for link in path_links(f.path):
@@ -519,6 +533,28 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
         candidates.append(flow)
     candidates.sort(key=_priority)
 
+    start = dict(util)
+    greedy = _global_first_fit(placer, candidates, config, basis)
+    if config.joint_search_nodes > 0 and any(v > hot for v in util.values()):
+        placer.util = start
+        joint = _joint_placement(placer, candidates, config, basis, greedy)
+        if joint is not None:
+            greedy = joint
+    return reroutes + greedy
+
+
+def _crosses_hot(placer: "_Placer", flow: ActiveFlow, hot: float) -> bool:
+    """Does any link of the flow's path carry more than ``hot`` with the flow on it?"""
+    util, caps, rate = placer.util, placer.caps, flow.rate_bps
+    return any(max(util.get(l, 0.0), rate / caps[l]) > hot for l in path_links(flow.path))
+
+
+def _global_first_fit(placer: "_Placer", candidates: Sequence[ActiveFlow], config: PlannerConfig,
+                      basis: str) -> List[Reroute]:
+    """Hedera's Global First Fit with most-headroom choice; works on ``placer.util`` in place."""
+    hot = config.hot_threshold
+    reroutes: List[Reroute] = []
+    moved = set()
     budget = config.max_reroutes_per_tick
     progress = True
     while budget > 0 and progress:
@@ -526,13 +562,9 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
         for flow in candidates:
             if budget == 0:
                 break
-            if flow.flow_id in moved:
+            if flow.flow_id in moved or not _crosses_hot(placer, flow, hot):
                 continue
             old = flow.path
-            rate = flow.rate_bps
-            # Cheap test before asking for paths: does any link carry > hot with the flow on it?
-            if not any(max(util.get(l, 0.0), rate / placer.caps[l]) > hot for l in path_links(old)):
-                continue
             alts = placer.alternatives(flow)
             if len(alts) < 2 and (not alts or alts[0] == old):
                 continue
@@ -551,6 +583,108 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
             reroutes.append(Reroute(flow.flow_id, old, new, "%s: %s at %.2f (%s); new path peaks at %.2f"
                                     % (config.policy, _fmt(cur_link), cur, basis, worst)))
     return reroutes
+
+
+def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config: PlannerConfig,
+                     basis: str, greedy: Sequence[Reroute]) -> Optional[List[Reroute]]:
+    """A bounded branch-and-bound over the hot elephants' paths, for when greedy gets stuck.
+
+    Why: moving one flow at a time stops in a local optimum when the only fix
+    is to move two flows together (two flows share an edge switch and each
+    blocks the other's free path); the property tests find such cases on k=4.
+    The search places the first ``joint_max_flows`` hot elephants (priority
+    order) jointly, minimising the peak load of the links their choice can
+    change, with at most ``max_reroutes_per_tick`` of them moved, trying at
+    most ``joint_search_nodes`` path choices.  Its answer replaces greedy's
+    only if its peak is lower than greedy's and beats the current peak by at
+    least ``hysteresis``.  ``placer.util`` must hold the state before greedy.
+    """
+    hot = config.hot_threshold
+    group = [f for f in candidates if _crosses_hot(placer, f, hot)][:config.joint_max_flows]
+    if not group:
+        return None
+    caps = placer.caps
+    options: List[List[Path]] = []
+    var = set()
+    for flow in group:
+        alts = placer.alternatives(flow)
+        sets = [set(path_links(p)) for p in alts] + [set(path_links(flow.path))]
+        var |= set.union(*sets) - set.intersection(*sets)
+        options.append(alts)
+    if not var:
+        return None
+    load = {l: placer.util.get(l, 0.0) for l in var}
+    for flow in group:
+        for l in path_links(flow.path):
+            if l in load:
+                load[l] = max(load[l] - flow.rate_bps / caps[l], 0.0)
+    floor = max(load.values())
+    # Per flow: (path, [(link, share)] on variable links); current path first, then by static score.
+    choices: List[List[Tuple[Path, List[Tuple[Link, float]]]]] = []
+    for flow, alts in zip(group, options):
+        def touched(p: Sequence[str], rate: float = flow.rate_bps) -> List[Tuple[Link, float]]:
+            return [(l, rate / caps[l]) for l in path_links(p) if l in var]
+        others = sorted((p for p in alts if p != flow.path),
+                        key=lambda p: (max([load[l] + s for l, s in touched(p)] or [0.0]), p))
+        choices.append([(flow.path, touched(flow.path))] + [(p, touched(p)) for p in others])
+
+    for opts in choices:
+        for l, s in opts[0][1]:
+            load[l] += s
+    current = max(load.values())
+    for opts in choices:
+        for l, s in opts[0][1]:
+            load[l] -= s
+
+    best: Dict[str, object] = {"value": current, "assign": None}
+    state = {"nodes": config.joint_search_nodes}
+    pick: List[int] = []
+
+    def search(i: int, peak: float, moves: int) -> None:
+        if i == len(group):
+            if peak < best["value"] - _EPS:  # type: ignore[operator]
+                best["value"], best["assign"] = peak, list(pick)
+            return
+        for j, (_, touch) in enumerate(choices[i]):
+            if state["nodes"] <= 0:
+                return
+            state["nodes"] -= 1
+            m = moves + (j > 0)
+            if m > config.max_reroutes_per_tick:
+                continue
+            new_peak = max([peak] + [load[l] + s for l, s in touch])
+            if new_peak >= best["value"] - _EPS:  # type: ignore[operator]
+                continue
+            for l, s in touch:
+                load[l] += s
+            pick.append(j)
+            search(i + 1, new_peak, m)
+            pick.pop()
+            for l, s in touch:
+                load[l] -= s
+
+    search(0, floor, 0)
+    assign = best["assign"]
+    value = float(best["value"])  # type: ignore[arg-type]
+    if assign is None or value > current - config.hysteresis + _EPS:
+        return None
+    # Greedy's peak over the same links, for comparison.
+    greedy_util = dict(placer.util)
+    by_id = {f.flow_id: f for f in candidates}
+    for rr in greedy:
+        _move(greedy_util, caps, by_id[rr.flow_id].rate_bps, rr.old_path, rr.new_path)
+    if value >= max(greedy_util.get(l, 0.0) for l in var) - _EPS:
+        return None
+    out = []
+    n_moved = sum(1 for j in assign if j > 0)
+    for flow, opts, j in zip(group, choices, assign):
+        if j == 0:
+            continue
+        new = opts[j][0]
+        placer.move(flow, flow.path, new)
+        out.append(Reroute(flow.flow_id, flow.path, new, "%s: joint move of %d flows; peak %.2f -> %.2f (%s)"
+                           % (config.policy, n_moved, current, value, basis)))
+    return out
 
 
 def reroute_failed_link(fabric: Fabric, flows: Sequence[ActiveFlow], link: Link, *,
