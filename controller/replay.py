@@ -42,7 +42,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from controller.fabric import Fabric, Link
-from controller.flowtrace import TraceFlow
+from controller.flowtrace import TraceFlow, write_flow_trace
 from controller.loadtrace import write_rows
 from controller.sim import (ConnView, PathChange, ProgressHook, SimResult, Simulator, TickHook,
                             TickView, big_switch_fabric)
@@ -241,7 +241,8 @@ def loads_policy(policies: Sequence[str]) -> str:
 
 
 def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = False,
-                  plots: bool = True, meta: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+                  plots: bool = True, meta: Optional[Dict[str, object]] = None,
+                  trace: Optional[Sequence[TraceFlow]] = None) -> Dict[str, object]:
     """Write summary.json, flows.csv, loads.csv and plots into a temp folder, then rename it into place.
 
     An existing ``out_dir`` is refused unless ``force``; with ``force`` it is
@@ -269,6 +270,9 @@ def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = Fals
             write_flows_csv(fh, runs)
         with open(os.path.join(tmp, "loads.csv"), "w", encoding="utf-8") as fh:
             write_loads_csv(fh, next(r.result for r in runs if r.policy == chosen))
+        if trace is not None:
+            with open(os.path.join(tmp, "trace.csv"), "w", encoding="utf-8") as fh:
+                write_flow_trace(fh, trace)
         if plots:
             from controller import plots as plotting
             plotting.plot_iterations(os.path.join(tmp, "iterations.png"),

@@ -1,0 +1,95 @@
+"""Flow-trace reader: every kind of bad input names file, line and column."""
+import io
+
+import pytest
+
+from controller.flowtrace import TraceFlow, read_flow_trace, write_flow_trace
+from controller.tracefile import TraceError
+
+HOSTS = ["h%d" % i for i in range(1, 17)]
+
+
+def _write(tmp_path, text, name="flows.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_minimal_trace_and_defaults(tmp_path):
+    path = _write(tmp_path, "start_s,src,dst,size_bytes\n0,h1,h2,1000\n0.5,h3,h4,2e6\n")
+    flows = read_flow_trace(path, HOSTS)
+    assert [f.flow_id for f in flows] == ["L2", "L3"]
+    assert flows[1].size_bytes == 2e6 and flows[1].cls == "background"
+    assert flows[0].src_port is None and flows[0].proto == 6 and flows[0].deps == ()
+
+
+def test_full_columns(tmp_path):
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,rate_bps,flow_id,job,iter,src_port,dst_port,deps,gap_s\n"
+                            "0,h1,h2,1000,5e6,a,j,0,29500,29600,,\n"
+                            "0,h2,h1,1000,,b,j,1,29501,29601,a,0.25\n")
+    a, b = read_flow_trace(path, HOSTS)
+    assert a.rate_bps == 5e6 and a.cls == "training" and a.iter == 0
+    assert b.deps == ("a",) and b.gap_s == 0.25 and b.rate_bps is None
+
+
+def test_round_trip_through_writer(tmp_path):
+    flows = [TraceFlow("x", 0.125, "h1", "h5", 1500.0, rate_bps=1e6, cls="training", job="j", iter=0,
+                       src_port=1, dst_port=2),
+             TraceFlow("y", 0.0, "h5", "h1", 10.0, deps=("x",), gap_s=0.1, job="j", iter=1, cls="training")]
+    buf = io.StringIO()
+    write_flow_trace(buf, flows)
+    path = _write(tmp_path, buf.getvalue())
+    back = read_flow_trace(path, HOSTS)
+    assert [(f.flow_id, f.start_s, f.size_bytes, f.deps, f.gap_s, f.rate_bps) for f in back] == \
+        [(f.flow_id, f.start_s, f.size_bytes, f.deps, f.gap_s, f.rate_bps) for f in flows]
+
+
+@pytest.mark.parametrize("body,line,column,words", [
+    ("0,h1,h99,10,a,\n", 2, "dst", "unknown host"),
+    ("0,h1,h2,-5,a,\n", 2, "size_bytes", "> 0"),
+    ("0,h1,h2,0,a,\n", 2, "size_bytes", "> 0"),
+    ("zero,h1,h2,10,a,\n", 2, "start_s", "not a number"),
+    ("0,h1,h2,10,a,\n0,h2,h3,10,a,\n", 3, "flow_id", "already used on line 2"),
+    ("0,h1,h2,10,a,\n0,h2,h3,10,b,zz\n", 3, "deps", "names no flow_id"),
+    ("0,h1,h2,10,a,b\n0,h2,h3,10,b,c\n0,h3,h4,10,c,a\n", None, "deps", "cycle"),
+    ("0,h1,h2,10,a,a\n", 2, "deps", "itself"),
+    ("0,h1,h1,10,a,\n", 2, "dst", "two hosts"),
+    ("0,h1,h2,10,a,;\n", 2, "deps", "empty flow_id"),
+    ("0,h1,h2\n", 2, None, "fields"),
+])
+def test_reader_errors(tmp_path, body, line, column, words):
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,flow_id,deps\n" + body)
+    with pytest.raises(TraceError) as err:
+        read_flow_trace(path, HOSTS)
+    e = err.value
+    assert e.path == path and words in str(e)
+    if line is not None:
+        assert e.line == line
+    else:
+        assert e.line in (2, 3, 4)
+    assert e.column == column
+    assert path in str(e)
+
+
+@pytest.mark.parametrize("col,value,words", [
+    ("rate_bps", "0", "> 0"), ("iter", "-1", "minimum"), ("src_port", "70000", "port"),
+    ("proto", "300", "protocol"), ("gap_s", "-1", "minimum"), ("cls", "bulk", "flow class"),
+])
+def test_optional_column_errors(tmp_path, col, value, words):
+    extra = ",job" if col == "iter" else ""
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,%s%s\n0,h1,h2,10,%s%s\n"
+                  % (col, extra, value, ",j" if extra else ""))
+    with pytest.raises(TraceError) as err:
+        read_flow_trace(path, HOSTS)
+    assert err.value.column == col and err.value.line == 2 and words in str(err.value)
+
+
+def test_header_problems(tmp_path):
+    with pytest.raises(TraceError, match="size_bytes"):
+        read_flow_trace(_write(tmp_path, "start_s,src,dst\n0,h1,h2\n"), HOSTS)
+    with pytest.raises(TraceError, match="unknown column"):
+        read_flow_trace(_write(tmp_path, "start_s,src,dst,size_bytes,colour\n0,h1,h2,1,red\n"), HOSTS)
+    with pytest.raises(TraceError, match="no flows"):
+        read_flow_trace(_write(tmp_path, "start_s,src,dst,size_bytes\n"), HOSTS)
+    with pytest.raises(TraceError, match="iter given without a job"):
+        read_flow_trace(_write(tmp_path, "start_s,src,dst,size_bytes,iter\n0,h1,h2,1,3\n"), HOSTS)

@@ -1,0 +1,175 @@
+"""Fair-share solver against hand-computed cases, and the event loop's timing rules."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from controller.ecmp import FiveTuple, ecmp_choice
+from controller.fabric import Fabric
+from controller.flowtrace import TraceFlow
+from controller.sim import (PathChange, Simulator, big_switch_fabric, ephemeral_port, five_tuple,
+                            max_min_rates)
+from mininet_topos.fattree_spec import fat_tree
+
+INF = np.inf
+
+
+def rates(paths, caps, flow_cap=None):
+    pad = len(caps)
+    width = max(len(p) for p in paths)
+    rows = np.full((len(paths), width), pad)
+    for i, p in enumerate(paths):
+        rows[i, :len(p)] = p
+    return max_min_rates(rows, np.asarray(caps, float), None if flow_cap is None else np.asarray(flow_cap, float))
+
+
+def test_one_bottleneck():
+    # three flows through link 0 (cap 9): 3 each; link 1 is roomy
+    assert rates([[0, 1], [0, 1], [0]], [9, 100]).tolist() == [3, 3, 3]
+
+
+def test_two_bottlenecks():
+    # f0: L0; f1: L0,L1; f2: L1.  L0 cap 10, L1 cap 4 -> L1 fills first at 2 each, f0 gets the rest of L0
+    assert rates([[0], [0, 1], [1]], [10, 4]).tolist() == [8, 2, 2]
+
+
+def test_chain_of_bottlenecks():
+    # f0: L0,L1; f1: L1,L2; f2: L2. caps 1, 10, 3 -> f0=1 (L0), f1=f2=1.5 (L2), L1 carries 2.5
+    assert rates([[0, 1], [1, 2], [2]], [1, 10, 3]).tolist() == [1, 1.5, 1.5]
+
+
+def test_host_link_limits_one_flow():
+    # f0 from a slow host link (cap 2) shares core link L1 (cap 10) with f1: f0=2, f1=8
+    assert rates([[0, 1], [2, 1]], [2, 10, 100]).tolist() == [2, 8]
+
+
+def test_rate_caps():
+    # cap 1 on f0 frees the rest of the shared link for f1
+    assert rates([[0], [0]], [10], [1, INF]).tolist() == [1, 9]
+    # a cap above the fair share does nothing
+    assert rates([[0], [0]], [10], [7, INF]).tolist() == [5, 5]
+
+
+def _reference(paths, caps, fcap):
+    """Textbook progressive filling, one level at a time (slow, obviously right)."""
+    n = len(paths)
+    rate = np.zeros(n)
+    frozen = np.zeros(n, bool)
+    rem = np.asarray(caps, float).copy()
+    while not frozen.all():
+        act = [i for i in range(n) if not frozen[i]]
+        cnt = np.zeros(len(caps))
+        for i in act:
+            for l in paths[i]:
+                cnt[l] += 1
+        share = min([rem[l] / cnt[l] for l in range(len(caps)) if cnt[l]] + [fcap[i] - rate[i] for i in act])
+        for i in act:
+            rate[i] += share
+        rem -= share * cnt
+        for i in act:
+            if rate[i] >= fcap[i] - 1e-9 or any(rem[l] <= 1e-9 * caps[l] for l in paths[i]):
+                frozen[i] = True
+    return rate
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_matches_reference(data):
+    n_links = data.draw(st.integers(1, 6))
+    caps = data.draw(st.lists(st.integers(1, 20), min_size=n_links, max_size=n_links))
+    paths = data.draw(st.lists(st.lists(st.integers(0, n_links - 1), min_size=1, max_size=3, unique=True),
+                               min_size=1, max_size=8))
+    fcap = data.draw(st.lists(st.one_of(st.just(INF), st.integers(1, 10).map(float)),
+                              min_size=len(paths), max_size=len(paths)))
+    got = rates(paths, caps, fcap)
+    assert np.allclose(got, _reference(paths, caps, fcap), rtol=1e-7)
+    load = np.zeros(n_links)
+    for p, r in zip(paths, got):
+        load[p] += r
+    assert (load <= np.asarray(caps) * (1 + 1e-9)).all()
+
+
+# ---------------------------------------------------------------- event loop
+MBPS = 8.0  # 1e6 bytes/s per link: sizes in MB are seconds at full rate
+
+
+@pytest.fixture(scope="module")
+def fabric():
+    return Fabric.from_spec(fat_tree(4, MBPS))
+
+
+def run(fabric, flows, **kw):
+    res = Simulator(fabric, flows, **kw).run()
+    return res, {r.flow_id: r for r in res.flows}
+
+
+def test_sharing_a_host_link(fabric):
+    flows = [TraceFlow("a", 0.0, "h1", "h2", 1e6), TraceFlow("b", 0.0, "h1", "h3", 2e6)]
+    _, r = run(fabric, flows)
+    assert r["a"].finish_s == pytest.approx(2.0)   # both at 0.5 MB/s until a is done
+    assert r["b"].finish_s == pytest.approx(3.0)   # then b alone at 1 MB/s for its last 1 MB
+
+
+def test_rate_cap_and_start_time(fabric):
+    _, r = run(fabric, [TraceFlow("a", 1.5, "h1", "h16", 1e6, rate_bps=4e6)])
+    assert r["a"].start_s == 1.5 and r["a"].finish_s == pytest.approx(3.5)
+
+
+def test_dependencies_and_gap(fabric):
+    flows = [TraceFlow("a", 0.0, "h1", "h2", 1e6),
+             TraceFlow("b", 0.0, "h3", "h4", 2e6),
+             TraceFlow("c", 0.5, "h5", "h6", 1e6, deps=("a", "b"), gap_s=0.25),   # last dep at 2 -> 2.25
+             TraceFlow("d", 5.0, "h5", "h6", 1e6, deps=("a",), gap_s=0.25)]      # start_s dominates
+    _, r = run(fabric, flows)
+    assert r["c"].start_s == pytest.approx(2.25) and r["c"].finish_s == pytest.approx(3.25)
+    assert r["d"].start_s == pytest.approx(5.0)
+
+
+def test_ecmp_path_and_counters(fabric):
+    f = TraceFlow("a", 0.0, "h1", "h16", 3e6, src_port=1234, dst_port=80)
+    res, r = run(fabric, [f])
+    assert r["a"].path == ecmp_choice(FiveTuple("h1", "h16", 6, 1234, 80), fabric.paths("h1", "h16"))
+    i = res.links.index(("h1", "e0_0"))
+    assert res.interval_bytes[:, i].sum() == pytest.approx(3e6)
+    assert res.utilization()[:, i].tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_reroute_pins_connection(fabric):
+    five = FiveTuple("h1", "h16", 6, 4000, 4001)
+    flows = [TraceFlow("i0", 0.0, "h1", "h16", 3e6, src_port=4000, dst_port=4001, job="j", iter=0, cls="training"),
+             TraceFlow("i1", 0.0, "h1", "h16", 1e6, src_port=4000, dst_port=4001, job="j", iter=1,
+                       cls="training", deps=("i0",), gap_s=1.0)]
+    first = ecmp_choice(five, fabric.paths("h1", "h16"))
+    other = next(p for p in fabric.paths("h1", "h16") if p != first)
+    seen = []
+
+    def hook(view):
+        seen.append([(c.flow_id, c.in_flight, c.demand_bps) for c in view.connections])
+        return [PathChange(five, other)] if view.now_s == 1.0 else []
+    res, r = run(fabric, flows, hook=hook)
+    assert r["i0"].path == other and r["i1"].path == other and res.reroutes == 1
+    # between bursts (t=4: i0 done at 3, i1 starts at 4) the idle connection is shown with its last burst's rate
+    assert seen[0] == [("i0", True, 8e6)]
+    assert ("i0", False, pytest.approx(8e6)) in [tuple(x) for x in seen[2]]
+
+
+def test_bad_path_from_controller_is_an_error(fabric):
+    from controller.sim import SimError
+    flows = [TraceFlow("a", 0.0, "h1", "h16", 3e6, src_port=1, dst_port=2)]
+    with pytest.raises(SimError, match="bad path"):
+        Simulator(fabric, flows, hook=lambda v: [PathChange(FiveTuple("h1", "h16", 6, 1, 2), ("h1", "h16"))]).run()
+
+
+def test_ideal_is_limited_by_host_links_only(fabric):
+    big = big_switch_fabric(fabric)
+    flows = [TraceFlow("f%d" % i, 0.0, "h%d" % i, "h%d" % (i % 16 + 1), 1e6) for i in range(1, 17)]
+    _, r = run(big, flows)
+    assert all(x.finish_s == pytest.approx(1.0) for x in r.values())
+
+
+def test_deterministic_and_seeded_ports(fabric):
+    flows = [TraceFlow("f%d" % i, 0.1 * i, "h%d" % (i % 16 + 1), "h%d" % ((i + 5) % 16 + 1), 1e6 + i * 1e5)
+             for i in range(40)]
+    a = [(r.flow_id, r.start_s, r.finish_s, r.path) for r in Simulator(fabric, flows, seed=3).run().flows]
+    b = [(r.flow_id, r.start_s, r.finish_s, r.path) for r in Simulator(fabric, flows, seed=3).run().flows]
+    assert a == b
+    assert five_tuple(flows[0], 3).src_port == ephemeral_port(3, "f0") != ephemeral_port(4, "f0")
