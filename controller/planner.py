@@ -459,10 +459,12 @@ class _Placer:
         best_path: Optional[Path] = None
         for path in alts:
             worst, total, _ = self.score(flow, path, old_links, shared)
-            key = (worst, total, path)
+            key = (round(worst, 9), round(total, 9), path)  # float noise must not break ties
             if best_key is None or key < best_key:
                 best_key, best_path = key, path
-        return best_path, (best_key[0] if best_key else math.inf)
+        if best_path is None:
+            return None, math.inf
+        return best_path, self.score(flow, best_path, old_links, shared)[0]
 
     def move(self, flow: ActiveFlow, old: Sequence[str], new: Sequence[str]) -> None:
         _move(self.util, self.caps, flow.rate_bps, old, new)

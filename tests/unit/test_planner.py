@@ -419,17 +419,18 @@ def test_active_flow_refuses_nonsense(kwargs, text):
 
 
 def test_joint_search_gets_greedy_out_of_a_local_optimum():
-    """Found by the placement property: one-at-a-time moves stall at 1.26 here."""
+    """Found by the placement property: one-at-a-time moves stall above 0.8 here."""
     fab = fat(4)
-    spec = [("f0", "h2", "h5", 0.755), ("f1", "h3", "h6", 0.755), ("f2", "h1", "h7", 0.5),
-            ("f3", "h4", "h8", 0.755)]
+    spec = [("f0", "h2", "h8", 0.7, "c0"), ("f1", "h4", "h5", 0.7, "c2"),
+            ("f2", "h3", "h7", 0.5, "c2"), ("f3", "h1", "h6", 0.5, "c0")]
     flows = [ActiveFlow(fid, FiveTuple(s, d, 6, i, 80),
-                        next(p for p in fab.paths(s, d) if p[3] == "c0"), r * CAP)
-             for i, (fid, s, d, r) in enumerate(spec)]
+                        next(p for p in fab.paths(s, d) if p[3] == core), r * CAP)
+             for i, (fid, s, d, r, core) in enumerate(spec)]
     measured = flow_demand_utilization(fab, flows)
     greedy_only = PlannerConfig(policy="reactive", joint_search_nodes=0)
     stuck = flow_demand_utilization(fab, apply(flows, plan_reroutes(fab, flows, measured, None, greedy_only)))
     assert max(stuck.values()) > 0.8
     reroutes = plan_reroutes(fab, flows, measured, None, PlannerConfig(policy="reactive"))
-    assert len(reroutes) <= 4
+    check_reroutes(fab, flows, reroutes)
+    assert len(reroutes) <= 4 and "joint" in reroutes[0].reason
     assert max(flow_demand_utilization(fab, apply(flows, reroutes)).values()) <= 0.8
