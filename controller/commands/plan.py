@@ -1,0 +1,278 @@
+"""``sidestep plan``: one offline planning round, for what-if questions and tests.
+
+Runs the same ``plan_reroutes`` the controller runs each tick, on a fat-tree
+described by ``--k``/``--link-mbps``, the flows in FLOWS.csv and the latest
+sample per link in LOADS.csv.
+
+FLOWS.csv: ``flow_id,src,dst,rate_bps,cls`` plus optional ``path`` (node names
+separated by ``;``; ECMP's choice when absent or empty), ``proto`` (tcp, udp,
+icmp or a number; default tcp), ``src_port``, ``dst_port`` (default 0).
+``rate_bps`` is the connection's demand (its rate while it sends).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
+from controller.fabric import Fabric, FabricError, Link
+from controller.loadtrace import LinkLoadTrace, format_link, read_link_loads
+from controller.planner import (CLASSES, POLICIES, ActiveFlow, EqualCostPaths, PlannerConfig,
+                                PlannerError, Reroute, apply_reroutes, plan_reroutes,
+                                planning_utilization)
+from controller.tracefile import TraceError, open_csv, parse_float, parse_int
+from mininet_topos.fattree_spec import TopologyError, fat_tree
+
+FLOW_REQUIRED = ("flow_id", "src", "dst", "rate_bps", "cls")
+FLOW_OPTIONAL = ("path", "proto", "src_port", "dst_port")
+PROTO_NAMES = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": 1}
+
+PROG = "sidestep plan"
+
+
+class _Warnings(list):
+    def add(self, text: str) -> None:
+        self.append(text)
+        print("%s: warning: %s" % (PROG, text), file=sys.stderr)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", required=True, help="fat-tree arity (even, >= 2)")
+    parser.add_argument("--link-mbps", default="10", help="capacity of every link in Mbit/s (default 10)")
+    parser.add_argument("--flows", required=True, metavar="FLOWS.csv",
+                        help="active flows: flow_id,src,dst,rate_bps,cls[,path,proto,src_port,dst_port]")
+    parser.add_argument("--loads", required=True, metavar="LOADS.csv",
+                        help="link-load samples t_s,link,util[,pred,...]; the latest per link is used")
+    parser.add_argument("--policy", required=True, metavar="|".join(POLICIES),
+                        help="placement policy: %s" % ", ".join(POLICIES))
+    parser.add_argument("--json", metavar="OUT", default=None,
+                        help="write the result as JSON to OUT ('-' for standard output)")
+    parser.add_argument("--model", metavar="MODEL", default=None,
+                        help="forecaster for predictive when LOADS.csv has no pred column (default: shipped)")
+    defaults = PlannerConfig()
+    parser.add_argument("--hot-threshold", type=float, default=defaults.hot_threshold,
+                        help="utilization above which a link is hot (default %(default)s)")
+    parser.add_argument("--hysteresis", type=float, default=defaults.hysteresis,
+                        help="minimum drop of a flow's bottleneck utilization to move it (default %(default)s)")
+    parser.add_argument("--max-reroutes", type=int, default=defaults.max_reroutes_per_tick,
+                        help="cap on reroutes per round (default %(default)s)")
+    parser.add_argument("--elephant-bps", type=float, default=None,
+                        help="elephant threshold in bit/s (default 10%% of the flow's host link)")
+    parser.add_argument("--move-background", action="store_true",
+                        help="also move background elephants (default: training flows only)")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print("%s: error: %s" % (PROG, message), file=sys.stderr)
+    return code
+
+
+def _build_fabric(k: str, mbps: str) -> Fabric:
+    return Fabric.from_spec(fat_tree(k, mbps))
+
+
+def _host_hint(fabric: Fabric) -> str:
+    hosts = fabric.hosts()
+    return "this fat-tree has hosts h1..h%d" % len(hosts) if hosts else "this fabric has no hosts"
+
+
+def read_flows(path: str, fabric: Fabric, paths: EqualCostPaths) -> List[ActiveFlow]:
+    """Read and validate FLOWS.csv; errors name the file, line and column."""
+    header, rows = open_csv(path, FLOW_REQUIRED, FLOW_OPTIONAL)
+    flows: List[ActiveFlow] = []
+    seen: Dict[str, int] = {}
+    for line, row in rows:
+        flow_id = row["flow_id"]
+        if not flow_id:
+            raise TraceError(path, "is empty; every flow needs an id", line, "flow_id")
+        if flow_id in seen:
+            raise TraceError(path, "flow_id %r already used on line %d" % (flow_id, seen[flow_id]),
+                             line, "flow_id")
+        seen[flow_id] = line
+        for col in ("src", "dst"):
+            if not fabric.is_host(row[col]):
+                raise TraceError(path, "unknown host %r; %s" % (row[col], _host_hint(fabric)), line, col)
+        src, dst = row["src"], row["dst"]
+        if src == dst:
+            raise TraceError(path, "destination %r is the source; a flow needs two hosts" % dst, line, "dst")
+        rate = parse_float(path, line, "rate_bps", row["rate_bps"])
+        if rate < 0:
+            raise TraceError(path, "%r is negative; a rate is >= 0 bit/s" % row["rate_bps"], line, "rate_bps")
+        cls = row["cls"]
+        if cls not in CLASSES:
+            raise TraceError(path, "%r is not a traffic class; use %s" % (cls, " or ".join(CLASSES)),
+                             line, "cls")
+        proto = PROTO_TCP
+        text = row.get("proto", "")
+        if text:
+            if text.lower() in PROTO_NAMES:
+                proto = PROTO_NAMES[text.lower()]
+            else:
+                proto = parse_int(path, line, "proto", text, minimum=0)
+                if proto > 255:
+                    raise TraceError(path, "%r is not an IP protocol number (0..255) or tcp/udp/icmp"
+                                     % text, line, "proto")
+        ports = []
+        for col in ("src_port", "dst_port"):
+            value = parse_int(path, line, col, row.get(col, ""), minimum=0, allow_empty=True) or 0
+            if value > 65535:
+                raise TraceError(path, "%r is above the maximum port 65535" % row[col], line, col)
+            ports.append(value)
+        five = FiveTuple(src, dst, proto, ports[0], ports[1])
+        text = row.get("path", "")
+        if text:
+            hops = tuple(h.strip() for h in text.split(";"))
+            try:
+                fabric.validate_path(hops, src, dst)
+            except FabricError as exc:
+                raise TraceError(path, str(exc), line, "path") from None
+        else:
+            try:
+                hops = tuple(ecmp_choice(five, paths(src, dst)))
+            except FabricError as exc:
+                raise TraceError(path, str(exc), line, "path") from None
+        flows.append(ActiveFlow(flow_id, five, hops, rate, cls))
+    return flows
+
+
+def _line_of_link(path: str, link: Link) -> Optional[int]:
+    """First line of LOADS.csv that names ``link`` (for the error message)."""
+    text = format_link(link)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if text in line.replace(" ", ""):
+                    return number
+    except OSError:
+        return None
+    return None
+
+
+def check_loads(trace: LinkLoadTrace, fabric: Fabric) -> None:
+    for link in trace.links():
+        if not fabric.graph.has_edge(*link):
+            raise TraceError(trace.path, "%s is not a link of this fabric" % format_link(link),
+                             _line_of_link(trace.path, link), "link")
+
+
+def forecast(trace: LinkLoadTrace, model: Optional[str], warnings: _Warnings) -> Optional[Dict[Link, float]]:
+    """The forecaster's prediction for each link, or None (with a warning) if there is none.
+
+    The default forecaster lives in ``models.runtime``; it is imported here,
+    lazily, so ``sidestep plan`` works (on measured values) without it.
+    """
+    try:
+        from models import runtime  # noqa: WPS433 (optional part)
+    except ImportError as exc:
+        warnings.add("no forecaster available (%s); predictive plans on measured utilization" % exc)
+        return None
+    model_error = getattr(runtime, "ModelError", ValueError)
+    try:
+        period = trace.sampling_period_s()
+        predictor = runtime.load_predictor(model, sampling_period_s=period)
+        links = trace.links()
+        window = int(predictor.window)
+        history = np.full((len(links), window), np.nan)
+        for i, link in enumerate(links):
+            tail = trace.series[link].util[-window:]
+            history[i, window - len(tail):] = tail
+        values = np.asarray(predictor.predict(history), dtype=float)
+    except (model_error, TraceError, ValueError, OSError) as exc:
+        warnings.add("forecaster unusable (%s); predictive plans on measured utilization" % exc)
+        return None
+    if values.shape != (len(links),):
+        warnings.add("forecaster returned shape %s for %d links; predictive plans on measured utilization"
+                     % (values.shape, len(links)))
+        return None
+    return {link: float(v) for link, v in zip(links, values)}
+
+
+def _max(util: Dict[Link, float]) -> float:
+    return max(util.values(), default=0.0)
+
+
+def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, config: PlannerConfig,
+         model: Optional[str], warnings: _Warnings, paths: EqualCostPaths) -> dict:
+    measured = trace.latest()
+    predicted = None
+    if config.policy == "predictive":
+        if any(s.pred is not None for s in trace.series.values()):
+            predicted = trace.latest_pred()
+        else:
+            predicted = forecast(trace, model, warnings)
+    reroutes = plan_reroutes(fabric, flows, measured, predicted, config, paths=paths)
+    before = planning_utilization(fabric, flows, measured, predicted, config)
+    after = apply_reroutes(fabric, flows, before, reroutes)
+    final = {f.flow_id: list(f.path) for f in flows}
+    for rr in reroutes:
+        final[rr.flow_id] = list(rr.new_path)
+    return {
+        "paths": final,
+        "reroutes": [{"flow_id": r.flow_id, "old_path": list(r.old_path), "new_path": list(r.new_path),
+                      "reason": r.reason} for r in reroutes],
+        "max_util_before": round(_max(before), 6),
+        "max_util_after": round(_max(after), 6),
+        "basis": "forecast" if config.policy == "predictive" else "measured",
+        "warnings": list(warnings),
+    }
+
+
+def format_table(result: dict, flows: Sequence[ActiveFlow], policy: str) -> str:
+    moved = {r["flow_id"]: r for r in result["reroutes"]}
+    rows = [("FLOW", "SRC", "DST", "MBIT/S", "CLS", "PATH", "")]
+    for f in flows:
+        r = moved.get(f.flow_id)
+        rows.append((f.flow_id, f.five.src, f.five.dst, "%.3f" % (f.rate_bps / 1e6), f.cls,
+                     " ".join(result["paths"][f.flow_id]),
+                     "moved from %s: %s" % (" ".join(r["old_path"]), r["reason"]) if r else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths)).rstrip()
+             + ("  " + row[6] if row[6] else "") for row in rows]
+    lines.append("policy %s: %d flow(s), %d reroute(s); max utilization %.3f -> %.3f (%s)"
+                 % (policy, len(flows), len(result["reroutes"]), result["max_util_before"],
+                    result["max_util_after"], result["basis"]))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.policy not in POLICIES:
+        return _fail("unknown policy %r; choose one of %s" % (args.policy, ", ".join(POLICIES)))
+    try:
+        config = PlannerConfig(policy=args.policy, hot_threshold=args.hot_threshold,
+                               hysteresis=args.hysteresis, max_reroutes_per_tick=args.max_reroutes,
+                               elephant_bps=args.elephant_bps, move_background=args.move_background)
+    except PlannerError as exc:
+        return _fail(str(exc))
+    try:
+        fabric = _build_fabric(args.k, args.link_mbps)
+    except TopologyError as exc:
+        return _fail(str(exc))
+    paths = EqualCostPaths(fabric)
+    warnings = _Warnings()
+    try:
+        flows = read_flows(args.flows, fabric, paths)
+        trace = read_link_loads(args.loads)
+        check_loads(trace, fabric)
+    except TraceError as exc:
+        return _fail(str(exc))
+    result = plan(fabric, flows, trace, config, args.model, warnings, paths)
+    if args.json is None:
+        print(format_table(result, flows, config.policy))
+        return 0
+    text = json.dumps(result, indent=2, sort_keys=False)
+    if args.json == "-":
+        print(text)
+        return 0
+    try:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    except OSError as exc:
+        return _fail("cannot write %s: %s" % (args.json, exc.strerror), 1)
+    print("%s: %d reroute(s); max utilization %.3f -> %.3f (%s); wrote %s"
+          % (PROG, len(result["reroutes"]), result["max_util_before"], result["max_util_after"],
+             result["basis"], args.json))
+    return 0

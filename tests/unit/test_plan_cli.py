@@ -1,0 +1,106 @@
+"""``sidestep plan`` end to end on small files: JSON shape, table, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controller import cli
+from controller.fabric import Fabric
+from mininet_topos.fattree_spec import fat_tree
+
+FLOWS = """flow_id,src,dst,rate_bps,cls,path
+f1,h1,h5,6e6,training,h1;e0_0;a0_0;c0;a1_0;e1_0;h5
+f2,h3,h7,6e6,training,h3;e0_1;a0_0;c0;a1_0;e1_1;h7
+f3,h2,h9,1e5,background,
+"""
+LOADS = """t_s,link,util
+0,a0_0->c0,0.5
+1,a0_0->c0,1.2
+1,c0->a1_0,1.2
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def run(tmp_path, *extra, flows=FLOWS, loads=LOADS, policy="reactive"):
+    argv = ["plan", "--k", "4", "--flows", write(tmp_path, "flows.csv", flows),
+            "--loads", write(tmp_path, "loads.csv", loads), "--policy", policy] + list(extra)
+    return cli.main(argv)
+
+
+def test_json_output(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert run(tmp_path, "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= {"paths", "reroutes", "max_util_before", "max_util_after"}
+    assert sorted(result["paths"]) == ["f1", "f2", "f3"]
+    assert len(result["reroutes"]) == 1
+    rr = result["reroutes"][0]
+    assert set(rr) == {"flow_id", "old_path", "new_path", "reason"}
+    fabric = Fabric.from_spec(fat_tree(4, 10))
+    for fid, path in result["paths"].items():
+        fabric.validate_path(path, path[0], path[-1])
+    assert result["paths"][rr["flow_id"]] == rr["new_path"]
+    assert result["max_util_before"] == pytest.approx(1.2)
+    assert result["max_util_after"] < result["max_util_before"]
+    # f3 had no path: ECMP's choice, a valid path.
+    assert result["paths"]["f3"][0] == "h2" and result["paths"]["f3"][-1] == "h9"
+
+
+def test_ecmp_keeps_every_path_and_table_output(tmp_path, capsys):
+    assert run(tmp_path, policy="ecmp") == 0
+    out = capsys.readouterr().out
+    assert "FLOW" in out and "0 reroute(s)" in out and "h1 e0_0 a0_0 c0 a1_0 e1_0 h5" in out
+
+
+def test_predictive_uses_the_pred_column(tmp_path, capsys):
+    loads = "t_s,link,util,pred\n0,a0_0->c0,0.2,\n1,a0_0->c0,0.3,1.5\n"
+    flows = FLOWS.replace("6e6", "3e6")
+    assert run(tmp_path, "--json", "-", flows=flows, loads=loads, policy="reactive") == 0
+    assert json.loads(capsys.readouterr().out)["reroutes"] == []
+    assert run(tmp_path, "--json", "-", flows=flows, loads=loads, policy="predictive") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["reroutes"]) >= 1 and result["basis"] == "forecast"
+
+
+def test_predictive_without_pred_falls_back_with_a_warning_or_forecasts(tmp_path, capsys):
+    assert run(tmp_path, "--json", "-", policy="predictive") == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["paths"]
+    # Either the forecaster is there (no warning needed) or it says why it is not used.
+    assert all("warning" in line for line in captured.err.splitlines())
+
+
+@pytest.mark.parametrize("flows, loads, policy, where", [
+    (FLOWS.replace("h9,1e5", "h99,1e5"), LOADS, "reactive", "flows.csv:4: column 'dst'"),
+    (FLOWS.replace("f2,h3", "f2,h0"), LOADS, "reactive", "flows.csv:3: column 'src'"),
+    (FLOWS.replace("f1,h1,h5,6e6", "f1,h1,h5,-6e6"), LOADS, "reactive", "flows.csv:2: column 'rate_bps'"),
+    (FLOWS.replace("training", "bulk", 1), LOADS, "reactive", "flows.csv:2: column 'cls'"),
+    (FLOWS.replace("a0_0;c0;a1_0;e1_1", "a0_0;c2;a1_0;e1_1"), LOADS, "reactive", "flows.csv:3: column 'path'"),
+    (FLOWS.replace("c0;a1_0;e1_0;h5", "c0;a2_0;e1_0;h5"), LOADS, "reactive", "flows.csv:2: column 'path'"),
+    (FLOWS.replace("f3,", "f1,"), LOADS, "reactive", "flows.csv:4: column 'flow_id'"),
+    (FLOWS, LOADS + "2,c0->e0_0,0.1\n", "reactive", "loads.csv:5: column 'link'"),
+    (FLOWS, LOADS.replace("1.2\n1,c0", "x\n1,c0"), "reactive", "loads.csv:3: column 'util'"),
+    (FLOWS, LOADS, "hedera", "unknown policy 'hedera'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flows, loads, policy, where):
+    assert run(tmp_path, flows=flows, loads=loads, policy=policy) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("sidestep plan: error: ")
+    assert where in err[0]
+
+
+def test_bad_k_and_settings(tmp_path, capsys):
+    argv = ["plan", "--k", "3", "--flows", write(tmp_path, "f.csv", FLOWS),
+            "--loads", write(tmp_path, "l.csv", LOADS), "--policy", "ecmp"]
+    assert cli.main(argv) == 2
+    assert "k must be an even integer" in capsys.readouterr().err
+    assert run(tmp_path, "--hysteresis", "-1") == 2
+    assert "hysteresis" in capsys.readouterr().err
