@@ -274,7 +274,9 @@ class Simulator:
             if c is None:
                 c = conns[five[i]] = _Conn(five[i], (), f.cls)
             c.pending += 1
-        width = 8
+        self._conn_order = sorted(conns.values(), key=lambda c: (c.five.src, c.five.dst, c.five.proto,
+                                                                 c.five.src_port, c.five.dst_port))
+        width = 6  # links in the longest fat-tree path (host-edge-agg-core-agg-edge-host)
         flow_links = np.full((n, width), pad, dtype=np.int64)
         path_of: List[Path] = [()] * n
         remaining = np.array([f.size_bytes for f in flows], dtype=float)
@@ -300,9 +302,12 @@ class Simulator:
         act_idx = np.zeros(0, dtype=np.int64)
 
         def set_path(i: int, path: Path) -> None:
+            nonlocal flow_links, width
             idx = [self.link_index[l] for l in path_links(path)]
-            if len(idx) > flow_links.shape[1]:
-                raise SimError("path %s is longer than %d links" % ("->".join(path), width))
+            if len(idx) > width:  # a longer path than any so far: widen the table
+                extra = np.full((n, len(idx) - width), pad, dtype=np.int64)
+                flow_links = np.hstack([flow_links, extra])
+                width = len(idx)
             flow_links[i, :] = pad
             flow_links[i, :len(idx)] = idx
             path_of[i] = path
@@ -361,8 +366,7 @@ class Simulator:
                             deps_left[k] -= 1
                             if deps_left[k] == 0:
                                 heapq.heappush(heap, (max(flows[k].start_s, t + flows[k].gap_s), k))
-                    keep = set(int(x) for x in act_idx[~finished])
-                    active = [i for i in active if i in keep]
+                    active = act_idx[~finished].tolist()
                     dirty = True
             # arrivals
             while heap and heap[0][0] <= t:
@@ -424,8 +428,10 @@ class Simulator:
                     for sw, rows in self._ports.items()}
         rate_of = {int(i): float(r) for i, r in zip(act_idx, rate)}
         views: List[ConnView] = []
-        for key in sorted(conns):
-            c = conns[key]
+        for c in self._conn_order:
+            if c.pending == 0:
+                continue
+            key = c.five
             if c.in_flight:
                 r = sum(rate_of.get(i, 0.0) for i in c.in_flight)
                 views.append(ConnView(flows[c.in_flight[0]].flow_id, key, c.path, r, r, c.cls, True))
