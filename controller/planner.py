@@ -314,15 +314,23 @@ class _Capacities(dict):
     def __init__(self, fabric: Fabric) -> None:
         super().__init__()
         self.fabric = fabric
+        # networkx's own adjacency dict: the public views allocate an object per lookup,
+        # which is most of the cost of a planning round at k=16.
+        self._adj = fabric.graph._adj
 
     def __missing__(self, link: Link) -> float:
-        cap = self.fabric.capacity_bps(*link)
+        try:
+            cap = self._adj[link[0]][link[1]]["capacity_bps"]
+        except KeyError:
+            cap = self.fabric.capacity_bps(*link)  # raises FabricError naming the link
         self[link] = cap
         return cap
 
 
 def _clean(value: object) -> Optional[float]:
     """A usable utilization, or None for missing/NaN; negatives clip to 0."""
+    if type(value) is float and value >= 0.0:  # the common case, fast (NaN fails >=)
+        return value
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -348,15 +356,18 @@ def flow_demand_utilization(fabric: Fabric, flows: Iterable[ActiveFlow]) -> Dict
     """
     caps = _Capacities(fabric)
     out: Dict[Link, float] = {}
+    get = out.get
     for f in sorted(flows, key=lambda f: f.flow_id):
-        if f.rate_bps <= 0:
+        rate, path = f.rate_bps, f.path
+        if rate <= 0:
             continue
-        for link in path_links(f.path):
+        for i in range(len(path) - 1):
+            link = (path[i], path[i + 1])
             try:
-                share = f.rate_bps / caps[link]
+                share = rate / caps[link]
             except FabricError:
                 continue
-            out[link] = out.get(link, 0.0) + share
+            out[link] = get(link, 0.0) + share
     return out
 
 
@@ -470,8 +481,23 @@ class _Placer:
         _move(self.util, self.caps, flow.rate_bps, old, new)
 
 
-def _path_usable(fabric: Fabric, path: Sequence[str]) -> bool:
-    return all(fabric.is_up(a, b) for a, b in path_links(path))
+def _down_links(fabric: Fabric) -> FrozenSet[Link]:
+    """Directed links that are down or missing are checked against this set, once per round."""
+    down = set()
+    for a, b, up in fabric.graph.edges(data="up"):
+        if not up:
+            down.add((a, b))
+            down.add((b, a))
+    return frozenset(down)
+
+
+def _path_usable(fabric: Fabric, path: Sequence[str], down: FrozenSet[Link]) -> bool:
+    adj = fabric.graph._adj  # see _Capacities
+    for i in range(len(path) - 1):
+        a, b = path[i], path[i + 1]
+        if (a, b) in down or b not in adj.get(a, ()):
+            return False
+    return True
 
 
 def _fmt(link: Optional[Link]) -> str:
@@ -507,9 +533,10 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
     moved = set()
 
     # Flows stranded on a down link first: safety before optimisation.
-    for flow in sorted(flows, key=_priority):
-        if _path_usable(fabric, flow.path):
-            continue
+    down = _down_links(fabric)
+    stranded = [f for f in flows if not _path_usable(fabric, f.path, down)]
+    stranded_ids = {f.flow_id for f in stranded}
+    for flow in sorted(stranded, key=_priority):
         try:
             alts = placer.alternatives(flow)
         except FabricError:
@@ -525,7 +552,7 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
     hot = config.hot_threshold
     candidates = []
     for flow in flows:
-        if flow.flow_id in moved or flow.rate_bps <= 0 or not _path_usable(fabric, flow.path):
+        if flow.rate_bps <= 0 or flow.flow_id in stranded_ids:
             continue
         if flow.cls != TRAINING and not config.move_background:
             continue
