@@ -104,8 +104,36 @@ class ControlLoop:
         return out
 
 
+class PersistencePredictor:
+    """Baseline forecast "next = last sample" with the agreed ``Predictor`` interface.
+
+    ``--model persistence`` selects it: it shows how much of ``predictive``'s
+    gain comes from the forecaster rather than from the planner's
+    flow-demand floor, and lets a replay run before any model is trained.
+    """
+
+    name = "persistence"
+    horizon = 1
+
+    def __init__(self, sampling_period_s: float, window: int = 4) -> None:
+        self.sampling_period_s = sampling_period_s
+        self.window = window
+
+    def predict(self, history: np.ndarray) -> np.ndarray:
+        history = np.asarray(history, dtype=float)
+        out = np.zeros(history.shape[0])
+        seen = ~np.isnan(history)
+        has = seen.any(axis=1)
+        last = history.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
+        out[has] = history[has, last[has]]
+        return np.clip(out, 0.0, None)
+
+
 def load_model(model: Optional[str], poll_interval_s: float) -> object:
-    """The forecaster the live app would load (``models.runtime.load_predictor``)."""
+    """The forecaster the live app would load (``models.runtime.load_predictor``);
+    ``"persistence"`` gives the baseline ``PersistencePredictor``."""
+    if model == "persistence":
+        return PersistencePredictor(poll_interval_s)
     try:
         from models.runtime import load_predictor
     except ImportError as exc:

@@ -301,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--link-mbps", type=float, default=1000.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--model", default=None, help="forecaster for predictive (default: shipped)")
+    ap.add_argument("--model", default=None, help="forecaster for predictive (default: shipped; 'persistence': baseline)")
     ap.add_argument("-o", "--output", help="write the flow trace here")
     args = ap.parse_args(argv)
     try:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link-mbps", default="10", help="capacity of every link in Mbit/s (default 10)")
     parser.add_argument("--policy", default="all", metavar="|".join(POLICIES + ("all",)),
                         help="policy to replay, or all (default)")
-    parser.add_argument("--model", default=None, help="forecaster file for predictive (default: shipped model)")
+    parser.add_argument("--model", default=None, help="forecaster file for predictive (default: the shipped model; 'persistence': the last-sample baseline)")
     parser.add_argument("--seed", default="0", help="seed: ephemeral source ports, scenario generation (default 0)")
     parser.add_argument("--poll-interval", default="1", metavar="S",
                         help="control tick (port-stats poll) interval in seconds (default 1)")
