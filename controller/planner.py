@@ -435,6 +435,15 @@ class _Placer:
         self.paths = paths
         self.caps = _Capacities(fabric)
         self._shared: Dict[Tuple[str, str], FrozenSet[Link]] = {}
+        self._links: Dict[Tuple[str, ...], List[Link]] = {}
+
+    def links(self, path: Sequence[str]) -> List[Link]:
+        """``path_links``, memoised for the round (paths are scored many times)."""
+        key = tuple(path)
+        got = self._links.get(key)
+        if got is None:
+            got = self._links[key] = path_links(key)
+        return got
 
     def alternatives(self, flow: ActiveFlow) -> List[Path]:
         return list(self.paths(flow.five.src, flow.five.dst))
@@ -443,7 +452,7 @@ class _Placer:
         key = (flow.five.src, flow.five.dst)
         got = self._shared.get(key)
         if got is None:
-            sets = [set(path_links(p)) for p in alts]
+            sets = [set(self.links(p)) for p in alts]
             got = frozenset(set.intersection(*sets)) if sets else frozenset()
             self._shared[key] = got
         return got
@@ -453,7 +462,7 @@ class _Placer:
         """(bottleneck over choosable links, sum of loads, the bottleneck link) with the flow on ``path``."""
         util, caps, rate = self.util, self.caps, flow.rate_bps
         worst, total, where = 0.0, 0.0, None
-        for link in path_links(path):
+        for link in self.links(path):
             share = rate / caps[link]
             u = util.get(link, 0.0)
             load = max(u, share) if link in old_links else u + share
@@ -481,21 +490,12 @@ class _Placer:
         _move(self.util, self.caps, flow.rate_bps, old, new)
 
 
-def _down_links(fabric: Fabric) -> FrozenSet[Link]:
-    """Directed links that are down or missing are checked against this set, once per round."""
-    down = set()
-    for a, b, up in fabric.graph.edges(data="up"):
-        if not up:
-            down.add((a, b))
-            down.add((b, a))
-    return frozenset(down)
-
-
-def _path_usable(fabric: Fabric, path: Sequence[str], down: FrozenSet[Link]) -> bool:
+def _path_usable(fabric: Fabric, path: Sequence[str]) -> bool:
+    """Every link of ``path`` exists and is up (per-path cost only: no scan of the fabric)."""
     adj = fabric.graph._adj  # see _Capacities
     for i in range(len(path) - 1):
-        a, b = path[i], path[i + 1]
-        if (a, b) in down or b not in adj.get(a, ()):
+        data = adj.get(path[i], {}).get(path[i + 1])
+        if data is None or not data["up"]:
             return False
     return True
 
@@ -533,8 +533,7 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
     moved = set()
 
     # Flows stranded on a down link first: safety before optimisation.
-    down = _down_links(fabric)
-    stranded = [f for f in flows if not _path_usable(fabric, f.path, down)]
+    stranded = [f for f in flows if not _path_usable(fabric, f.path)]
     stranded_ids = {f.flow_id for f in stranded}
     for flow in sorted(stranded, key=_priority):
         try:
@@ -629,17 +628,28 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config
     least ``hysteresis``.  ``placer.util`` must hold the state before greedy.
     """
     hot = config.hot_threshold
-    group = [f for f in candidates if _crosses_hot(placer, f, hot)][:config.joint_max_flows]
+    group: List[ActiveFlow] = []
+    options: List[List[Path]] = []
+    for flow in candidates:
+        if len(group) == config.joint_max_flows:
+            break
+        if not _crosses_hot(placer, flow, hot):
+            continue
+        alts = placer.alternatives(flow)
+        old_links = frozenset(path_links(flow.path))
+        # Only flows whose hot link is one a placement can change (not, say, their host link).
+        if len(alts) < 2 or placer.score(flow, flow.path, old_links, placer.shared(flow, alts))[0] <= hot:
+            continue
+        group.append(flow)
+        options.append(alts)
     if not group:
         return None
     caps = placer.caps
-    options: List[List[Path]] = []
     var = set()
-    for flow in group:
-        alts = placer.alternatives(flow)
-        sets = [set(path_links(p)) for p in alts] + [set(path_links(flow.path))]
+    links_of = placer.links
+    for flow, alts in zip(group, options):
+        sets = [set(links_of(p)) for p in alts] + [set(links_of(flow.path))]
         var |= set.union(*sets) - set.intersection(*sets)
-        options.append(alts)
     if not var:
         return None
     load = {l: placer.util.get(l, 0.0) for l in var}
@@ -651,11 +661,12 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config
     # Per flow: (path, [(link, share)] on variable links); current path first, then by static score.
     choices: List[List[Tuple[Path, List[Tuple[Link, float]]]]] = []
     for flow, alts in zip(group, options):
-        def touched(p: Sequence[str], rate: float = flow.rate_bps) -> List[Tuple[Link, float]]:
-            return [(l, rate / caps[l]) for l in path_links(p) if l in var]
+        rate = flow.rate_bps
+        touched = {p: [(l, rate / caps[l]) for l in links_of(p) if l in var]
+                   for p in list(alts) + [flow.path]}
         others = sorted((p for p in alts if p != flow.path),
-                        key=lambda p: (max([load[l] + s for l, s in touched(p)] or [0.0]), p))
-        choices.append([(flow.path, touched(flow.path))] + [(p, touched(p)) for p in others])
+                        key=lambda p: (max([load[l] + s for l, s in touched[p]] or [0.0]), p))
+        choices.append([(flow.path, touched[flow.path])] + [(p, touched[p]) for p in others])
 
     for opts in choices:
         for l, s in opts[0][1]:
