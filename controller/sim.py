@@ -177,7 +177,8 @@ class TickView:
     # switch -> [(port_no, tx_bytes, rx_bytes)], cumulative since t=0, sorted by port
     counters: Dict[str, List[Tuple[int, int, int]]]
     connections: List[ConnView]
-    link_util: Dict[Link, float]   # exact utilization over the last interval (for checks)
+    links: List[Link]
+    interval_util: np.ndarray      # exact utilization of ``links`` over the last interval (for checks)
 
 
 TickHook = Callable[[TickView], Sequence[PathChange]]
@@ -438,5 +439,5 @@ class Simulator:
             elif c.pending > 0 and c.last_burst_bps > 0:
                 views.append(ConnView(c.last_flow_id, key, c.path, 0.0, c.last_burst_bps, c.cls, False))
         util = interval * 8.0 / (self.poll * self.capacity)
-        return TickView(now, counters, views, {l: float(u) for l, u in zip(self.links, util)})
+        return TickView(now, counters, views, self.links, util)
 
