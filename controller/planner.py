@@ -493,10 +493,13 @@ class _Placer:
 def _path_usable(fabric: Fabric, path: Sequence[str]) -> bool:
     """Every link of ``path`` exists and is up (per-path cost only: no scan of the fabric)."""
     adj = fabric.graph._adj  # see _Capacities
-    for i in range(len(path) - 1):
-        data = adj.get(path[i], {}).get(path[i + 1])
+    prev = path[0]
+    for node in path[1:]:
+        nbrs = adj.get(prev)
+        data = nbrs.get(node) if nbrs is not None else None
         if data is None or not data["up"]:
             return False
+        prev = node
     return True
 
 
