@@ -1,0 +1,106 @@
+"""Model files: a joblib container with a plain metadata record and the pickled estimator.
+
+Layout: ``joblib.dump({"format": FORMAT, "format_version": 1, "metadata": {...},
+"estimator": <joblib bytes>})``.  The outer object holds only builtins, so the
+metadata can be read and checked *before* any estimator class is unpickled: a
+file from another feature version is refused with a message that says how to
+rebuild, instead of failing deep inside unpickling.  A sidecar ``<file>.json``
+repeats the metadata for humans and diff tools.
+
+Files are written to a temporary name and renamed, so a crash never leaves half
+a model.  Like every pickle, a model file runs code when loaded: load only files
+you (or this project) built.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from typing import Any, Dict, Tuple
+
+import joblib
+import sklearn
+
+from models.features import FEATURE_VERSION
+
+FORMAT = "sidestep-forecaster"
+FORMAT_VERSION = 1
+REBUILD_HINT = ("retrain it with `sidestep train LOADS.csv -o MODEL`, or rebuild the shipped default "
+                "with `.venv/bin/python -m models.build_default`")
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; the message names the file and the fix."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__("%s: %s" % (path, message))
+        self.path = path
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(path: str, estimator: Any, metadata: Dict[str, Any]) -> None:
+    """Write estimator + metadata to ``path`` (and ``path.json``) atomically."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ModelError(path, "folder %s does not exist; create it or choose another -o path" % directory)
+    inner = io.BytesIO()
+    joblib.dump(estimator, inner)
+    meta = dict(metadata, format=FORMAT, format_version=FORMAT_VERSION)
+    outer = io.BytesIO()
+    joblib.dump({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": meta,
+                 "estimator": inner.getvalue()}, outer)
+    _atomic_write_bytes(path + ".json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    _atomic_write_bytes(path, outer.getvalue())
+
+
+def read_metadata(path: str) -> Tuple[Dict[str, Any], bytes]:
+    """The checked metadata and the estimator bytes of a model file, or ``ModelError``."""
+    if not os.path.exists(path):
+        raise ModelError(path, "no such model file; " + REBUILD_HINT)
+    try:
+        outer = joblib.load(path)
+    except Exception as exc:  # any unpickling failure means "not a model file"
+        raise ModelError(path, "is not a readable model file (%s: %s); %s"
+                         % (type(exc).__name__, exc, REBUILD_HINT)) from None
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT or "metadata" not in outer:
+        raise ModelError(path, "is not a Sidestep forecaster file; " + REBUILD_HINT)
+    if outer.get("format_version") != FORMAT_VERSION:
+        raise ModelError(path, "has model file format %r, this Sidestep reads %d; %s"
+                         % (outer.get("format_version"), FORMAT_VERSION, REBUILD_HINT))
+    meta = outer["metadata"]
+    if meta.get("feature_version") != FEATURE_VERSION:
+        raise ModelError(path, "was built with feature version %r, this Sidestep computes version %d; %s"
+                         % (meta.get("feature_version"), FEATURE_VERSION, REBUILD_HINT))
+    built = meta.get("libraries", {}).get("scikit-learn")
+    if built != sklearn.__version__:
+        raise ModelError(path, "was built with scikit-learn %s, this environment has %s (pickled models "
+                         "are not portable across versions); %s" % (built, sklearn.__version__, REBUILD_HINT))
+    return meta, outer["estimator"]
+
+
+def load_model(path: str) -> Tuple[Any, Dict[str, Any]]:
+    """(estimator, metadata) from a model file; ``ModelError`` if it does not match this Sidestep."""
+    meta, blob = read_metadata(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", sklearn.exceptions.InconsistentVersionWarning)
+            estimator = joblib.load(io.BytesIO(blob))
+    except Exception as exc:  # a corrupt or foreign payload
+        raise ModelError(path, "holds an estimator that cannot be loaded (%s: %s); %s"
+                         % (type(exc).__name__, exc, REBUILD_HINT)) from None
+    if not hasattr(estimator, "predict"):
+        raise ModelError(path, "holds a %s, not a forecaster; %s" % (type(estimator).__name__, REBUILD_HINT))
+    return estimator, meta
