@@ -103,6 +103,9 @@ class Health:
     reroutes_total: int = 0
     packet_in_total: int = 0
     handler_errors_total: int = 0
+    packet_in_by_type: Mapping[str, int] = field(default_factory=dict)
+    links_discovered: int = 0
+    settled: bool = True
 
 
 class ApiState(Protocol):
@@ -238,7 +241,9 @@ def render_health(h: Health) -> Dict[str, Any]:
             "missed_polls": missed, "missed_polls_total": sum(missed.values()),
             "uptime_s": _num(h.uptime_s), "policy": h.policy, "model": h.model,
             "reroutes_total": h.reroutes_total, "packet_in_total": h.packet_in_total,
-            "handler_errors_total": h.handler_errors_total}
+            "handler_errors_total": h.handler_errors_total,
+            "packet_in_by_type": dict(sorted(h.packet_in_by_type.items())),
+            "links_discovered": h.links_discovered, "settled": h.settled}
 
 
 # -- Prometheus text format 0.0.4 -------------------------------------------------
@@ -315,6 +320,8 @@ def render_metrics(state: ApiState) -> str:
              [({}, health.reroutes_total)])
     m.family("sidestep_packet_in_total", "counter", "Packet-in messages received.",
              [({}, health.packet_in_total)])
+    m.family("sidestep_packet_in_by_type_total", "counter", "Packet-in messages received, by frame type.",
+             [({"type": k}, v) for k, v in sorted(health.packet_in_by_type.items())])
     m.family("sidestep_handler_errors_total", "counter", "Event handlers that failed (logged, app kept running).",
              [({}, health.handler_errors_total)])
     m.family("sidestep_paths_installed", "gauge", "Flows with an installed Sidestep path.",

@@ -58,6 +58,7 @@ class ControllerRuntime:
         self.predictions: Dict[Link, float] = {}
         self._next_plan_s = start_s + config.poll_interval
         self._expected = 0
+        self.last_now_s = start_s  # the latest time the app has told us; we never read a clock
 
     @property
     def predictor_name(self) -> Optional[str]:
@@ -103,6 +104,7 @@ class ControllerRuntime:
     # -- planning --------------------------------------------------------------
     def tick(self, now_s: float) -> List[Command]:
         """Once per poll interval: forecast every link, then let the planner re-pin flows."""
+        self.last_now_s = max(self.last_now_s, now_s)
         if now_s < self._next_plan_s:
             return []
         self._next_plan_s = now_s + self.config.poll_interval
@@ -173,11 +175,12 @@ class RuntimeApiState:
     def health(self) -> Health:
         rt = self.rt
         return Health(len(rt.core.connected_switches()), rt._expected, dict(rt.poller.missed),
-                      max(0.0, _now_hint(rt) - rt.start_s), rt.config.policy, rt.predictor_name,
+                      max(0.0, rt.last_now_s - rt.start_s), rt.config.policy, rt.predictor_name,
                       reroutes_total=rt.core.counters.reroutes, packet_in_total=rt.core.counters.packet_in,
-                      handler_errors_total=rt.handler_errors)
-
-
-def _now_hint(rt: ControllerRuntime) -> float:
-    """Latest time the runtime has seen (the core never reads a clock)."""
-    return max(rt._next_plan_s - rt.config.poll_interval, rt.start_s)
+                      handler_errors_total=rt.handler_errors,
+                      packet_in_by_type={"lldp": rt.core.counters.packet_in_lldp,
+                                         "arp": rt.core.counters.packet_in_arp,
+                                         "ipv4": rt.core.counters.packet_in_ip},
+                      links_discovered=sum(1 for a, b in rt.core.fabric.graph.edges
+                                           if rt.core.fabric.is_switch(a) and rt.core.fabric.is_switch(b)),
+                      settled=rt.core.settled(rt.last_now_s))

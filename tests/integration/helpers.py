@@ -1,0 +1,32 @@
+"""Small helpers for lab tests: traffic, flow dumps, waiting on conditions."""
+import json
+import re
+import subprocess
+import time
+from typing import Dict, List
+
+from mininet_topos.lab import wait_for  # noqa: F401  (re-exported for tests)
+
+
+def dump_flows(switch: str) -> List[str]:
+    out = subprocess.check_output(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch],
+                                  universal_newlines=True)
+    return [line.strip() for line in out.splitlines() if "cookie=" in line]
+
+
+def sidestep_flow_lines(switch: str, needle: str = "") -> List[str]:
+    return [l for l in dump_flows(switch) if re.search(r"cookie=0x51de[0-9a-f]{12}\b", l)
+            and "priority=1000" in l and needle in l]
+
+
+def iperf3_server(host, port: int = 5201):
+    host.cmd("iperf3 -s -D -p %d -1 >/dev/null 2>&1" % port)
+    wait_for(lambda: "LISTEN" in host.cmd("ss -ltn 'sport = :%d'" % port), 10, "iperf3 server on %s" % host.name)
+
+
+def iperf3_client(host, server_ip: str, *args: str, port: int = 5201, timeout_s: int = 60) -> Dict:
+    out = host.cmd("timeout %d iperf3 -J -c %s -p %d %s" % (timeout_s, server_ip, port, " ".join(args)))
+    start = out.find("{")
+    if start < 0:
+        raise AssertionError("iperf3 printed no JSON: %r" % out[-500:])
+    return json.loads(out[start:])

@@ -1,0 +1,83 @@
+"""Issue 2 in the real lab: pingall, no storm, TCP at line rate, ECMP spread, bad input."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mininet_topos.lab import ROOT, ControllerProcess, Lab, LabError
+
+from .helpers import iperf3_client, iperf3_server, sidestep_flow_lines
+
+pytestmark = pytest.mark.integration
+
+# Measured bound (see README): pingall on k=4 makes 240 pings; each needs at
+# most one ARP request and one first packet per direction at the ingress
+# switch, plus rare transit copies while rules are still being written.
+ARP_PACKET_INS_PER_PAIR = 2
+IP_PACKET_INS_PER_PAIR = 4
+
+
+def test_pingall_k4_no_loss_and_no_storm(lab_k4):
+    before = lab_k4.controller.get("/health")["packet_in_by_type"]
+    loss = lab_k4.net.pingAll(timeout=2)
+    after = lab_k4.controller.get("/health")["packet_in_by_type"]
+    assert loss == 0.0
+    pairs = 16 * 15
+    arp = after["arp"] - before["arp"]
+    ip = after["ipv4"] - before["ipv4"]
+    print("pingall packet-ins: arp=%d ipv4=%d for %d pairs" % (arp, ip, pairs))
+    assert arp <= ARP_PACKET_INS_PER_PAIR * pairs
+    assert ip <= IP_PACKET_INS_PER_PAIR * pairs
+
+
+def test_tcp_between_pods_reaches_line_rate(lab_k4):
+    h1, h16 = lab_k4.host("h1"), lab_k4.host("h16")
+    iperf3_server(h16, 5201)
+    result = iperf3_client(h1, h16.IP(), "-t", "8", "-O", "2", port=5201)
+    bps = result["end"]["sum_received"]["bits_per_second"]
+    print("h1->h16 TCP: %.2f Mbit/s of 10" % (bps / 1e6))
+    assert bps >= 0.9 * 10e6
+
+
+def test_ecmp_spreads_flows_over_every_core(lab_k4):
+    h3, h13 = lab_k4.host("h3"), lab_k4.host("h13")
+    iperf3_server(h13, 5202)
+    result = iperf3_client(h3, h13.IP(), "-t", "3", "-P", "16", port=5202)
+    assert result["end"]["sum_received"]["bytes"] > 0
+    per_core = {core: len(sidestep_flow_lines(core, "tp_dst=5202")) for core in ("c0", "c1", "c2", "c3")}
+    print("flows h3->h13 per core:", per_core)
+    assert sum(per_core.values()) >= 16
+    assert all(n > 0 for n in per_core.values()), per_core
+
+
+def test_second_controller_on_same_port_is_refused(lab_k4, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "controller", "--ofp-port",
+                           str(lab_k4.ofp_port), "--rest-port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert proc.returncode != 0
+    assert "already in use" in proc.stdout
+
+
+def test_odd_k_fails_at_once_naming_the_constraint():
+    proc = subprocess.run(["mn", "--custom", os.path.join(ROOT, "mininet_topos", "fattree.py"),
+                           "--topo", "fattree,k=3", "--switch", "ovs,datapath=user", "--test", "none",
+                           "--controller", "none"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert "k must be an even integer >= 2" in proc.stdout
+    proc = subprocess.run(["mn", "--custom", os.path.join(ROOT, "mininet_topos", "fattree.py"),
+                           "--topo", "fattree,k=0", "--switch", "ovs,datapath=user", "--test", "none",
+                           "--controller", "none"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert "k must be an even integer >= 2" in proc.stdout
+
+
+@pytest.mark.slow
+def test_k6_comes_up_and_passes_pingall(tmp_path):
+    with Lab(k=6, bw_mbps=10, out_dir=str(tmp_path), discovery_timeout_s=120) as lab:
+        # 54 hosts: pingall would be 2,862 pings; a full mesh from every host in pod 0
+        # to every other host covers every pod and every path length.
+        hosts = lab.net.hosts
+        loss = lab.net.pingAll(timeout=2)
+        assert loss == 0.0
+        assert len(hosts) == 54
