@@ -84,8 +84,8 @@ class SidestepApp(compat.BaseApp):
         except (ConfigError, ValueError) as exc:
             LOG.error("sidestep: %s", exc)
             raise SystemExit(2)
-        ofp_port = compat.cfg.CONF.ofp_tcp_listen_port
-        ofp_host = compat.cfg.CONF.ofp_listen_host
+        ofp_port = compat.cfg.CONF.ofp_tcp_listen_port or 6653
+        ofp_host = compat.cfg.CONF.ofp_listen_host or "0.0.0.0"
         if port_in_use(ofp_host, ofp_port):
             LOG.error("sidestep: OpenFlow port %s is already in use (another controller?); "
                       "stop it or choose another port with --ofp-port", ofp_port)

@@ -81,3 +81,22 @@ def test_k6_comes_up_and_passes_pingall(tmp_path):
         loss = lab.net.pingAll(timeout=2)
         assert loss == 0.0
         assert len(hosts) == 54
+
+
+RYU_VENV = os.path.join(ROOT, ".venv-ryu")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(RYU_VENV, "bin", "ryu-manager")),
+                    reason="no Ryu 4.34 venv: it needs a Python 3.9, which scripts/setup.sh did not find")
+def test_same_app_under_ryu_manager(tmp_path):
+    ryu = ControllerProcess(str(tmp_path), name="ryu-manager", command=[
+        os.path.join(RYU_VENV, "bin", "ryu-manager"), "--ofp-tcp-listen-port", "6653",
+        os.path.join(ROOT, "controller", "app.py")])
+    with Lab(k=4, bw_mbps=10, out_dir=str(tmp_path), controller=ryu) as lab:
+        assert "ryu" in open(ryu.log_path).read().lower()
+        pairs = [("h1", "h16"), ("h1", "h2"), ("h5", "h12"), ("h9", "h4")]
+        for a, b in pairs:
+            loss = lab.net.ping([lab.host(a), lab.host(b)], timeout=2)
+            assert loss == 0.0, "%s<->%s under ryu-manager" % (a, b)
+        health = ryu.get("/health")
+        assert health["switches_connected"] == 20
