@@ -207,6 +207,8 @@ def connect_with_retry(dst: Tuple[str, int], src_port: int, deadline: float, wha
                        nodelay: bool = True, sndbuf: int = 0) -> socket.socket:
     """Connect to ``dst`` from a fixed source port, retrying until ``deadline`` (monotonic).
 
+    ``what`` names the peer in error messages, address included (e.g. "next rank 1 (10.0.0.2:5001)").
+
     The peer may not listen yet (the lab starts everyone about together), so a
     refused or timed-out connect is retried with a short backoff.  A fresh socket
     is bound to ``src_port`` for every attempt (SO_REUSEADDR), which keeps the
@@ -240,14 +242,14 @@ def connect_with_retry(dst: Tuple[str, int], src_port: int, deadline: float, wha
                                  errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRINUSE,
                                  errno.EADDRNOTAVAIL, errno.ECONNABORTED, None) \
                     and not isinstance(exc, socket.timeout):
-                raise JobError("cannot connect to %s %s from source port %d: %s"
-                               % (what, fmt_addr(dst), src_port, exc)) from exc
+                raise JobError("cannot connect to %s from source port %d: %s"
+                               % (what, src_port, exc)) from exc
         if time.monotonic() + delay > deadline:
             hint = ""
             if isinstance(last, OSError) and last.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
                 hint = " (source port %d is in use: pick another --src-port)" % src_port
-            raise JobError("%s %s unreachable: gave up after %d attempts within the connect deadline "
-                           "(last error: %s)%s" % (what, fmt_addr(dst), attempts, last, hint))
+            raise JobError("%s unreachable: gave up after %d attempts within the connect deadline "
+                           "(last error: %s)%s" % (what, attempts, last, hint))
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
 
@@ -328,7 +330,8 @@ def exchange(out_sock: socket.socket, in_sock: socket.socket, out_data: memoryvi
                     continue
                 except OSError as exc:  # reset, broken pipe, TCP retransmission timeout
                     side = "next rank" if key.fileobj is out_sock else "previous rank"
-                    raise JobError("%s: connection to the %s lost (%s)" % (what, side, exc)) from exc
+                    raise JobError("%s: connection to the %s lost (%s; it probably failed, see its output)"
+                                   % (what, side, exc)) from exc
             now = time.monotonic()
             if progressed:
                 last_progress = now
