@@ -28,7 +28,9 @@ The sender
 * keeps its send buffer small (``--sndbuf-bytes``, default 128 KiB), because
   what sits in the kernel buffer at the end of an "on" phase is still sent
   during the "off" phase: with Linux's autotuned multi-megabyte buffers a
-  10 Mbit/s link would keep draining seconds into the silence.  Each phase
+  10 Mbit/s link would keep draining seconds into the silence (Linux doubles the
+  value: 128 KiB gives 256 KiB, about 0.2 s at 10 Mbit/s when the rate is at or
+  above the path's, nearly nothing when paced below it).  Each phase
   records ``unsent_bytes_at_end`` (SIOCOUTQ) to show it.
 * logs a line per phase on stderr and, with ``--out``, writes (atomically)::
 
