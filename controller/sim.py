@@ -64,7 +64,7 @@ def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
     tightest constraint of every unfrozen flow crossing it.  Fill levels only
     rise as other flows freeze below them, so such a link fills at exactly that
     level, whatever happens elsewhere: freezing them all at once gives the same
-    allocation in a handful of rounds (about 20 there).  A flow whose cap is
+    allocation in a handful of rounds (about 17 there).  A flow whose cap is
     below all its links' levels freezes at its cap for the same reason.
     """
     n_flows, width = flow_links.shape
@@ -72,37 +72,76 @@ def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
     if n_flows == 0:
         return rate
     n_links = len(link_capacity)
-    cap = np.append(np.asarray(link_capacity, dtype=float), np.inf)
-    fcap = np.full(n_flows, np.inf) if flow_cap is None else np.asarray(flow_cap, dtype=float)
-    frozen_sum = np.zeros(n_links + 1)
+    avail = np.append(np.asarray(link_capacity, dtype=float), np.inf)
+    fc = np.full(n_flows, np.inf) if flow_cap is None else np.asarray(flow_cap, dtype=float)
     idx = np.arange(n_flows)
     cols = np.ascontiguousarray(flow_links.T)  # (width, flows): column ops are contiguous
-    fc = fcap
-    if ((cols == n_links).all(axis=0) & ~np.isfinite(fcap)).any():
+    if ((cols == n_links).all(axis=0) & ~np.isfinite(fc)).any():
         raise SimError("a flow crosses no finite-capacity link and has no rate cap")
+    count = np.bincount(cols.ravel(), minlength=n_links + 1).astype(float)
+    count[n_links] = 0.0
+    keep_tol = 1.0 - _REL_TOL
     with np.errstate(divide="ignore", invalid="ignore"):
         while idx.size:
-            count = np.bincount(cols.ravel(), minlength=n_links + 1)
-            level = (cap - frozen_sum) / count        # inf where unused (x/0), pad stays inf
+            level = avail / count                     # inf where unused (x/0)
             level[n_links] = np.inf
             col_level = level[cols]
             link_min = col_level.min(axis=0)
             fmin = np.minimum(link_min, fc)
             # entries whose flow is held lower elsewhere: their link is not (yet) a bottleneck
-            loose = fmin < col_level * (1 - _REL_TOL)
+            loose = fmin < col_level * keep_tol
             blocked = np.bincount(cols.ravel(), weights=loose.ravel(), minlength=n_links + 1)
-            bottleneck = (count > 0) & (blocked == 0)
+            bottleneck = blocked == 0
             bottleneck[n_links] = False
-            freeze = bottleneck[cols].any(axis=0) | (fc <= link_min)
-            value = np.maximum(fmin[freeze], 0.0)
+            freeze = bottleneck[cols].any(axis=0)
+            freeze |= fc <= link_min
+            value = fmin[freeze]
             rate[idx[freeze]] = value
-            frozen_sum += np.bincount(cols[:, freeze].ravel(), weights=np.tile(value, width),
-                                      minlength=n_links + 1)
+            fcols = cols[:, freeze].ravel()
+            avail -= np.bincount(fcols, weights=np.broadcast_to(value, (width, value.size)).ravel(),
+                                 minlength=n_links + 1)
+            count -= np.bincount(fcols, minlength=n_links + 1)
+            count[n_links] = 0.0
             keep = ~freeze
             idx = idx[keep]
             cols = cols[:, keep]
             fc = fc[keep]
-    return rate
+    return np.maximum(rate, 0.0)
+
+
+def refill_threshold(removed_rates: Sequence[float], new_rows: np.ndarray, new_caps: np.ndarray,
+                     link_capacity: np.ndarray, count_after: np.ndarray,
+                     old_load: np.ndarray) -> float:
+    """A level below which an event leaves every max-min rate unchanged.
+
+    Why: progressive filling decides the flows frozen below level ``y`` only
+    from what happens below ``y``.  A removed flow of rate ``x`` fills its
+    links only above ``x`` (each of its links saturates at ``x`` or later),
+    so removing it changes nothing below ``x``.  Adding flows to link ``L``
+    (``a`` new flows, ``n`` flows in all after the event, ``S`` the old
+    flows' total rate there) cannot make ``L`` fill below
+    ``max(C / n, (C - S) / a)``: at fill level ``y`` the link carries at most
+    ``min(n * y, S + a * y)``.  A new flow's cap bounds its own level.  The
+    minimum over all changes is a level under which the old solution still
+    holds, so only flows at or above it need re-solving (``Simulator``
+    does that with the capacity the others leave).
+
+    ``new_rows``: link rows of the added flows (pad = ``len(link_capacity)``);
+    ``count_after``: flows per link after the event (pad entry included);
+    ``old_load``: per link, the total old rate of the flows that stay.
+    """
+    theta = min(removed_rates) if len(removed_rates) else np.inf
+    if new_rows.size:
+        pad = len(link_capacity)
+        theta = min(theta, float(np.min(new_caps)))
+        entries = new_rows[new_rows != pad]
+        links, added = np.unique(entries, return_counts=True)
+        cap = link_capacity[links]
+        fair = cap / count_after[links]
+        # slack may carry float noise: 1e-6 of capacity less keeps the bound conservative
+        slack = (cap - old_load[links] - 1e-6 * cap) / added
+        theta = min(theta, float(np.min(np.maximum(fair, slack))))
+    return theta
 
 
 # --------------------------------------------------------------------------
@@ -169,16 +208,75 @@ class PathChange:
     reason: str = ""
 
 
-@dataclass
 class TickView:
-    """Everything a controller could know at a poll: counters and connections."""
+    """Everything a controller could know at a poll: counters and connections.
 
-    now_s: float
-    # switch -> [(port_no, tx_bytes, rx_bytes)], cumulative since t=0, sorted by port
-    counters: Dict[str, List[Tuple[int, int, int]]]
-    connections: List[ConnView]
-    links: List[Link]
-    interval_util: np.ndarray      # exact utilization of ``links`` over the last interval (for checks)
+    ``counters`` (switch -> [(port_no, tx_bytes, rx_bytes)], cumulative since
+    t=0, sorted by port) and ``connections`` (the open connections, as
+    ``ConnView``, in 5-tuple order) are built on first use: a controller that
+    finds nothing to do from the array forms below never pays for them.
+
+    Array forms (for controllers that work on whole arrays):
+
+    * ``link_bytes``: cumulative bytes per link of ``links``;
+      ``interval_util``: exact utilization of ``links`` over the last interval;
+    * ``switch_ports()``: per switch, (port numbers, tx link index, rx link index);
+    * ``demand()``: per open connection (same order as ``connections``) its
+      path's link indices (padded with ``len(links)``), ``demand_bps`` and
+      whether it is a training connection.
+    """
+
+    def __init__(self, now_s: float, links: List[Link], link_bytes: np.ndarray,
+                 interval_util: np.ndarray, ports: "_PortLayout", conn_rows: np.ndarray,
+                 conn_demand: np.ndarray, conn_training: np.ndarray,
+                 build_connections: Callable[[], List[ConnView]]) -> None:
+        self.now_s = now_s
+        self.links = links
+        self.link_bytes = link_bytes
+        self.interval_util = interval_util
+        self._ports = ports
+        self._rows = conn_rows
+        self._demand = conn_demand
+        self._training = conn_training
+        self._build = build_connections
+        self._connections: Optional[List[ConnView]] = None
+        self._counters: Optional[Dict[str, List[Tuple[int, int, int]]]] = None
+
+    def cumulative_bytes(self) -> List[int]:
+        """Integer byte counters per link (what a switch port reports)."""
+        return np.floor(self.link_bytes).astype(np.int64).tolist()
+
+    def switch_ports(self) -> List[Tuple[str, List[int], List[int], List[int]]]:
+        return self._ports.rows
+
+    @property
+    def counters(self) -> Dict[str, List[Tuple[int, int, int]]]:
+        if self._counters is None:
+            cum = self.cumulative_bytes()
+            self._counters = {sw: [(p, cum[t], cum[r]) for p, t, r in zip(ports, tx, rx)]
+                              for sw, ports, tx, rx in self._ports.rows}
+        return self._counters
+
+    @property
+    def connections(self) -> List[ConnView]:
+        if self._connections is None:
+            self._connections = self._build()
+        return self._connections
+
+    def demand(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._rows, self._demand, self._training
+
+
+class _PortLayout:
+    """Per switch: port numbers and the directed links their tx/rx counters measure."""
+
+    def __init__(self, fabric: Fabric, link_index: Dict[Link, int]) -> None:
+        self.rows: List[Tuple[str, List[int], List[int], List[int]]] = []
+        for sw in fabric.switches():
+            entries = sorted((fabric.port(sw, nbr), link_index[(sw, nbr)], link_index[(nbr, sw)])
+                             for nbr in fabric.graph.neighbors(sw))
+            self.rows.append((sw, [e[0] for e in entries], [e[1] for e in entries],
+                              [e[2] for e in entries]))
 
 
 TickHook = Callable[[TickView], Sequence[PathChange]]
@@ -215,6 +313,7 @@ class SimResult:
 
 @dataclass
 class _Conn:
+    cid: int
     five: FiveTuple
     path: Path
     cls: str
@@ -224,8 +323,77 @@ class _Conn:
     last_flow_id: str = ""
 
 
+class _Slots:
+    """The flows in flight, packed at the front of growable arrays.
+
+    Why packed: every event works on all flows in flight (time to finish,
+    bytes sent), so their state lives in contiguous numpy arrays; a finished
+    flow's slot is filled by the last one.
+    """
+
+    def __init__(self, n_flows: int, width: int, pad: int) -> None:
+        size = 64
+        self.pad = pad
+        self.m = 0
+        self.flow = np.zeros(size, dtype=np.int64)
+        self.links = np.full((size, width), pad, dtype=np.int64)
+        self.rem = np.zeros(size)
+        self.rate = np.zeros(size)
+        self.fcap = np.full(size, np.inf)
+        self.slot_of = np.full(n_flows, -1, dtype=np.int64)
+
+    def _grow(self) -> None:
+        size = 2 * len(self.flow)
+        self.flow = np.resize(self.flow, size)
+        links = np.full((size, self.links.shape[1]), self.pad, dtype=np.int64)
+        links[:self.m] = self.links[:self.m]
+        self.links = links
+        self.rem = np.resize(self.rem, size)
+        self.rate = np.resize(self.rate, size)
+        self.fcap = np.resize(self.fcap, size)
+
+    def widen(self, width: int) -> None:
+        if width > self.links.shape[1]:
+            extra = np.full((len(self.links), width - self.links.shape[1]), self.pad, dtype=np.int64)
+            self.links = np.hstack([self.links, extra])
+
+    def add(self, i: int, row: np.ndarray, remaining: float, fcap: float) -> int:
+        if self.m == len(self.flow):
+            self._grow()
+        s = self.m
+        self.flow[s] = i
+        self.links[s] = row
+        self.rem[s] = remaining
+        self.rate[s] = 0.0
+        self.fcap[s] = fcap
+        self.slot_of[i] = s
+        self.m += 1
+        return s
+
+    def remove(self, s: int) -> None:
+        """Free slot ``s`` (callers remove in descending slot order within one event)."""
+        last = self.m - 1
+        self.slot_of[self.flow[s]] = -1
+        if s != last:
+            j = self.flow[last]
+            self.flow[s] = j
+            self.links[s] = self.links[last]
+            self.rem[s] = self.rem[last]
+            self.rate[s] = self.rate[last]
+            self.fcap[s] = self.fcap[last]
+            self.slot_of[j] = s
+        self.m = last
+
+
 class Simulator:
-    """Replays ``flows`` on ``fabric``; ``run()`` returns a ``SimResult``."""
+    """Replays ``flows`` on ``fabric``; ``run()`` returns a ``SimResult``.
+
+    Rates are max-min fair at every instant.  An event (arrivals, completions,
+    the path changes of a tick, all at one time) does not re-solve every flow:
+    ``refill_threshold`` gives a level below which the event changes no rate,
+    and only the new flows and those at or above that level are re-solved, on
+    the capacity the others leave (``max_min_rates``).
+    """
 
     def __init__(self, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                  poll_interval_s: float = 1.0, hook: Optional[TickHook] = None,
@@ -241,19 +409,11 @@ class Simulator:
         self.links: List[Link] = fabric.directed_links()
         self.link_index: Dict[Link, int] = {l: i for i, l in enumerate(self.links)}
         self.capacity = np.array([fabric.capacity_bps(a, b) for a, b in self.links])
-        self._ports = self._port_table()
+        self._ports = _PortLayout(fabric, self.link_index)
         # the planner's fast, equal-to-Fabric.paths path enumerator (same paths, same order)
         self._paths = EqualCostPaths(fabric)
-
-    def _port_table(self) -> Dict[str, List[Tuple[int, int, int]]]:
-        table: Dict[str, List[Tuple[int, int, int]]] = {}
-        for sw in self.fabric.switches():
-            rows = []
-            for nbr in self.fabric.graph.neighbors(sw):
-                rows.append((self.fabric.port(sw, nbr), self.link_index[(sw, nbr)],
-                             self.link_index[(nbr, sw)]))
-            table[sw] = sorted(rows)
-        return table
+        self.solves = 0                  # re-solves done (for benchmarks)
+        self.resolved_flows = 0          # flows re-solved in all
 
     # ------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -261,35 +421,44 @@ class Simulator:
         n = len(flows)
         n_links = len(self.links)
         pad = n_links
+        capacity = self.capacity
         index_of = {f.flow_id: i for i, f in enumerate(flows)}
         five = [five_tuple(f, self.seed) for f in flows]
         dependents: List[List[int]] = [[] for _ in range(n)]
-        deps_left = np.zeros(n, dtype=int)
+        deps_left = [0] * n
         for i, f in enumerate(flows):
             deps_left[i] = len(f.deps)
             for d in f.deps:
                 dependents[index_of[d]].append(i)
-        conns: Dict[FiveTuple, _Conn] = {}
+        by_five: Dict[FiveTuple, _Conn] = {}
         for i, f in enumerate(flows):
-            c = conns.get(five[i])
-            if c is None:
-                c = conns[five[i]] = _Conn(five[i], (), f.cls)
+            if five[i] not in by_five:
+                by_five[five[i]] = _Conn(-1, five[i], (), f.cls)
+        order = sorted(by_five.values(), key=lambda c: (c.five.src, c.five.dst, c.five.proto,
+                                                        c.five.src_port, c.five.dst_port))
+        for cid, c in enumerate(order):
+            c.cid = cid
+        conn_of = [by_five[five[i]] for i in range(n)]
+        for c in conn_of:
             c.pending += 1
-        self._conn_order = sorted(conns.values(), key=lambda c: (c.five.src, c.five.dst, c.five.proto,
-                                                                 c.five.src_port, c.five.dst_port))
+        n_conns = len(order)
         width = 6  # links in the longest fat-tree path (host-edge-agg-core-agg-edge-host)
-        flow_links = np.full((n, width), pad, dtype=np.int64)
+        conn_rows = np.full((n_conns, width), pad, dtype=np.int64)
+        conn_training = np.array([c.cls == "training" for c in order], dtype=bool)
+        conn_inflight = np.zeros(n_conns, dtype=np.int64)
+        conn_pending = np.array([c.pending for c in order], dtype=np.int64)
+        conn_burst = np.zeros(n_conns)
+        cid_of_flow = np.array([c.cid for c in conn_of], dtype=np.int64)
         path_of: List[Path] = [()] * n
-        remaining = np.array([f.size_bytes for f in flows], dtype=float)
-        fcap = np.array([f.rate_bps if f.rate_bps else np.inf for f in flows])
         start = np.full(n, np.nan)
         finish = np.full(n, np.nan)
+        slots = _Slots(n, width, pad)
+        row_cache: Dict[Path, np.ndarray] = {}
 
         heap: List[Tuple[float, int]] = [(f.start_s, i) for i, f in enumerate(flows) if not f.deps]
         heapq.heapify(heap)
-        active: List[int] = []
-        rate = np.zeros(0)
         link_rate = np.zeros(n_links)
+        link_count = np.zeros(n_links + 1, dtype=np.int64)
         link_bytes = np.zeros(n_links)
         last_tick_bytes = np.zeros(n_links)
         ticks: List[float] = []
@@ -299,39 +468,110 @@ class Simulator:
         done = 0
         t = 0.0
         tick_no = 1
-        dirty = True
-        act_idx = np.zeros(0, dtype=np.int64)
+        # changes since the last solve
+        removed_rates: List[float] = []
+        removed_rows: List[np.ndarray] = []
+        added: List[int] = []            # flow indices (re)placed since the last solve
 
-        def set_path(i: int, path: Path) -> None:
-            nonlocal flow_links, width
-            idx = [self.link_index[l] for l in path_links(path)]
-            if len(idx) > width:  # a longer path than any so far: widen the table
-                extra = np.full((n, len(idx) - width), pad, dtype=np.int64)
-                flow_links = np.hstack([flow_links, extra])
-                width = len(idx)
-            flow_links[i, :] = pad
-            flow_links[i, :len(idx)] = idx
+        def row_for(path: Path) -> np.ndarray:
+            nonlocal width, conn_rows
+            row = row_cache.get(path)
+            if row is None:
+                idx = [self.link_index[l] for l in path_links(path)]
+                if len(idx) > width:  # a longer path than any so far: widen the tables
+                    extra = len(idx) - width
+                    width = len(idx)
+                    slots.widen(width)
+                    conn_rows = np.hstack([conn_rows, np.full((n_conns, extra), pad, dtype=np.int64)])
+                    for key in list(row_cache):
+                        row_cache[key] = np.concatenate([row_cache[key],
+                                                         np.full(extra, pad, dtype=np.int64)])
+                row = np.full(width, pad, dtype=np.int64)
+                row[:len(idx)] = idx
+                row_cache[path] = row
+            return row
+
+        def solve() -> None:
+            nonlocal link_rate
+            m = slots.m
+            rows = slots.links[:m]
+            rate = slots.rate[:m]
+            is_new = np.zeros(m, dtype=bool)
+            new_slots = [slots.slot_of[i] for i in added]
+            new_slots = [s for s in new_slots if s >= 0]
+            is_new[new_slots] = True
+            if removed_rows:
+                gone = np.concatenate(removed_rows)
+                old_load = link_rate - np.bincount(
+                    gone.ravel(), weights=np.repeat(np.asarray(removed_rates), gone.shape[1]),
+                    minlength=n_links + 1)[:n_links]
+            else:
+                old_load = link_rate
+            theta = refill_threshold(removed_rates, rows[is_new], slots.fcap[:m][is_new], capacity,
+                                     link_count, old_load)
+            upper = is_new | (rate >= theta * (1.0 - 1e-9))
+            n_up = int(np.count_nonzero(upper))
+            self.solves += 1
+            self.resolved_flows += n_up
+            if n_up > 0.75 * m:
+                rate[:] = max_min_rates(rows, capacity, slots.fcap[:m])
+                link_rate = np.bincount(rows.ravel(), weights=np.repeat(rate, rows.shape[1]),
+                                        minlength=n_links + 1)[:n_links]
+            elif n_up:
+                fixed = ~upper
+                frows = rows[fixed]
+                fixed_load = np.bincount(frows.ravel(), weights=np.repeat(rate[fixed], frows.shape[1]),
+                                         minlength=n_links + 1)[:n_links]
+                urows = rows[upper]
+                sub = max_min_rates(urows, np.maximum(capacity - fixed_load, 0.0), slots.fcap[:m][upper])
+                rate[upper] = sub
+                link_rate = fixed_load + np.bincount(urows.ravel(), weights=np.repeat(sub, urows.shape[1]),
+                                                     minlength=n_links + 1)[:n_links]
+            else:
+                link_rate = old_load
+            removed_rates.clear()
+            removed_rows.clear()
+            added.clear()
+
+        def place(i: int, path: Path) -> None:
+            """Put flow ``i`` (in flight) on ``path``."""
+            row = row_for(path)
+            s = slots.slot_of[i]
+            if s >= 0:
+                old = slots.links[s].copy()
+                removed_rows.append(old[None, :])
+                removed_rates.append(float(slots.rate[s]))
+                np.subtract.at(link_count, old, 1)
+                slots.links[s] = row
+            else:
+                slots.add(i, row, flows[i].size_bytes, flows[i].rate_bps if flows[i].rate_bps else np.inf)
+            np.add.at(link_count, row, 1)
             path_of[i] = path
+            added.append(i)
 
-        def solve() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-            idx = np.asarray(active, dtype=np.int64)
-            rows = flow_links[idx]
-            r = max_min_rates(rows, self.capacity, fcap[idx])
-            per_link = np.bincount(rows.ravel(), weights=np.repeat(r, width),
-                                   minlength=n_links + 1)[:n_links]
-            return idx, r, per_link
+        def build_connections(rates_by_flow: Dict[int, float]) -> List[ConnView]:
+            views: List[ConnView] = []
+            for c in order:
+                if c.pending == 0:
+                    continue
+                if c.in_flight:
+                    r = sum(rates_by_flow.get(i, 0.0) for i in c.in_flight)
+                    views.append(ConnView(flows[c.in_flight[0]].flow_id, c.five, c.path, r, r, c.cls, True))
+                elif c.last_burst_bps > 0:
+                    views.append(ConnView(c.last_flow_id, c.five, c.path, 0.0, c.last_burst_bps, c.cls, False))
+            return views
 
         while done < n or t > (tick_no - 1) * self.poll + 1e-12 * max(1.0, t):
-            if dirty:
-                act_idx, rate, link_rate = solve()
-                dirty = False
+            if added or removed_rows:
+                solve()
+            m = slots.m
             next_tick = tick_no * self.poll
             t_done = np.inf
             first_done = -1
-            if act_idx.size:
+            if m:
+                rate = slots.rate[:m]
                 with np.errstate(divide="ignore"):
-                    eta = np.where(rate > 0, remaining[act_idx] / np.where(rate > 0, rate, 1.0) * 8.0,
-                                   np.inf)
+                    eta = slots.rem[:m] / rate * 8.0   # inf where a rate is 0
                 first_done = int(np.argmin(eta))
                 t_done = t + eta[first_done]
             t_arr = heap[0][0] if heap else np.inf
@@ -339,50 +579,56 @@ class Simulator:
             if not np.isfinite(t_next):
                 raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
             dt = max(t_next - t, 0.0)
-            if act_idx.size:
-                remaining[act_idx] -= rate * dt / 8.0
-                link_bytes += link_rate * dt / 8.0
+            if m and dt > 0:
+                slots.rem[:m] -= slots.rate[:m] * (dt / 8.0)
+                link_bytes += link_rate * (dt / 8.0)
             t = t_next
             events += 1
             # completions
-            if act_idx.size:
-                rem = remaining[act_idx]
-                finished = rem <= np.maximum(1e-6, rate * 1e-12)
+            if m:
+                rem = slots.rem[:m]
+                finished = rem <= np.maximum(1e-6, slots.rate[:m] * 1e-12)
                 if t_next == t_done:
                     finished[first_done] = True
-                if finished.any():
-                    for j in np.flatnonzero(finished):
-                        i = int(act_idx[j])
-                        remaining[i] = 0.0
+                fin_slots = np.flatnonzero(finished)
+                if fin_slots.size:
+                    fin_flows = slots.flow[fin_slots].tolist()
+                    removed_rows.append(slots.links[fin_slots].copy())
+                    removed_rates.extend(slots.rate[fin_slots].tolist())
+                    np.subtract.at(link_count, slots.links[fin_slots].ravel(), 1)
+                    for s in fin_slots[::-1].tolist():
+                        slots.remove(s)
+                    for i in sorted(fin_flows):
                         finish[i] = t
                         done += 1
-                        c = conns[five[i]]
+                        c = conn_of[i]
                         c.pending -= 1
                         c.in_flight.remove(i)
                         c.last_flow_id = flows[i].flow_id
+                        conn_pending[c.cid] -= 1
+                        conn_inflight[c.cid] -= 1
                         dur = t - start[i]
                         if dur > 0:
                             c.last_burst_bps = flows[i].size_bytes * 8.0 / dur
+                            conn_burst[c.cid] = c.last_burst_bps
                         for k in dependents[i]:
                             deps_left[k] -= 1
                             if deps_left[k] == 0:
                                 heapq.heappush(heap, (max(flows[k].start_s, t + flows[k].gap_s), k))
-                    active = act_idx[~finished].tolist()
-                    dirty = True
             # arrivals
             while heap and heap[0][0] <= t:
                 _, i = heapq.heappop(heap)
-                c = conns[five[i]]
+                c = conn_of[i]
                 if not c.path:
                     try:
                         c.path = ecmp_choice(five[i], self._paths(flows[i].src, flows[i].dst))
                     except FabricError as exc:
                         raise SimError("flow %s: %s" % (flows[i].flow_id, exc)) from None
-                set_path(i, c.path)
+                    conn_rows[c.cid] = row_for(c.path)
+                place(i, c.path)
                 start[i] = t
                 c.in_flight.append(i)
-                active.append(i)
-                dirty = True
+                conn_inflight[c.cid] += 1
             # control tick
             if t >= next_tick - 1e-12 * max(1.0, t):
                 t = next_tick
@@ -392,13 +638,21 @@ class Simulator:
                 interval_rows.append(interval)
                 tick_no += 1
                 if self.hook is not None:
-                    if dirty:
-                        act_idx, rate, link_rate = solve()
-                        dirty = False
-                    view = self._view(t, link_bytes, interval, conns, flows, act_idx, rate,
-                                      remaining, path_of)
+                    if added or removed_rows:
+                        solve()
+                    m = slots.m
+                    in_flight_rate = np.bincount(cid_of_flow[slots.flow[:m]], weights=slots.rate[:m],
+                                                 minlength=n_conns)
+                    open_ = (conn_pending > 0) & ((conn_inflight > 0) | (conn_burst > 0))
+                    ids = np.flatnonzero(open_)
+                    demand = np.where(conn_inflight > 0, in_flight_rate, conn_burst)[ids]
+                    rates_now = dict(zip(slots.flow[:m].tolist(), slots.rate[:m].tolist()))
+                    view = TickView(t, self.links, link_bytes.copy(),
+                                    interval * 8.0 / (self.poll * capacity), self._ports,
+                                    conn_rows[ids], demand, conn_training[ids],
+                                    lambda r=rates_now: build_connections(r))
                     for change in self.hook(view):
-                        c = conns.get(change.five)
+                        c = by_five.get(change.five)
                         if c is None:
                             raise SimError("controller moved unknown connection %s" % change.five.key())
                         try:
@@ -409,10 +663,10 @@ class Simulator:
                         if tuple(change.new_path) == c.path:
                             continue
                         c.path = tuple(change.new_path)
+                        conn_rows[c.cid] = row_for(c.path)
                         for i in c.in_flight:
-                            set_path(i, c.path)
+                            place(i, c.path)
                         reroutes += 1
-                        dirty = True
                 if self.progress is not None:
                     self.progress(t, done, n)
         records = [FlowRecord(f.flow_id, float(start[i]), float(finish[i]), f.size_bytes,
@@ -420,24 +674,3 @@ class Simulator:
         return SimResult(records, self.links, self.capacity, np.asarray(ticks),
                          np.vstack(interval_rows) if interval_rows else np.zeros((0, n_links)),
                          reroutes, events)
-
-    def _view(self, now: float, link_bytes: np.ndarray, interval: np.ndarray,
-              conns: Dict[FiveTuple, _Conn], flows: Sequence[TraceFlow], act_idx: np.ndarray,
-              rate: np.ndarray, remaining: np.ndarray, path_of: List[Path]) -> TickView:
-        cum = np.floor(link_bytes).astype(np.int64).tolist()
-        counters = {sw: [(port, cum[tx], cum[rx]) for port, tx, rx in rows]
-                    for sw, rows in self._ports.items()}
-        rate_of = {int(i): float(r) for i, r in zip(act_idx, rate)}
-        views: List[ConnView] = []
-        for c in self._conn_order:
-            if c.pending == 0:
-                continue
-            key = c.five
-            if c.in_flight:
-                r = sum(rate_of.get(i, 0.0) for i in c.in_flight)
-                views.append(ConnView(flows[c.in_flight[0]].flow_id, key, c.path, r, r, c.cls, True))
-            elif c.pending > 0 and c.last_burst_bps > 0:
-                views.append(ConnView(c.last_flow_id, key, c.path, 0.0, c.last_burst_bps, c.cls, False))
-        util = interval * 8.0 / (self.poll * self.capacity)
-        return TickView(now, counters, views, self.links, util)
-
