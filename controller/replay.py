@@ -37,7 +37,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -58,10 +58,33 @@ class ReplayError(ValueError):
 # the control loop: simulated counters -> real monitor, forecaster, planner
 # --------------------------------------------------------------------------
 class ControlLoop:
-    """The live app's per-poll decision, fed by the simulator instead of OpenFlow."""
+    """The live app's per-poll decision, fed by the simulator instead of OpenFlow.
+
+    Every tick the simulated port counters go through ``LinkMonitor.observe``
+    and, for ``predictive``, the forecaster runs on ``LinkMonitor.history``,
+    exactly as live.  The planner is then called whenever it could move a
+    flow.  When it provably could not, the call is skipped: that is most
+    ticks of a large replay, and building 1,000 ``ActiveFlow`` records plus a
+    planning round cost more than the rest of the tick.  ``plan_reroutes``
+    returns no move when no link is down and no candidate (a training
+    elephant, by the planner's own rules) has a link that a placement can
+    change (not its host's access link, which every equal-cost path shares)
+    whose planning load ``max(utilization, the flow's own share)`` is above
+    ``hot_threshold``: its greedy pass and its joint search both start only
+    from such a flow.  ``planning utilization`` is the planner's: measured,
+    and for ``predictive`` also the forecast and the flows' own demand.
+    ``may_move`` checks that on arrays, with a margin of 1e-9 so float
+    rounding can only make it call the planner more often.
+
+    For ``reactive`` the planner is given the candidates only: it plans on
+    measured load, so other flows never change its answer (with no link down
+    none is stranded).  ``predictive`` gets every connection, because their
+    demand is part of its planning load.
+    """
 
     def __init__(self, fabric: Fabric, policy: str, *, poll_interval_s: float,
-                 predictor: object = None, planner_overrides: Optional[Dict[str, object]] = None) -> None:
+                 predictor: object = None, planner_overrides: Optional[Dict[str, object]] = None,
+                 always_plan: bool = False) -> None:
         from controller.monitor import LinkMonitor
         from controller.planner import EqualCostPaths, PlannerConfig
 
@@ -78,23 +101,108 @@ class ControlLoop:
         self.paths = EqualCostPaths(fabric)
         self.links: List[Link] = fabric.directed_links()
         self.reasons: List[Tuple[float, str, str]] = []
+        self.always_plan = always_plan
+        self.ticks = 0
+        self.planner_calls = 0
+        pad = len(self.links)
+        # capacity and "a placement can change it" per link, plus the pad entry of view rows
+        self.capx = np.append([fabric.capacity_bps(a, b) for a, b in self.links], np.inf)
+        single = {h for h in fabric.hosts() if len(list(fabric.graph.neighbors(h))) == 1}
+        self.access = np.array([a in single or b in single for a, b in self.links] + [True])
+        self._up_version: Optional[int] = None
+        self._all_up = False
+        self._pad = pad
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - a scikit-learn dependency
+            threadpool_limits = None
+        self._limits = threadpool_limits
+
+    def _forecast(self, history: np.ndarray) -> np.ndarray:
+        # One thread: the tick is serial anyway, and OpenMP threads on a busy machine
+        # made a forecast 40x slower here (same numbers either way).
+        if self._limits is None:
+            return np.asarray(self.predictor.predict(history), dtype=float)
+        with self._limits(limits=1):
+            return np.asarray(self.predictor.predict(history), dtype=float)
+
+    def all_links_up(self) -> bool:
+        if self._up_version != self.fabric.version:
+            self._all_up = all(self.fabric.is_up(a, b) for a, b in self.links)
+            self._up_version = self.fabric.version
+        return self._all_up
+
+    def candidates(self, view: TickView) -> np.ndarray:
+        """Mask over ``view.connections``: the flows the planner may move (training elephants)."""
+        rows, demand, training = view.demand()
+        cfg = self.config
+        if cfg.elephant_bps is not None:
+            threshold = np.full(len(demand), cfg.elephant_bps)
+        else:
+            threshold = cfg.elephant_fraction * self.capx[rows[:, 0]] if len(rows) else np.zeros(0)
+        movable = training if not cfg.move_background else np.ones(len(demand), dtype=bool)
+        return (demand > 0) & movable & (demand >= threshold)
+
+    def may_move(self, view: TickView, measured: Mapping[Link, float],
+                 forecast: Optional[np.ndarray], cand: np.ndarray) -> bool:
+        """False only when ``plan_reroutes`` would certainly return no move (see the class doc)."""
+        if self.always_plan or view.links != self.links or not self.all_links_up():
+            return True
+        if not cand.any():
+            return False
+        rows, demand, _ = view.demand()
+        util = np.fromiter((measured.get(l, 0.0) for l in self.links), dtype=float, count=self._pad)
+        util = np.where(np.isnan(util), 0.0, np.maximum(util, 0.0))
+        if self.policy == "predictive":
+            if forecast is not None:
+                util = np.fmax(util, forecast)            # NaN forecasts are ignored, as the planner does
+            share = demand[:, None] / self.capx[rows]
+            util = np.maximum(util, np.bincount(rows.ravel(), weights=share.ravel(),
+                                                minlength=self._pad + 1)[:self._pad])
+        utilx = np.append(util, 0.0)
+        crow = rows[cand]
+        load = np.maximum(utilx[crow], demand[cand][:, None] / self.capx[crow])
+        load[self.access[crow]] = 0.0
+        return bool(load.max() > self.config.hot_threshold - 1e-9)
 
     def __call__(self, view: TickView) -> List[PathChange]:
+        measured, forecast = self.observe(view)
+        return self.decide(view, measured, forecast)
+
+    def observe(self, view: TickView) -> Tuple[Dict[Link, float], Optional[np.ndarray]]:
+        """Feed the counters to the monitor; (measured utilization, forecast or None)."""
         from controller.monitor import PortCounters
+
+        now = view.now_s
+        cum = view.cumulative_bytes()
+        observe = self.monitor.observe
+        for switch, ports, tx, rx in view.switch_ports():
+            observe(switch, [PortCounters(p, cum[a], cum[b], now) for p, a, b in zip(ports, tx, rx)], now)
+        self.ticks += 1
+        forecast = None
+        if self.policy == "predictive":
+            forecast = self._forecast(self.monitor.history(self.links, int(self.predictor.window)))
+        return self.monitor.utilization(), forecast
+
+    def decide(self, view: TickView, measured: Dict[Link, float], forecast: Optional[np.ndarray], *,
+               full: bool = False) -> List[PathChange]:
+        """The planner's moves; ``full`` calls it every time with every connection (for checks)."""
         from controller.planner import ActiveFlow, plan_reroutes
 
-        for switch, rows in view.counters.items():
-            self.monitor.observe(switch, [PortCounters(p, tx, rx, view.now_s) for p, tx, rx in rows],
-                                 view.now_s)
-        measured = self.monitor.utilization()
         predicted = None
-        if self.policy == "predictive":
-            window = int(self.predictor.window)
-            history = self.monitor.history(self.links, window)
-            forecast = np.asarray(self.predictor.predict(history), dtype=float)
+        if forecast is not None:
             predicted = {link: float(v) for link, v in zip(self.links, forecast)}
-        by_id: Dict[str, ConnView] = {c.flow_id: c for c in view.connections}
-        flows = [ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls) for c in view.connections]
+        conns = view.connections if full else None
+        if conns is None:
+            cand = self.candidates(view)
+            if not self.may_move(view, measured, forecast, cand):
+                return []
+            conns = view.connections
+            if self.policy == "reactive" and not self.always_plan and self.all_links_up():
+                conns = [c for c, ok in zip(conns, cand.tolist()) if ok]
+        self.planner_calls += 1
+        by_id: Dict[str, ConnView] = {c.flow_id: c for c in conns}
+        flows = [ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls) for c in conns]
         reroutes = plan_reroutes(self.fabric, flows, measured, predicted, self.config, paths=self.paths)
         out = []
         for rr in reroutes:
