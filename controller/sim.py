@@ -76,7 +76,7 @@ def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
     fc = np.full(n_flows, np.inf) if flow_cap is None else np.asarray(flow_cap, dtype=float)
     idx = np.arange(n_flows)
     cols = np.ascontiguousarray(flow_links.T)  # (width, flows): column ops are contiguous
-    if ((cols == n_links).all(axis=0) & ~np.isfinite(fc)).any():
+    if (cols.min(axis=0)[~np.isfinite(fc)] == n_links).any():
         raise SimError("a flow crosses no finite-capacity link and has no rate cap")
     count = np.bincount(cols.ravel(), minlength=n_links + 1).astype(float)
     count[n_links] = 0.0
@@ -98,8 +98,9 @@ def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
             value = fmin[freeze]
             rate[idx[freeze]] = value
             fcols = cols[:, freeze].ravel()
-            avail -= np.bincount(fcols, weights=np.broadcast_to(value, (width, value.size)).ravel(),
-                                 minlength=n_links + 1)
+            weights = np.empty((width, value.size))
+            weights[:] = value
+            avail -= np.bincount(fcols, weights=weights.ravel(), minlength=n_links + 1)
             count -= np.bincount(fcols, minlength=n_links + 1)
             count[n_links] = 0.0
             keep = ~freeze
@@ -414,6 +415,7 @@ class Simulator:
         self._paths = EqualCostPaths(fabric)
         self.solves = 0                  # re-solves done (for benchmarks)
         self.resolved_flows = 0          # flows re-solved in all
+        self.in_flight = 0               # flows in flight at the last tick
 
     # ------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -667,6 +669,7 @@ class Simulator:
                         for i in c.in_flight:
                             place(i, c.path)
                         reroutes += 1
+                self.in_flight = slots.m
                 if self.progress is not None:
                     self.progress(t, done, n)
         records = [FlowRecord(f.flow_id, float(start[i]), float(finish[i]), f.size_bytes,

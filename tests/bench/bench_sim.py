@@ -1,19 +1,32 @@
 """Simulation speed: simulated seconds per wall-clock second, measured in one run.
 
 Why: replay must be much faster than the traffic it replays (issue 6 asks for at
-least 100x at k=8 with 1,000 concurrent flows) or nobody will sweep policies.
+least 100x at k=8 with 1,000 concurrent flows, with the control loop on) or
+nobody will sweep policies.
 
-Workload (stated so the ratio means something): a k-ary fat-tree with 1 Gbit/s
-links and ``--flows`` closed-loop chains, each always having one flow in flight
-between random hosts (a new flow starts when the previous one of its chain
-finishes), sizes uniform in a range: 20-200 MB (churny: a completion, hence a
-full max-min re-solve, every ~20 ms of simulated time) and 1-4 GB (the
-long-lived elephants a training fabric carries).  So there are exactly ``--flows``
-concurrent flows the whole time.  ECMP routing with a control tick every second
-(the tick builds the port counters the monitor would read), and optionally the
-full predictive policy (real monitor + forecaster + planner) when they exist.
+Workloads (stated so the ratio means something), on a k-ary fat-tree with 1 Gbit/s links,
+a control tick every second, and about ``--flows`` flows in flight the whole time:
+
+* ``training``: ring all-reduce jobs of 8 workers (one per pod where k allows, so every
+  ring hop crosses the core), each ring hop carried by 8 NCCL-style channels (8 long-lived
+  connections with fixed ports); per job an all-reduce message of 100-400 MB (the upper
+  part of the 11-419 MB range of the real NCCL traces), 0.2-0.6 s of compute between
+  iterations and a start within the first second, so jobs drift apart; jobs are added
+  until ``--flows`` connections exist.  Training class: the planner does move these.
+* ``churny``: ``--flows`` closed-loop chains between random hosts, 20-200 MB each
+  (a new flow starts when its predecessor finishes): a completion every ~10 ms at k=8.
+  Background class, so the planner never moves them, but the monitor, forecaster and
+  the planner's hot-link check still run every tick.
+* ``long``: the same chains with 1-4 GB flows (long-lived elephants: almost no completions).
+
+Policies: ``ecmp`` (no control loop), ``reactive`` (real monitor + planner every
+tick) and ``predictive`` (plus the forecaster: ``--model``, default the shipped
+model; ``persistence`` for the baseline, which shows the simulator's own cost).
+Each (k, workload, policy) runs ``--repeat`` times; the median speed is reported
+(the machine is shared and noisy).
 
     .venv/bin/python tests/bench/bench_sim.py [--k 8 16] [--flows 1000] [--sim-seconds 30]
+        [--workload training churny long] [--policy ecmp reactive predictive] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -21,6 +34,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Dict, List
 
 import numpy as np
 
@@ -28,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from controller.fabric import Fabric  # noqa: E402
 from controller.flowtrace import TraceFlow  # noqa: E402
+from controller.scenarios import NCCL_PORT, ring_job  # noqa: E402
 from controller.sim import Simulator  # noqa: E402
 from mininet_topos.fattree_spec import fat_tree  # noqa: E402
 
@@ -46,33 +61,76 @@ def chains(hosts, n_chains: int, per_chain: int, seed: int, lo: float = 20e6, hi
     return flows
 
 
-def bench(k: int, n_flows: int, sim_seconds: float, policy: str, sizes_mb=(20.0, 200.0)) -> None:
-    fabric = Fabric.from_spec(fat_tree(k, 1000.0))
-    hosts = fabric.hosts()
+def training(k: int, n_flows: int, sim_seconds: float, seed: int = 1, workers: int = 8,
+             channels: int = 8) -> List[TraceFlow]:
+    """Ring all-reduce jobs with ``channels`` connections per ring hop until ``n_flows`` connections."""
+    rng = np.random.default_rng(seed)
+    hosts = ["h%d" % i for i in range(1, k ** 3 // 4 + 1)]
+    per_pod = k * k // 4
+    pods = [list(rng.permutation(hosts[p * per_pod:(p + 1) * per_pod])) for p in range(k)]
+    flows: List[TraceFlow] = []
+    job = 0
+    conns = 0
+    while conns < n_flows:
+        message_bytes = float(rng.uniform(100e6, 400e6))
+        compute_s = round(float(rng.uniform(0.2, 0.6)), 3)
+        start_s = round(float(rng.uniform(0.0, 1.0)), 3)
+        per_conn = 2.0 * (workers - 1) / workers * message_bytes / channels
+        # iterations enough to outlast sim_seconds even if every connection ran at full line rate
+        iterations = int(sim_seconds / (per_conn * 8 / 1e9 + compute_s)) + 2
+        order = sorted(range(k), key=lambda p: -len(pods[p]))
+        ws = [str(pods[p].pop()) for p in order[:workers] if pods[p]]
+        if len(ws) < 2:   # hosts used up: start again (a host then serves several jobs)
+            pods = [list(rng.permutation(hosts[p * per_pod:(p + 1) * per_pod])) for p in range(k)]
+            continue
+        for ch in range(channels):
+            flows += ring_job("j%d.c%d" % (job, ch), ws, message_bytes=message_bytes / channels,
+                              iterations=iterations, compute_s=compute_s, start_s=start_s,
+                              port_base=NCCL_PORT + 1000 * ch + 16 * (job % 60))
+        conns += channels * len(ws)
+        job += 1
+    return flows
+
+
+def workload(name: str, k: int, n_flows: int, sim_seconds: float) -> List[TraceFlow]:
+    hosts = ["h%d" % i for i in range(1, k ** 3 // 4 + 1)]
+    if name == "training":
+        return training(k, n_flows, sim_seconds)
+    lo, hi = {"churny": (20e6, 200e6), "long": (1000e6, 4000e6)}[name]
     # enough flows per chain to outlast sim_seconds; the run stops at the horizon
-    lo, hi = sizes_mb[0] * 1e6, sizes_mb[1] * 1e6
     per_chain = max(2, int(sim_seconds * 1e9 / 8 / (n_flows / len(hosts)) / lo) + 2)
-    flows = chains(hosts, n_flows, per_chain, seed=1, lo=lo, hi=hi)
+    return chains(hosts, n_flows, per_chain, seed=1, lo=lo, hi=hi)
+
+
+class _Horizon(Exception):
+    pass
+
+
+def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model=None) -> Dict[str, float]:
+    fabric = Fabric.from_spec(fat_tree(k, 1000.0))
     hook = None
     if policy != "ecmp":
         from controller.replay import make_hook
-        hook = make_hook(policy, fabric, poll_interval_s=1.0)
-    seen = {"done": 0}
+        hook = make_hook(policy, fabric, poll_interval_s=1.0, model=model)
+    seen = {"done": 0, "in_flight": []}
+    sim = None
 
     def progress(t, done, total):
         seen["done"] = done
+        seen["in_flight"].append(sim.in_flight)
         if t >= sim_seconds:
-            raise StopIteration
+            raise _Horizon
     sim = Simulator(fabric, flows, seed=0, poll_interval_s=1.0, hook=hook, progress=progress)
     t0 = time.perf_counter()
     try:
         sim.run()
-    except StopIteration:
+    except _Horizon:
         pass
     wall = time.perf_counter() - t0
-    print("k=%-3d hosts=%-5d concurrent_flows=%-5d sizes=%g-%gMB policy=%-10s sim_s=%.0f completions/sim_s=%.1f "
-          "wall_s=%.2f speed=%.1fx real time" % (k, len(hosts), n_flows, sizes_mb[0], sizes_mb[1], policy,
-                                                 sim_seconds, seen["done"] / sim_seconds, wall, sim_seconds / wall))
+    return {"wall": wall, "speed": sim_seconds / wall, "completions": seen["done"] / sim_seconds,
+            "in_flight": float(np.mean(seen["in_flight"])) if seen["in_flight"] else 0.0,
+            "events": sim.solves / sim_seconds,
+            "planner_calls": getattr(hook, "planner_calls", 0), "ticks": getattr(hook, "ticks", 0)}
 
 
 def main() -> None:
@@ -80,15 +138,36 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--flows", type=int, default=1000)
     ap.add_argument("--sim-seconds", type=float, default=30.0)
-    ap.add_argument("--policy", nargs="+", default=["ecmp", "reactive"])
-    ap.add_argument("--sizes-mb", nargs="+", default=["20:200", "1000:4000"],
-                    help="flow size ranges lo:hi in MB (one run each; default churny 20:200 and long-lived 1000:4000)")
+    ap.add_argument("--workload", nargs="+", default=["training", "churny", "long"],
+                    choices=["training", "churny", "long"])
+    ap.add_argument("--policy", nargs="+", default=["ecmp", "reactive", "predictive"],
+                    choices=["ecmp", "reactive", "predictive"])
+    ap.add_argument("--model", default=None, help="predictive's forecaster (default: shipped; 'persistence')")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported")
     args = ap.parse_args()
+    rows = []
     for k in args.k:
-        for sizes in args.sizes_mb:
-            lo, hi = (float(x) for x in sizes.split(":"))
+        for name in args.workload:
+            flows = workload(name, k, args.flows, args.sim_seconds)
+            cells = []
+            info = None
             for policy in args.policy:
-                bench(k, args.flows, args.sim_seconds, policy, (lo, hi))
+                runs = [bench(k, flows, args.sim_seconds, policy, args.model) for _ in range(args.repeat)]
+                speeds = sorted(r["speed"] for r in runs)
+                med = speeds[len(speeds) // 2]
+                info = runs[0]
+                print("k=%-3d workload=%-8s policy=%-10s in_flight=%.0f completions/sim_s=%.1f solves/sim_s=%.1f "
+                      "planner_calls=%d/%d ticks  speed median %.1fx (runs: %s)"
+                      % (k, name, policy, info["in_flight"], info["completions"], info["events"],
+                         info["planner_calls"], info["ticks"], med, ", ".join("%.1f" % s for s in speeds)),
+                      flush=True)
+                cells.append("%.0fx" % med if med >= 10 else "%.1fx" % med)
+            rows.append("| %d | %s | %.0f | %.0f | %s |" % (k, name, info["in_flight"], info["completions"],
+                                                           " | ".join(cells)))
+    print()
+    print("| k | workload | flows in flight | completions per sim-s | %s |" % " | ".join(args.policy))
+    print("|---|---|---|---|%s" % ("---|" * len(args.policy)))
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
