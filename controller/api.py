@@ -106,6 +106,7 @@ class Health:
     packet_in_by_type: Mapping[str, int] = field(default_factory=dict)
     links_discovered: int = 0
     settled: bool = True
+    updates: Mapping[str, float] = field(default_factory=dict)
 
 
 class ApiState(Protocol):
@@ -243,7 +244,8 @@ def render_health(h: Health) -> Dict[str, Any]:
             "reroutes_total": h.reroutes_total, "packet_in_total": h.packet_in_total,
             "handler_errors_total": h.handler_errors_total,
             "packet_in_by_type": dict(sorted(h.packet_in_by_type.items())),
-            "links_discovered": h.links_discovered, "settled": h.settled}
+            "links_discovered": h.links_discovered, "settled": h.settled,
+            "path_updates": dict(h.updates)}
 
 
 # -- Prometheus text format 0.0.4 -------------------------------------------------
@@ -338,8 +340,18 @@ def render_metrics(state: ApiState) -> str:
 ROUTES = ("/topology", "/utilization", "/predictions", "/paths", "/health", "/metrics")
 
 
-def make_wsgi_app(state: ApiState, logger: Optional[logging.Logger] = None) -> Callable:
-    """The WSGI application: ``app(environ, start_response) -> [bytes]``."""
+class ActionError(ValueError):
+    """A write request the controller refuses; the message says why (HTTP 400)."""
+
+
+def make_wsgi_app(state: ApiState, logger: Optional[logging.Logger] = None,
+                  pin: Optional[Callable[[Mapping[str, Any]], Dict[str, Any]]] = None) -> Callable:
+    """The WSGI application: ``app(environ, start_response) -> [bytes]``.
+
+    Read-only, except ``POST /pins`` when the controller passes ``pin``
+    (config ``rest_allow_pin: true``): an operator pins one connection to a
+    path, e.g. to drain a link by hand or to exercise consistent updates.
+    """
     log = logger or logging.getLogger("sidestep.api")
 
     json_routes: Dict[str, Callable[[], Dict[str, Any]]] = {
@@ -366,6 +378,23 @@ def make_wsgi_app(state: ApiState, logger: Optional[logging.Logger] = None) -> C
         if len(path) > 1:
             path = path.rstrip("/")
         head = method == "HEAD"
+        if path == "/pins" and pin is not None:
+            if method != "POST":
+                return respond(start_response, "405 Method Not Allowed",
+                               json_body({"error": "use POST with a JSON body"}), JSON_CONTENT_TYPE,
+                               False, [("Allow", "POST")])
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                if length <= 0 or length > 65536:
+                    raise ActionError("send a JSON object of at most 64 KiB")
+                body_in = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
+                if not isinstance(body_in, dict):
+                    raise ActionError("the body must be a JSON object")
+                result = pin(body_in)
+            except (ActionError, ValueError) as exc:
+                return respond(start_response, "400 Bad Request", json_body({"error": str(exc)}),
+                               JSON_CONTENT_TYPE, False)
+            return respond(start_response, "200 OK", json_body(result), JSON_CONTENT_TYPE, False)
         if path not in ROUTES:
             return respond(start_response, "404 Not Found",
                            json_body({"error": "no such resource %s" % path, "routes": list(ROUTES)}),

@@ -33,9 +33,9 @@ from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCH
                                set_ev_cls, tcp, udp)
 from controller.config import ConfigError, load_config  # noqa: E402
 from controller.core import (ArpReply, Barrier, ControlRule, ControllerCore, DeleteRules,  # noqa: E402
-                             InstallRule, PacketInfo, PacketOut, SendLldp)
+                             InstallRule, PacketInfo, PacketOut, PathUpdate, SendLldp)
 from controller.runtime import ControllerRuntime  # noqa: E402
-from controller.rules import COOKIE_TAG  # noqa: E402
+from controller.rules import COOKIE_TAG, OP_ADD, OP_BARRIER, OP_DELETE  # noqa: E402
 
 LOG = logging.getLogger("sidestep.app")
 LLDP_SRC_MAC = "02:51:de:00:00:01"
@@ -95,6 +95,7 @@ class SidestepApp(compat.BaseApp):
         self.core = self.runtime.core
         self.datapaths = {}
         self._stats_parts = {}
+        self._barrier_waiters = {}
         self._rng = random.Random(0)
         self.threads.append(hub.spawn(self._loop))
         if config.rest_port:
@@ -106,12 +107,18 @@ class SidestepApp(compat.BaseApp):
     def _start_rest(self, host, port):
         from controller.api import make_wsgi_app
         try:
-            server = hub.WSGIServer((host, port), make_wsgi_app(self.runtime.api_state()))
+            pin = self._pin if self.config.rest_allow_pin else None
+            server = hub.WSGIServer((host, port), make_wsgi_app(self.runtime.api_state(), pin=pin))
         except OSError as exc:
             LOG.error("sidestep: REST address %s:%d unavailable: %s", host, port, exc)
             raise SystemExit(2)
         self.threads.append(hub.spawn(server.serve_forever))
         LOG.info("REST API and /metrics on http://%s:%d/", host, port)
+
+    def _pin(self, body):
+        cmds, result = self.runtime.pin_request(body, time.time())
+        self._execute(cmds)
+        return result
 
     # ------------------------------------------------------------ main loop
     def _loop(self):
@@ -139,6 +146,9 @@ class SidestepApp(compat.BaseApp):
     # ------------------------------------------------------------ commands -> OpenFlow
     def _execute(self, commands):
         for cmd in commands:
+            if isinstance(cmd, PathUpdate):
+                self.threads.append(hub.spawn(self._run_update, cmd))
+                continue
             dp = self.datapaths.get(cmd.dpid)
             if dp is None:
                 continue
@@ -185,6 +195,63 @@ class SidestepApp(compat.BaseApp):
                 dp.send_msg(parser.OFPPacketOut(dp, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
                                                 actions=[parser.OFPActionOutput(cmd.port)],
                                                 data=lldp_frame(cmd.dpid, cmd.port)))
+
+    def _barrier(self, dp, timeout_s=2.0):
+        """Send a barrier and wait for its reply: the switch has applied everything before it."""
+        parser = dp.ofproto_parser
+        req = parser.OFPBarrierRequest(dp)
+        dp.set_xid(req)
+        event = hub.Event()
+        self._barrier_waiters[(dp.id, req.xid)] = event
+        try:
+            dp.send_msg(req)
+            return event.wait(timeout=timeout_s)
+        finally:
+            self._barrier_waiters.pop((dp.id, req.xid), None)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @guarded
+    def _barrier_reply(self, ev):
+        event = self._barrier_waiters.get((ev.msg.datapath.id, ev.msg.xid))
+        if event is not None:
+            event.set()
+
+    def _run_update(self, update):
+        """Run a consistent update: each switch confirms (barrier) before the one upstream of it."""
+        try:
+            start = time.time()
+            deletes = []
+            for op in update.ops:
+                dpid = update.dpid(op.switch)
+                dp = self.datapaths.get(dpid)
+                if dp is None:
+                    LOG.warning("update of %s: switch %s is gone; the flow will be re-learned",
+                                update.flow.key(), op.switch)
+                    return
+                if op.kind == OP_ADD:
+                    self._execute([InstallRule(dpid, op.spec, flow_removed=op.switch == update.ingress)])
+                elif op.kind == OP_BARRIER:
+                    if not self._barrier(dp):
+                        LOG.warning("update of %s: no barrier reply from %s within 2 s; continuing",
+                                    update.flow.key(), op.switch)
+                elif op.kind == OP_DELETE:
+                    deletes.append(op)
+            self.runtime.update_done(update.flow, (time.time() - start) * 1000.0)
+            if deletes:
+                hub.sleep(max(op.delay_s for op in deletes))
+                for op in deletes:
+                    dp = self.datapaths.get(update.dpid(op.switch))
+                    if dp is None:
+                        continue
+                    parser, ofp = dp.ofproto_parser, dp.ofproto
+                    dp.send_msg(parser.OFPFlowMod(
+                        dp, cookie=op.spec.cookie, cookie_mask=(1 << 64) - 1, table_id=0,
+                        command=ofp.OFPFC_DELETE_STRICT, priority=op.spec.priority,
+                        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                        match=parser.OFPMatch(**op.spec.match_dict())))
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception("path update of %s failed", update.flow.key())
+            self.runtime.handler_errors += 1
 
     # ------------------------------------------------------------ switch lifecycle
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)

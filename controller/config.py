@@ -13,6 +13,7 @@ Example (every key optional; these are the defaults unless noted)::
     poll_interval: 1.0          # seconds between port-stats polls, >= 0.2
     rest_host: 127.0.0.1
     rest_port: 8080             # 0 disables the REST API and /metrics
+    rest_allow_pin: false       # accept POST /pins (operator pins a connection to a path)
     record: null                # link-load CSV to append to, e.g. loads.csv
     record_flush_s: 2.0
     link_mbps: 10               # capacity of every discovered link ...
@@ -109,6 +110,7 @@ class Config:
     poll_interval: float = 1.0
     rest_host: str = "127.0.0.1"
     rest_port: int = 8080
+    rest_allow_pin: bool = False
     record: Optional[str] = None
     record_flush_s: float = 2.0
     link_mbps: float = 10.0
@@ -248,6 +250,10 @@ def _build(data: Mapping[str, Any], path: Optional[str], from_override: Set[str]
                                  lo=MIN_POLL_INTERVAL_S, unit="seconds")
     kw["rest_host"] = _str(ctx, "rest_host", g("rest_host", d.rest_host))
     kw["rest_port"] = _int(ctx, "rest_port", g("rest_port", d.rest_port), 0, 65535)
+    allow_pin = g("rest_allow_pin", d.rest_allow_pin)
+    if not isinstance(allow_pin, bool):
+        raise ctx.error("rest_allow_pin", "must be true or false, got %r" % (allow_pin,))
+    kw["rest_allow_pin"] = allow_pin
     record = _opt_str(ctx, "record", g("record", d.record))
     if record is not None:
         _check_writable(ctx, "record", record)

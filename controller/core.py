@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
-from controller.rules import (PRIORITY_CONTROL, RuleSpec, flow_match, is_sidestep_cookie,
+from controller.rules import (PRIORITY_CONTROL, RuleSpec, consistent_update, is_sidestep_cookie,
                               make_cookie, path_rules)
 from mininet_topos.fattree_spec import dpid_to_name, ip_to_host_name
 
@@ -86,7 +86,25 @@ class SendLldp:
     port: int
 
 
-Command = Union[InstallRule, ControlRule, DeleteRules, Barrier, PacketOut, ArpReply, SendLldp]
+@dataclass(frozen=True)
+class PathUpdate:
+    """A consistent path change: the app runs ``ops`` in order, waiting for each barrier.
+
+    ``ops`` come from ``rules.consistent_update``: adds egress-first with a
+    barrier after each switch (ingress last), then deletes of old-only rules
+    after their drain delay.
+    """
+
+    flow: FiveTuple
+    ops: Tuple[object, ...]
+    ingress: str
+    dpids: Tuple[Tuple[str, int], ...]
+
+    def dpid(self, switch: str) -> Optional[int]:
+        return dict(self.dpids).get(switch)
+
+
+Command = Union[InstallRule, ControlRule, DeleteRules, Barrier, PacketOut, ArpReply, SendLldp, PathUpdate]
 
 
 # ---------------------------------------------------------------- state
@@ -166,12 +184,13 @@ class ControllerCore:
 
     def __init__(self, capacity_bps, *, lldp_interval_s: float = 1.0,
                  link_timeout_s: Optional[float] = None, idle_timeout_s: int = 60,
-                 classify=None) -> None:
+                 classify=None, drain_s: float = 2.0) -> None:
         self.fabric = Fabric()
         self.capacity_for = capacity_bps
         self.lldp_interval_s = lldp_interval_s
         self.link_timeout_s = link_timeout_s if link_timeout_s is not None else max(5.0, 5 * lldp_interval_s)
         self.idle_timeout_s = idle_timeout_s
+        self.drain_s = drain_s
         self.classify = classify
         self.switches: Dict[int, SwitchState] = {}
         self.hosts: Dict[str, HostEntry] = {}          # host name -> entry
@@ -482,33 +501,27 @@ class ControllerCore:
 
     # ---------------------------------------------------------- re-pinning
     def repin(self, five: FiveTuple, new_path: Path, now_s: float) -> List[Command]:
-        """Move a connection to ``new_path``: new rules egress-first, ingress last.
+        """Pin a connection to ``new_path`` and, if it is live, move it without loss.
 
-        The old rules of switches the new path no longer uses are left to
-        idle out (their cookie carries the old version), so no packet in
-        flight meets a switch without a rule.
+        The pin outlives the rules: the next burst of the same connection
+        (after an idle timeout) is installed on the pinned path.
         """
-        flow = self.flows.get(five)
         self.fabric.validate_path(new_path, five.src, five.dst)
         self.pins[five] = tuple(new_path)
+        flow = self.flows.get(five)
         if flow is None or tuple(flow.path) == tuple(new_path):
             return []
-        version = flow.version + 1
-        rules = path_rules(self.fabric, five, new_path, version, idle_timeout=self.idle_timeout_s)
-        cmds: List[Command] = []
-        for rule in rules:
-            dpid = self.dpid_of(rule.switch)
-            ingress = rule.switch == new_path[1]
-            cmds.append(InstallRule(dpid, rule, flow_removed=ingress))
-            cmds.append(Barrier(dpid))
-        old_only = [n for n in flow.path[1:-1] if n not in new_path]
-        for sw in old_only:
-            cmds.append(DeleteRules(self.dpid_of(sw), make_cookie(five, flow.version), (1 << 64) - 1))
+        version = (flow.version + 1) & 0xFFFF
+        ops = consistent_update(self.fabric, five, flow.path, new_path, version,
+                                drain_s=self.drain_s, old_version=flow.version,
+                                idle_timeout=self.idle_timeout_s)
+        switches = set(flow.path[1:-1]) | set(new_path[1:-1])
+        dpids = tuple(sorted((sw, self.dpid_of(sw)) for sw in switches))
         flow.path = tuple(new_path)
         flow.version = version
         flow.moves += 1
         self.counters.reroutes += 1
-        return cmds
+        return [PathUpdate(five, tuple(ops), new_path[1], dpids)]
 
     # ---------------------------------------------------------- port status
     def port_status(self, dpid: int, port: int, up: bool, now_s: float) -> List[Command]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from collections import deque
+from typing import Deque, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -58,6 +59,7 @@ class ControllerRuntime:
         self.predictions: Dict[Link, float] = {}
         self._next_plan_s = start_s + config.poll_interval
         self._expected = 0
+        self.update_latencies_ms: Deque[float] = deque(maxlen=1000)
         self.last_now_s = start_s  # the latest time the app has told us; we never read a clock
 
     @property
@@ -145,6 +147,31 @@ class ControllerRuntime:
                                   max(flow.demand_bps, flow.rate_bps), flow.cls))
         return out
 
+    def update_done(self, flow, latency_ms: float) -> None:
+        """A path update finished (ingress rule confirmed by barrier)."""
+        self.update_latencies_ms.append(latency_ms)
+        LOG.info("path update of %s done in %.1f ms", flow.key(), latency_ms)
+
+    def pin_request(self, body: Mapping[str, object], now_s: float):
+        """``POST /pins``: validate an operator's pin and turn it into a consistent update."""
+        from controller.api import ActionError
+        from controller.ecmp import FiveTuple
+
+        try:
+            five = FiveTuple(str(body["src"]), str(body["dst"]), int(body.get("proto", 6)),
+                             int(body.get("src_port", 0)), int(body.get("dst_port", 0)))
+            path = tuple(str(n) for n in body["path"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ActionError("a pin needs src, dst, proto, src_port, dst_port and path "
+                              "(a list of node names): %s" % exc) from None
+        try:
+            cmds = self.core.repin(five, path, now_s)
+        except FabricError as exc:
+            raise ActionError(str(exc)) from None
+        flow = self.core.flows.get(five)
+        return cmds, {"pinned": five.key(), "path": list(path), "moved": bool(cmds),
+                      "version": flow.version if flow else None}
+
     # -- REST ------------------------------------------------------------------
     def api_state(self) -> "RuntimeApiState":
         return RuntimeApiState(self)
@@ -183,4 +210,13 @@ class RuntimeApiState:
                                          "ipv4": rt.core.counters.packet_in_ip},
                       links_discovered=sum(1 for a, b in rt.core.fabric.graph.edges
                                            if rt.core.fabric.is_switch(a) and rt.core.fabric.is_switch(b)),
-                      settled=rt.core.settled(rt.last_now_s))
+                      settled=rt.core.settled(rt.last_now_s),
+                      updates=_latency_summary(rt.update_latencies_ms))
+
+
+def _latency_summary(values: Sequence[float]) -> Dict[str, float]:
+    if not values:
+        return {"count": 0}
+    arr = np.asarray(values, dtype=float)
+    return {"count": int(arr.size), "mean_ms": float(arr.mean()), "p99_ms": float(np.percentile(arr, 99)),
+            "max_ms": float(arr.max())}

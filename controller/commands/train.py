@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
                         help="train on at most this many (window, target) rows, spread over time (default %d)"
                         % DEFAULT_MAX_ROWS)
+    parser.add_argument("--max-iter", type=int, default=200, help="boosting iterations of hgb (default 200)")
+    parser.add_argument("--quantile", type=float, default=0.65,
+                        help="quantile of the change hgb predicts: 0.5 minimises MAE, above leans toward "
+                        "predicting bursts (hotspot recall); default 0.65")
     parser.add_argument("--seed", type=int, default=0, help="seed for row sampling and the regressor (default 0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
@@ -53,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         return error("--horizon must be an integer >= 1 (samples ahead), got %d" % args.horizon)
     if args.window < 4:
         return error("--window must be at least 4 samples, got %d" % args.window)
+    if not 0.0 < args.quantile < 1.0:
+        return error("--quantile must be in (0, 1), got %g" % args.quantile)
+    if args.max_iter < 1:
+        return error("--max-iter must be >= 1, got %d" % args.max_iter)
     if args.max_rows < 100:
         return error("--max-rows must be at least 100, got %d" % args.max_rows)
     out_dir = os.path.dirname(os.path.abspath(args.output))
@@ -63,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         grids = read_grids(args.loads, progress)
         est, meta = fit_forecaster(grids, horizon=args.horizon, window=args.window, regressor=args.regressor,
-                                   max_rows=args.max_rows, seed=args.seed, progress=progress)
+                                   max_rows=args.max_rows, max_iter=args.max_iter, quantile=args.quantile,
+                                   seed=args.seed,
+                                   progress=progress)
         save_model(args.output, est, meta)
     except (TraceError, ModelError) as exc:
         return error(str(exc))
