@@ -135,7 +135,7 @@ def data_summary(grids: Sequence[GridTrace], rows: int) -> Dict[str, object]:
 
 def fit_forecaster(grids: Sequence[GridTrace], *, horizon: int = 2, window: int = DEFAULT_WINDOW,
                    regressor: str = "hgb", max_rows: int = DEFAULT_MAX_ROWS, max_iter: int = 200,
-                   seed: int = 0, progress: Progress = None) -> Tuple[LinkForecaster, Dict[str, object]]:
+                   quantile: float = 0.65, seed: int = 0, progress: Progress = None) -> Tuple[LinkForecaster, Dict[str, object]]:
     """Fit a forecaster on gridded traces; returns it with the metadata its model file records."""
     if horizon < 1:
         raise ValueError("horizon must be >= 1, got %d" % horizon)
@@ -146,7 +146,8 @@ def fit_forecaster(grids: Sequence[GridTrace], *, horizon: int = 2, window: int 
                          % (len(y), window, horizon))
     if progress:
         progress("training on %d rows (window %d samples, horizon %d)" % (len(y), window, horizon))
-    est = LinkForecaster(horizon=horizon, regressor=regressor, max_iter=max_iter, random_state=seed)
+    est = LinkForecaster(horizon=horizon, regressor=regressor, max_iter=max_iter, quantile=quantile,
+                         random_state=seed)
     est.fit(X, y, progress=progress)
     meta: Dict[str, object] = {
         "feature_version": FEATURE_VERSION,

@@ -1,0 +1,110 @@
+"""``sidestep train`` / ``sidestep evaluate`` end to end on small generated traces, and their refusals."""
+import json
+import os
+
+import pytest
+
+from controller.cli import main
+from models.synth import SynthConfig, generate, write_csv
+
+
+@pytest.fixture(scope="module")
+def loads(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loads")
+    cfg = SynthConfig(k=4, duration_s=240)
+    tr = generate(7, cfg)
+    keep = [i for i, l in enumerate(tr.links) if l[0].startswith(("a", "c"))][:12]
+    tr.links = [tr.links[i] for i in keep]
+    tr.util = tr.util[keep]
+    path = str(folder / "loads.csv")
+    write_csv(path, tr)
+    return path
+
+
+def train(args):
+    return main(["train", "-q", "--window", "32", "--max-iter", "10", "--max-rows", "3000"] + args)
+
+
+def test_train_then_evaluate(loads, tmp_path, capsys):
+    model = str(tmp_path / "m.joblib")
+    assert train([loads, "-o", model]) == 0
+    assert os.path.exists(model) and os.path.exists(model + ".json")
+    out_json = str(tmp_path / "scores.json")
+    assert main(["evaluate", "-q", loads, "--model", model, "--json", out_json, "--hot", "0.7"]) == 0
+    doc = json.load(open(out_json))
+    assert set(doc) == {"model", "persistence", "ewma", "seasonal_naive"}
+    for scores in doc.values():
+        assert set(scores) == {"mae", "rmse", "precision", "recall"}
+    printed = capsys.readouterr().out
+    assert "model MAE / persistence MAE" in printed
+
+
+def test_evaluate_default_model(loads):
+    assert main(["evaluate", "-q", loads]) == 0
+
+
+def one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for n in needles:
+        assert n in err[0], err[0]
+    assert "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "file is empty"),
+    ("t_s,link,util\n", "no samples"),
+    ("t_s,link,util\n0,a->b,0.5\n1,a->b,zero\n", "'zero' is not a number"),
+    ("t_s,link,util\n1,a->b,0.5\n0,a->b,0.4\n", "increasing t_s"),
+    ("t_s,link,util\n0,ab,0.5\n", "is not a link"),
+])
+def test_bad_csv_gives_one_line_and_no_model(tmp_path, capsys, content, needle):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    model = tmp_path / "m.joblib"
+    assert train([str(bad), "-o", str(model)]) == 2
+    one_error_line(capsys, str(bad), needle)
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_horizon_zero(loads, tmp_path, capsys):
+    assert train([loads, "-o", str(tmp_path / "m.joblib"), "--horizon", "0"]) == 2
+    one_error_line(capsys, "--horizon")
+    assert main(["evaluate", loads, "--horizon", "0"]) == 2
+    one_error_line(capsys, "--horizon")
+
+
+def test_too_short_trace(tmp_path, capsys):
+    short = tmp_path / "short.csv"
+    short.write_text("t_s,link,util\n" + "".join("%d,a->b,0.5\n" % t for t in range(20)))
+    assert train([str(short), "-o", str(tmp_path / "m.joblib")]) == 2
+    one_error_line(capsys, str(short), "usable")
+
+
+def test_model_of_another_feature_version(loads, tmp_path, capsys):
+    from models import model_file
+    from models.model_file import load_model, save_model
+    est, meta = load_model(os.path.join(os.path.dirname(model_file.__file__), "default_model.joblib"))
+    old = str(tmp_path / "old.joblib")
+    save_model(old, est, dict(meta, feature_version=-1))
+    out_json = tmp_path / "s.json"
+    assert main(["evaluate", loads, "--model", old, "--json", str(out_json)]) == 2
+    one_error_line(capsys, old, "feature version")
+    assert not out_json.exists()
+
+
+def test_horizon_other_than_the_models(loads, capsys):
+    assert main(["evaluate", "-q", loads, "--horizon", "3"]) == 2
+    one_error_line(capsys, "--horizon 3")
+
+
+def test_sampling_period_other_than_the_models(tmp_path, capsys):
+    slow = tmp_path / "slow.csv"
+    slow.write_text("t_s,link,util\n" + "".join("%d,a->b,0.5\n" % (t * 300) for t in range(200)))
+    assert main(["evaluate", "-q", str(slow)]) == 2
+    one_error_line(capsys, str(slow), "300 s")
+
+
+def test_missing_output_folder(loads, tmp_path, capsys):
+    assert train([loads, "-o", str(tmp_path / "no" / "m.joblib")]) == 2
+    one_error_line(capsys, "does not exist")
