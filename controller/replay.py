@@ -189,9 +189,6 @@ class ControlLoop:
         """The planner's moves; ``full`` calls it every time with every connection (for checks)."""
         from controller.planner import ActiveFlow, plan_reroutes
 
-        predicted = None
-        if forecast is not None:
-            predicted = {link: float(v) for link, v in zip(self.links, forecast)}
         conns = view.connections if full else None
         if conns is None:
             cand = self.candidates(view)
@@ -201,6 +198,9 @@ class ControlLoop:
             if self.policy == "reactive" and not self.always_plan and self.all_links_up():
                 conns = [c for c, ok in zip(conns, cand.tolist()) if ok]
         self.planner_calls += 1
+        predicted = None
+        if forecast is not None:
+            predicted = {link: float(v) for link, v in zip(self.links, forecast.tolist())}
         by_id: Dict[str, ConnView] = {c.flow_id: c for c in conns}
         flows = [ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls) for c in conns]
         reroutes = plan_reroutes(self.fabric, flows, measured, predicted, self.config, paths=self.paths)
