@@ -1,0 +1,162 @@
+"""``sidestep lab``: the live demo on a Mininet fat-tree (root).
+
+Runs the training job under a hotspot once per policy (a fresh network each
+time, same scenario), plus once without the hotspot as the reference, and
+prints mean/p99 iteration time, throughput, reroutes and the ratio to the
+no-hotspot run.  Everything it wrote is in the folder it names at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import List
+
+POLICIES = ("ecmp", "reactive", "predictive")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer, smaller iterations; the reference runs in the ECMP network (< 3 min)")
+    parser.add_argument("--scenario", default="hotspot", help="hotspot (default) or bursts")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated (default: all three)")
+    parser.add_argument("--iterations", type=int, default=None, help="training iterations per run")
+    parser.add_argument("--model", default=None, help="forecaster model for predictive (default: shipped)")
+    parser.add_argument("--out", default=None, help="output folder (default: out/lab-<time>)")
+    parser.add_argument("--ofp-port", type=int, default=6653)
+    parser.add_argument("--replay", metavar="FLOWS.csv", default=None,
+                        help="play a flow trace into the lab instead of the training scenario")
+    parser.add_argument("--hedera", action="store_true",
+                        help="run the Hedera protocol (stride/staggered/random patterns) instead")
+
+
+def _fail(message: str) -> int:
+    print("sidestep lab: error: %s" % message, file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from mininet_topos.lab import LabError, check_root, ensure_ovs, port_free
+    from mininet_topos.scenario import ScenarioError, build_scenario
+
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies:
+        return _fail("unknown policy %s; choose from %s" % (",".join(unknown) or "''", ",".join(POLICIES)))
+    if args.iterations is not None and args.iterations < 2:
+        return _fail("--iterations must be >= 2")
+    try:
+        if args.replay is None and not args.hedera:
+            scenario = build_scenario(args.scenario, **_sizes(args))
+        check_root()
+        ensure_ovs()
+        if not port_free(args.ofp_port, "0.0.0.0"):
+            return _fail("OpenFlow port %d is already in use (another controller?); stop it or use --ofp-port"
+                         % args.ofp_port)
+    except (ScenarioError, LabError) as exc:
+        return _fail(str(exc))
+    out = os.path.abspath(args.out or os.path.join("out", "lab-%s" % time.strftime("%Y%m%d-%H%M%S")))
+    if os.path.exists(out) and os.listdir(out):
+        return _fail("output folder %s exists and is not empty; choose another --out" % out)
+    os.makedirs(out, exist_ok=True)
+    # Ctrl-C and SIGTERM unwind through the Lab context managers, which clean up.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if args.replay is not None:
+            from mininet_topos.livereplay import run_live_replay
+            return run_live_replay(args.replay, out, ofp_port=args.ofp_port, model=args.model)
+        if args.hedera:
+            from mininet_topos.hedera import run_hedera
+            return run_hedera(out, policies, ofp_port=args.ofp_port, model=args.model, quick=args.quick)
+        return _run_training(scenario, policies, out, args)
+    except LabError as exc:
+        print("sidestep lab: error: %s\n(outputs so far are in %s)" % (exc, out), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sidestep lab: interrupted; the lab was cleaned up (outputs so far in %s)" % out, file=sys.stderr)
+        return 130
+
+
+def _sizes(args: argparse.Namespace) -> dict:
+    if args.quick:
+        return {"iterations": args.iterations or 10, "message_bytes": 500_000, "compute_s": 0.3, "warmup": 3}
+    return {"iterations": args.iterations or 20, "message_bytes": 1_000_000, "compute_s": 0.5, "warmup": 3}
+
+
+def _run_training(scenario, policies: List[str], out: str, args: argparse.Namespace) -> int:
+    from mininet_topos.live import run_scenario
+    from mininet_topos.scenario import build_scenario
+
+    reference = build_scenario("none", **_sizes(args))
+    started = time.time()
+    results = []
+    if not args.quick:
+        print("sidestep lab: reference run (no hotspot, ecmp) ...", file=sys.stderr)
+        results += run_scenario(reference, "ecmp", os.path.join(out, "reference"), ofp_port=args.ofp_port)
+        ref_needed = None
+    else:
+        ref_needed = reference
+    for policy in policies:
+        print("sidestep lab: %s under the %s scenario ..." % (policy, scenario.name), file=sys.stderr)
+        ref = ref_needed if policy == policies[0] else None
+        results += run_scenario(scenario, policy, os.path.join(out, policy), ofp_port=args.ofp_port,
+                                model=args.model, reference=ref)
+    base = next(r for r in results if r.policy == "no hotspot")
+    rows = []
+    for r in results:
+        rows.append({"run": r.policy, "scenario": r.scenario, "mean_iteration_s": r.mean_iteration_s,
+                     "p99_iteration_s": r.p99_iteration_s, "throughput_mbps": r.throughput_bps / 1e6,
+                     "reroutes": r.reroutes, "ratio_to_no_hotspot": r.mean_iteration_s / base.mean_iteration_s,
+                     "iterations": r.iterations, "update_latency_ms": r.update_latency_ms, "dir": r.out_dir})
+    table = format_table(rows)
+    summary = {"scenario": scenario.name, "description": scenario.description, "quick": bool(args.quick),
+               "k": scenario.k, "link_mbps": scenario.bw_mbps, "workers": list(scenario.job.hosts),
+               "message_bytes": scenario.job.message_bytes, "compute_s": scenario.job.compute_s,
+               "iterations": scenario.job.iterations, "warmup": scenario.job.warmup,
+               "elapsed_s": time.time() - started, "runs": rows}
+    with open(os.path.join(out, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=1)
+    with open(os.path.join(out, "table.txt"), "w") as handle:
+        handle.write(table + "\n")
+    try:
+        _plot(rows, os.path.join(out, "iterations.png"))
+    except ImportError:
+        pass
+    print(table)
+    print("\nsidestep lab: %d runs in %.0f s; controller logs, link-load recordings (loads.csv), worker "
+          "timings and iterations.png are in %s" % (len(rows), time.time() - started, out))
+    return 0
+
+
+def format_table(rows) -> str:
+    head = "%-11s %10s %10s %12s %9s %12s" % ("run", "mean it s", "p99 it s", "tput Mbit/s", "reroutes",
+                                              "vs no-hot")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append("%-11s %10.2f %10.2f %12.2f %9d %11.2fx" % (
+            r["run"], r["mean_iteration_s"], r["p99_iteration_s"], r["throughput_mbps"], r["reroutes"],
+            r["ratio_to_no_hotspot"]))
+    return "\n".join(lines)
+
+
+def _plot(rows, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        with open(os.path.join(r["dir"], "job.json")) as handle:
+            its = json.load(handle)["iteration_s"]
+        ax.plot(range(1, len(its) + 1), its, marker="o", label=r["run"])
+    ax.set_xlabel("iteration (after warm-up)")
+    ax.set_ylabel("iteration time (s)")
+    ax.set_title("Training-job iteration time per policy (k=4 fat-tree, live)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

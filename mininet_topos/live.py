@@ -1,0 +1,158 @@
+"""Runs a lab scenario for real: a fresh fat-tree per policy, the training job, the hotspots.
+
+Used by ``sidestep lab``.  Every run gets a fresh network and controller
+(the ``Lab`` context manager tears both down on success, failure or Ctrl-C);
+results are worker timings measured on the hosts, not simulated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from mininet_topos.lab import ROOT, ControllerProcess, Lab, LabError, wait_for
+from mininet_topos.scenario import TRAIN_LISTEN_BASE, Scenario
+from mininet_topos.trainjob import summarize
+
+BACKGROUND_LEAD_S = 4.0  # hotspots start first, so the controller has measured them
+
+
+@dataclass
+class RunResult:
+    policy: str
+    scenario: str
+    mean_iteration_s: float
+    p99_iteration_s: float
+    throughput_bps: float
+    reroutes: int
+    iterations: int
+    out_dir: str
+    update_latency_ms: Optional[float] = None
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _terminate(procs: Sequence[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except OSError:
+                pass
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def start_background(lab: Lab, scenario: Scenario, out_dir: str, duration_s: float) -> List[subprocess.Popen]:
+    """Servers first, then the senders: long iperf3 flows and periodic on/off bursts."""
+    procs: List[subprocess.Popen] = []
+    log = open(os.path.join(out_dir, "background.txt"), "ab")
+    for bg in scenario.background:
+        dst = lab.host(bg.five.dst)
+        if bg.kind == "long":
+            procs.append(dst.popen(["iperf3", "-s", "-p", str(bg.five.dst_port), "-1"], stdout=log,
+                                   stderr=subprocess.STDOUT))
+        else:
+            procs.append(dst.popen([sys.executable, "-m", "mininet_topos.burst", "sink", "--port",
+                                    str(bg.five.dst_port), "-q"], stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=ROOT, env=_env()))
+    for bg in scenario.background:
+        dst = lab.host(bg.five.dst)
+        wait_for(lambda: ":%d " % bg.five.dst_port in dst.cmd("ss -ltnH"), 15,
+                 "the background server on %s:%d" % (bg.five.dst, bg.five.dst_port))
+    for bg in scenario.background:
+        src, dst = lab.host(bg.five.src), lab.host(bg.five.dst)
+        if bg.kind == "long":
+            cmd = ["iperf3", "-c", dst.IP(), "-p", str(bg.five.dst_port), "--cport", str(bg.five.src_port),
+                   "-t", str(int(duration_s)), "-J"]
+            procs.append(src.popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
+        else:
+            cmd = [sys.executable, "-m", "mininet_topos.burst", "send", "--dst", dst.IP(), "--port",
+                   str(bg.five.dst_port), "--src-port", str(bg.five.src_port), "--on-s", str(bg.on_s),
+                   "--off-s", str(bg.off_s), "--rate-mbps", "0", "--duration-s", str(int(duration_s)), "-q"]
+            procs.append(src.popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
+    log.close()
+    return procs
+
+
+def run_job(lab: Lab, scenario: Scenario, out_dir: str, timeout_s: float) -> Dict[str, object]:
+    """Start one worker per training host and wait for all; returns the job summary."""
+    job = scenario.job
+    peers = ",".join("%s:%d" % (lab.host(h).IP(), TRAIN_LISTEN_BASE + r) for r, h in enumerate(job.hosts))
+    files, procs = [], []
+    log = open(os.path.join(out_dir, "trainjob.txt"), "ab")
+    for rank, name in enumerate(job.hosts):
+        out = os.path.join(out_dir, "worker%d.json" % rank)
+        files.append(out)
+        conn = job.connections()[rank]
+        cmd = [sys.executable, "-m", "mininet_topos.trainjob", "worker", "--rank", str(rank), "--peers", peers,
+               "--iterations", str(job.iterations), "--message-bytes", str(job.message_bytes),
+               "--compute-s", str(job.compute_s), "--out", out, "--src-port", str(conn.src_port), "-q"]
+        procs.append(lab.host(name).popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
+    log.close()
+    deadline = time.monotonic() + timeout_s
+    try:
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _terminate(procs)
+        raise LabError("the training job did not finish within %.0f s; see %s" % (timeout_s, out_dir))
+    bad = [f for f, p in zip(files, procs) if p.returncode != 0]
+    if bad:
+        raise LabError("training workers failed (%s); see %s/trainjob.txt"
+                       % (", ".join(os.path.basename(b) for b in bad), out_dir))
+    return summarize(files, warmup=job.warmup)
+
+
+def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int = 6653,
+                 poll_interval: float = 1.0, model: Optional[str] = None,
+                 reference: Optional[Scenario] = None, job_timeout_s: float = 300.0) -> List[RunResult]:
+    """One fresh network and controller; runs ``reference`` (no hotspot) first if given, then ``scenario``."""
+    os.makedirs(out_dir, exist_ok=True)
+    overrides: Dict[str, object] = {
+        "policy": policy, "poll_interval": poll_interval, "record_flush_s": 1.0,
+        "training": {"host_groups": [list(scenario.job.hosts)]},
+    }
+    if model:
+        overrides["model"] = os.path.abspath(model)
+    ctrl = ControllerProcess(out_dir, ofp_port=ofp_port, record=os.path.join(out_dir, "loads.csv"),
+                             overrides=overrides, name="controller")
+    results: List[RunResult] = []
+    with Lab(k=scenario.k, bw_mbps=scenario.bw_mbps, out_dir=out_dir, ofp_port=ofp_port, controller=ctrl) as lab:
+        runs = ([(reference, "reference")] if reference is not None else []) + [(scenario, "scenario")]
+        for sc, tag in runs:
+            run_dir = os.path.join(out_dir, tag)
+            os.makedirs(run_dir, exist_ok=True)
+            before = ctrl.get("/health")
+            bg: List[subprocess.Popen] = []
+            try:
+                if sc.background:
+                    bg = start_background(lab, sc, run_dir, duration_s=job_timeout_s + BACKGROUND_LEAD_S)
+                    time.sleep(BACKGROUND_LEAD_S)  # let the hotspot build and be measured
+                summary = run_job(lab, sc, run_dir, job_timeout_s)
+            finally:
+                _terminate(bg)
+            after = ctrl.get("/health")
+            with open(os.path.join(run_dir, "job.json"), "w") as handle:
+                json.dump(summary, handle, indent=1)
+            results.append(RunResult(
+                policy if tag == "scenario" else "no hotspot", sc.name,
+                float(summary["mean_iteration_s"]), float(summary["p99_iteration_s"]),
+                float(summary["throughput_bps"]), int(after["reroutes_total"]) - int(before["reroutes_total"]),
+                int(summary["iterations"]), run_dir,
+                (after.get("path_updates") or {}).get("mean_ms")))
+    return results
