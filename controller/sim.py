@@ -398,7 +398,7 @@ class Simulator:
 
     def __init__(self, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                  poll_interval_s: float = 1.0, hook: Optional[TickHook] = None,
-                 progress: Optional[ProgressHook] = None) -> None:
+                 progress: Optional[ProgressHook] = None, incremental: bool = True) -> None:
         if not poll_interval_s > 0:
             raise ValueError("poll interval must be > 0 s, got %r" % poll_interval_s)
         self.fabric = fabric
@@ -407,6 +407,7 @@ class Simulator:
         self.poll = float(poll_interval_s)
         self.hook = hook
         self.progress = progress
+        self.incremental = incremental   # False: re-solve every flow at every event (for checks)
         self.links: List[Link] = fabric.directed_links()
         self.link_index: Dict[Link, int] = {l: i for i, l in enumerate(self.links)}
         self.capacity = np.array([fabric.capacity_bps(a, b) for a, b in self.links])
@@ -515,7 +516,7 @@ class Simulator:
             n_up = int(np.count_nonzero(upper))
             self.solves += 1
             self.resolved_flows += n_up
-            if n_up > 0.75 * m:
+            if n_up > 0.75 * m or not self.incremental:
                 rate[:] = max_min_rates(rows, capacity, slots.fcap[:m])
                 link_rate = np.bincount(rows.ravel(), weights=np.repeat(rate, rows.shape[1]),
                                         minlength=n_links + 1)[:n_links]

@@ -173,3 +173,25 @@ def test_deterministic_and_seeded_ports(fabric):
     b = [(r.flow_id, r.start_s, r.finish_s, r.path) for r in Simulator(fabric, flows, seed=3).run().flows]
     assert a == b
     assert five_tuple(flows[0], 3).src_port == ephemeral_port(3, "f0") != ephemeral_port(4, "f0")
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.data())
+def test_incremental_resolve_matches_full_resolve(fabric, data):
+    """Re-solving only the flows at or above refill_threshold gives the rates of a full re-solve."""
+    n = data.draw(st.integers(2, 40))
+    hosts = ["h%d" % i for i in range(1, 17)]
+    flows = []
+    for i in range(n):
+        src, dst = data.draw(st.lists(st.sampled_from(hosts), min_size=2, max_size=2, unique=True))
+        dep = data.draw(st.sampled_from([None] + [f.flow_id for f in flows[-3:]]))
+        flows.append(TraceFlow("f%d" % i, data.draw(st.sampled_from([0.0, 0.5, 1.25, 3.0])), src, dst,
+                               data.draw(st.floats(1e5, 5e6)),
+                               rate_bps=data.draw(st.sampled_from([None, None, 2e6, 5e6])),
+                               deps=(dep,) if dep else (), gap_s=0.1 if dep else 0.0))
+    fast = Simulator(fabric, flows, seed=1).run()
+    full = Simulator(fabric, flows, seed=1, incremental=False).run()
+    for a, b in zip(fast.flows, full.flows):
+        assert a.start_s == pytest.approx(b.start_s, rel=1e-9, abs=1e-9)
+        assert a.finish_s == pytest.approx(b.finish_s, rel=1e-9, abs=1e-9)
+    assert np.allclose(fast.interval_bytes, full.interval_bytes, rtol=1e-9, atol=1e-3)
