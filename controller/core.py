@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
@@ -490,9 +490,14 @@ class ControllerCore:
             flow = by_cookie.get(cookie)
             if flow is None or flow.path[1] != name:
                 continue
+            rate = None
             if flow.last_bytes is not None and flow.last_seen_s is not None and duration > flow.last_seen_s \
                     and nbytes >= flow.last_bytes:
                 rate = (nbytes - flow.last_bytes) * 8.0 / (duration - flow.last_seen_s)
+            elif flow.last_bytes is None and duration >= 0.5:
+                # first sight of the rule: its own age gives a rate at once
+                rate = nbytes * 8.0 / duration
+            if rate is not None:
                 flow.rate_bps = rate
                 # Training bursts come and go: remember the burst rate through the gaps.
                 flow.demand_bps = max(rate, flow.demand_bps * 0.9)

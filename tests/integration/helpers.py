@@ -2,7 +2,6 @@
 import json
 import re
 import subprocess
-import time
 from typing import Dict, List
 
 from mininet_topos.lab import wait_for  # noqa: F401  (re-exported for tests)

@@ -1,0 +1,161 @@
+"""Issue 5 in the real lab: reactive separation, loss-free consistent updates, link failure."""
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from controller.ecmp import FiveTuple, ecmp_choice
+from controller.fabric import Fabric, path_links
+from mininet_topos.fattree_spec import fat_tree
+from mininet_topos.lab import ControllerProcess, Lab, wait_for
+from mininet_topos.scenario import find_colliding_port
+
+from .helpers import iperf3_server
+
+pytestmark = pytest.mark.integration
+
+POLL_S = 1.0
+FABRIC = Fabric.from_spec(fat_tree(4, 10))
+
+
+def find_port(src, dst, dport, want, start=40000):
+    """A source port whose ECMP path satisfies ``want(path)``."""
+    paths = FABRIC.paths(src, dst)
+    for sport in range(start, start + 5000):
+        path = ecmp_choice(FiveTuple(src, dst, 6, sport, dport), paths)
+        if want(path):
+            return sport, path
+    raise AssertionError("no port found")
+
+
+def flow_path(ctrl, src, dst, proto, sport):
+    for p in ctrl.get("/paths")["paths"]:
+        if (p["src"], p["dst"], p["proto"], p["src_port"]) == (src, dst, proto, sport):
+            return tuple(p["path"])
+    return None
+
+
+def lab_with(tmp_path_factory, name, **overrides):
+    out = str(tmp_path_factory.mktemp(name))
+    overrides.setdefault("poll_interval", POLL_S)
+    ctrl = ControllerProcess(out, overrides=overrides)
+    return Lab(k=4, bw_mbps=10, out_dir=out, controller=ctrl)
+
+
+def iperf_json(proc):
+    out, _ = proc.communicate(timeout=120)
+    text = out.decode() if isinstance(out, bytes) else out
+    return json.loads(text[text.find("{"):])
+
+
+def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
+    sport_a, path_a = 40001, ecmp_choice(FiveTuple("h1", "h13", 6, 40001, 5401), FABRIC.paths("h1", "h13"))
+    sport_b, shared = find_colliding_port(FABRIC, "h3", "h15", 5402, path_a, start=41000)
+    with lab_with(tmp_path_factory, "reactive", policy="reactive",
+                  training={"host_groups": [["h1", "h3", "h13", "h15"]]}) as lab:
+        ctrl = lab.controller
+        h1, h3, h13, h15 = (lab.host(n) for n in ("h1", "h3", "h13", "h15"))
+        iperf3_server(h13, 5401)
+        iperf3_server(h15, 5402)
+        t0 = time.monotonic()
+        pa = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5401", "--cport", str(sport_a), "-t", "20", "-i", "1", "-J"],
+                      stdout=-1)
+        pb = h3.popen(["iperf3", "-c", h15.IP(), "-p", "5402", "--cport", str(sport_b), "-t", "20", "-i", "1", "-J"],
+                      stdout=-1)
+        wait_for(lambda: flow_path(ctrl, "h1", "h13", 6, sport_a) and flow_path(ctrl, "h3", "h15", 6, sport_b),
+                 10, "both flows installed")
+        hot = shared[0]
+
+        def measured_hot():
+            for r in ctrl.get("/utilization")["links"]:
+                if (r["link"]["src"], r["link"]["dst"]) == hot and (r["util"] or 0) >= 0.8:
+                    return time.monotonic()
+            return None
+
+        def separated():
+            a = flow_path(ctrl, "h1", "h13", 6, sport_a)
+            b = flow_path(ctrl, "h3", "h15", 6, sport_b)
+            if a and b and not (set(path_links(a)) & set(path_links(b)) & set(shared)):
+                return time.monotonic()
+            return None
+
+        t_hot = wait_for(lambda: measured_hot() or separated(), 15, "the shared link %s->%s to be hot" % hot)
+        t_sep = wait_for(separated, 15, "reactive to separate the flows")
+        ra, rb = iperf_json(pa), iperf_json(pb)
+    print("hot at %.1f s, separated at %.1f s after start (%.1f s after hot)"
+          % (t_hot - t0, t_sep - t0, t_sep - t_hot))
+    assert t_sep - t_hot <= 2 * POLL_S + 0.5
+    ia = [i["sum"]["bits_per_second"] for i in ra["intervals"]]
+    ib = [i["sum"]["bits_per_second"] for i in rb["intervals"]]
+    first = ia[1] + ib[1]
+    last = (sum(ia[-5:]) + sum(ib[-5:])) / 5
+    print("combined Mbit/s: second 2 = %.1f, last 5 s = %.1f" % (first / 1e6, last / 1e6))
+    assert last >= 1.7 * 10e6
+    assert last >= 1.5 * first
+
+
+def test_consistent_updates_lose_nothing(tmp_path_factory):
+    moves = 100
+    with lab_with(tmp_path_factory, "updates", policy="ecmp", rest_allow_pin=True) as lab:
+        ctrl = lab.controller
+        h1, h13 = lab.host("h1"), lab.host("h13")
+        iperf3_server(h13, 5403)
+        proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5403", "-u", "-b", "5M", "-l", "1000",
+                         "--cport", "42001", "-t", "60", "-J"], stdout=-1)
+        path = wait_for(lambda: flow_path(ctrl, "h1", "h13", 17, 42001), 10, "the UDP flow installed")
+        cores = [p for p in FABRIC.paths("h1", "h13")]
+        done0 = ctrl.get("/health")["path_updates"]["count"]
+        for i in range(moves):
+            current = flow_path(ctrl, "h1", "h13", 17, 42001)
+            target = [p for p in cores if p != current][i % (len(cores) - 1)]
+            body = json.dumps({"src": "h1", "dst": "h13", "proto": 17, "src_port": 42001, "dst_port": 5403,
+                               "path": list(target)}).encode()
+            req = urllib.request.Request(ctrl.url + "/pins", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            result = json.loads(urllib.request.urlopen(req, timeout=5).read())
+            assert result["moved"], result
+            wait_for(lambda: ctrl.get("/health")["path_updates"]["count"] >= done0 + i + 1, 10,
+                     "update %d to finish" % (i + 1))
+        updates = ctrl.get("/health")["path_updates"]
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    text = out.decode()
+    result = json.loads(text[text.find("{"):])
+    end = result["end"]["sum"]
+    print("moves=%d lost=%d of %d datagrams, out-of-order=%s; update latency mean %.1f ms p99 %.1f ms"
+          % (moves, end["lost_packets"], end["packets"], end.get("out_of_order"), updates["mean_ms"],
+             updates["p99_ms"]))
+    assert updates["count"] >= moves
+    assert end["packets"] > 1000
+    assert end["lost_packets"] == 0
+
+
+def test_link_failure_moves_the_flow_and_tcp_survives(tmp_path_factory):
+    sport, path = find_port("h1", "h13", 5404, lambda p: p[2] == "a0_0" and p[3] == "c0")
+    with lab_with(tmp_path_factory, "failure", policy="reactive") as lab:
+        ctrl = lab.controller
+        h1, h13 = lab.host("h1"), lab.host("h13")
+        iperf3_server(h13, 5404)
+        proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5404", "--cport", str(sport), "-t", "12", "-i", "1",
+                         "-J"], stdout=-1)
+        wait_for(lambda: flow_path(ctrl, "h1", "h13", 6, sport) == path, 10, "the flow on a0_0-c0")
+        wait_for(lambda: proc.poll() is None and
+                 any((r["util"] or 0) > 0.5 for r in ctrl.get("/utilization")["links"]
+                     if (r["link"]["src"], r["link"]["dst"]) == ("a0_0", "c0")), 10, "traffic on a0_0->c0")
+        t_down = time.monotonic()
+        lab.net.configLinkStatus("a0_0", "c0", "down")
+
+        def moved():
+            p = flow_path(ctrl, "h1", "h13", 6, sport)
+            return p is not None and ("a0_0", "c0") not in path_links(p)
+
+        wait_for(moved, 5, "the flow to leave a0_0-c0", interval_s=0.05)
+        t_moved = time.monotonic() - t_down
+        result = iperf_json(proc)
+    print("moved %.2f s after the link went down; path now avoids a0_0-c0" % t_moved)
+    assert t_moved <= POLL_S
+    assert "error" not in result, result.get("error")
+    tail = [i["sum"]["bits_per_second"] for i in result["intervals"][-3:]]
+    assert min(tail) > 5e6, tail
