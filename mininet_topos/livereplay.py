@@ -592,7 +592,8 @@ def write_results(out: str, policy_name: str, result: LiveResult, meta: Dict[str
         fh.write("\n")
     try:
         from controller import plots
-        plots.plot_iterations(os.path.join(out, "iterations.png"), {policy_name: iteration_times(result)})  # type: ignore[arg-type]
+        series = {policy_name: iteration_times(result)}  # type: ignore[arg-type]
+        plots.plot_iterations(os.path.join(out, "iterations.png"), series)
     except Exception:  # pylint: disable=broad-except  (a plot is a convenience)
         pass
     return summary
@@ -683,7 +684,8 @@ def _wait_ready(agents: Mapping[str, AgentHandle], events: "queue.Queue[Tuple[st
         try:
             host, ev = events.get(timeout=max(0.05, deadline - time.monotonic()))
         except queue.Empty:
-            raise ReplayFailed("flow agents on %s did not start within %.0f s" % (", ".join(sorted(waiting)), timeout_s))
+            raise ReplayFailed("flow agents on %s did not start within %.0f s"
+                               % (", ".join(sorted(waiting)), timeout_s)) from None
         if ev.get("ev") == "ready":
             waiting.discard(host)
         elif ev.get("ev") == "exit":

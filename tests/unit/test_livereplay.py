@@ -160,8 +160,9 @@ def agents_on_localhost(tmp_path):
         events = queue.Queue()
         handles = {}
         for host, ports in listen.items():
-            proc = subprocess.Popen(lr.agent_command(sys.executable, ports, connect_timeout_s), cwd=ROOT, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=open(str(tmp_path / ("%s.err" % host)), "wb"))
+            with open(str(tmp_path / ("%s.err" % host)), "wb") as err:
+                proc = subprocess.Popen(lr.agent_command(sys.executable, ports, connect_timeout_s), cwd=ROOT,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
             started.append(proc)
             handles[host] = lr.AgentHandle(host, proc, events)
         lr._wait_ready(handles, events, 20.0)
