@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import TimeSeriesSplit
@@ -63,8 +63,10 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
     ----------
     horizon : int, default=2
         Samples ahead the target lies (used by the periodic features).
-    regressor : {"hgb", "linear"}, default="hgb"
-        Gradient-boosted trees (absolute-error loss) or scaled ridge regression.
+    regressor : {"hgb", "linear", "auto"}, default="hgb"
+        Gradient-boosted trees (quantile loss) or scaled ridge regression; ``auto``
+        fits both on the validation folds and keeps the one with the lower blended MAE
+        (ridge wins on short series where trees overfit).
     max_iter, learning_rate : HGB settings (ignored by ``linear``).
     quantile : float, default=0.65
         Quantile of the change HGB predicts.  Slightly above the median because a
@@ -80,6 +82,7 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     regressor_ : the fitted inner regressor (predicts ``y - latest``).
+    chosen_regressor_ : str, ``hgb`` or ``linear`` (what ``auto`` picked).
     blend_weight_ : float, weight of the model's change (0 = persistence).
     validation_ : dict, time-ordered validation MAEs of model, persistence and blend.
     n_features_in_ : int, the window length.
@@ -109,15 +112,15 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
     def _check_params(self) -> None:
         if not isinstance(self.horizon, (int, np.integer)) or isinstance(self.horizon, bool) or self.horizon < 1:
             raise ValueError("horizon must be an integer >= 1, got %r" % (self.horizon,))
-        if self.regressor not in REGRESSORS:
-            raise ValueError("regressor must be one of %s, got %r" % (", ".join(REGRESSORS), self.regressor))
+        if self.regressor not in REGRESSORS + ("auto",):
+            raise ValueError("regressor must be one of %s or auto, got %r" % (", ".join(REGRESSORS), self.regressor))
         if not (isinstance(self.quantile, (int, float)) and 0.0 < self.quantile < 1.0):
             raise ValueError("quantile must be a number in (0, 1), got %r" % (self.quantile,))
         if not isinstance(self.n_splits, (int, np.integer)) or self.n_splits < 2:
             raise ValueError("n_splits must be an integer >= 2, got %r" % (self.n_splits,))
 
-    def _new_regressor(self) -> BaseEstimator:
-        return make_regressor(self.regressor, max_iter=self.max_iter,
+    def _new_regressor(self, kind: str) -> BaseEstimator:
+        return make_regressor(kind, max_iter=self.max_iter,
                               learning_rate=self.learning_rate, quantile=self.quantile,
                               random_state=self.random_state)
 
@@ -129,9 +132,10 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
         base = persistence(X)
         delta = y - base
         n = len(y)
-        weight, scores = 1.0, {"validated": False}
-        if self.shrink and n >= 4 * (self.n_splits + 1):
-            oof_model: List[np.ndarray] = []
+        kinds = list(REGRESSORS) if self.regressor == "auto" else [self.regressor]
+        weight, scores, chosen = 1.0, {"validated": False}, kinds[0]
+        if (self.shrink or len(kinds) > 1) and n >= 4 * (self.n_splits + 1):
+            oof: Dict[str, List[np.ndarray]] = {k: [] for k in kinds}
             oof_true: List[np.ndarray] = []
             oof_base: List[np.ndarray] = []
             folds = TimeSeriesSplit(n_splits=int(self.n_splits)).split(F)
@@ -139,24 +143,32 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
                 if progress:
                     progress("validation fold %d/%d: train %d rows, validate %d rows"
                              % (i + 1, self.n_splits, len(tr), len(va)))
-                reg = clone(self._new_regressor()).fit(F[tr], delta[tr])
-                oof_model.append(reg.predict(F[va]))
+                for k in kinds:
+                    oof[k].append(self._new_regressor(k).fit(F[tr], delta[tr]).predict(F[va]))
                 oof_true.append(y[va])
                 oof_base.append(base[va])
-            dm, yt, yb = (np.concatenate(a) for a in (oof_model, oof_true, oof_base))
-            maes = [_mae(np.maximum(yb + w * dm, 0.0), yt) for w in BLEND_GRID]
-            best = int(np.argmin(maes))
-            weight = float(BLEND_GRID[best])
+            yt, yb = np.concatenate(oof_true), np.concatenate(oof_base)
+            grid = BLEND_GRID if self.shrink else np.array([1.0])
             scores = {"validated": True, "folds": int(self.n_splits), "rows": int(len(yt)),
-                      "model_mae": _mae(np.maximum(yb + dm, 0.0), yt),
-                      "persistence_mae": _mae(yb, yt), "blend_mae": float(maes[best]),
-                      "blend_weight": weight}
+                      "persistence_mae": _mae(yb, yt), "candidates": {}}
+            best_mae = np.inf
+            for k in kinds:
+                dm = np.concatenate(oof[k])
+                maes = [_mae(np.maximum(yb + w * dm, 0.0), yt) for w in grid]
+                b = int(np.argmin(maes))
+                scores["candidates"][k] = {"model_mae": _mae(np.maximum(yb + dm, 0.0), yt),
+                                           "blend_mae": float(maes[b]), "blend_weight": float(grid[b])}
+                if maes[b] < best_mae:
+                    best_mae, chosen, weight = maes[b], k, float(grid[b])
+            scores.update({"regressor": chosen, "model_mae": scores["candidates"][chosen]["model_mae"],
+                           "blend_mae": float(best_mae), "blend_weight": weight})
         elif self.shrink:
             weight = 0.0  # too little data to check the model against persistence: do no harm
             scores = {"validated": False, "reason": "fewer than %d rows" % (4 * (self.n_splits + 1))}
         if progress:
             progress("fitting on all %d rows" % n)
-        self.regressor_ = self._new_regressor().fit(F, delta)
+        self.regressor_ = self._new_regressor(chosen).fit(F, delta)
+        self.chosen_regressor_ = chosen
         self.n_iter_ = int(getattr(self.regressor_, "n_iter_", 1))
         self.blend_weight_ = weight
         self.validation_ = scores

@@ -126,6 +126,7 @@ def study(series: Series, folder: str, progress=None, quantile: float = 0.5) -> 
     scores = evaluate(test, est.predict, window=series.window, horizon=2, hot=0.8)
     return {"name": series.name, "links": len(series.loads), "samples": len(series.t_s),
             "window": series.window, "blend_weight": est.blend_weight_,
+            "regressor": est.chosen_regressor_,
             "ratio": scores["model"].mae / scores["persistence"].mae,
             "seasonal_ratio": scores["seasonal_naive"].mae / scores["persistence"].mae,
             "ewma_ratio": scores["ewma"].mae / scores["persistence"].mae,
@@ -142,14 +143,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     say = lambda msg: print("realdata: %s" % msg, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="sidestep-real-") as tmp:
         folder = args.out or tmp
-        print("| series | links | samples | window | model MAE / persistence | seasonal-naive / p. | EWMA / p. | blend weight |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| series | links | samples | window | model MAE / persistence | seasonal-naive / p. | EWMA / p. | regressor | blend weight |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for series in datasets(args.data):
             say("%s: %d links x %d samples" % (series.name, len(series.loads), len(series.t_s)))
             r = study(series, folder, say, quantile=args.quantile)
-            print("| %s | %d | %d | %d | **%.3f** | %.3f | %.3f | %.2f |" % (
+            print("| %s | %d | %d | %d | **%.3f** | %.3f | %.3f | %s | %.2f |" % (
                 r["name"], r["links"], r["samples"], r["window"], r["ratio"], r["seasonal_ratio"],
-                r["ewma_ratio"], r["blend_weight"]), flush=True)
+                r["ewma_ratio"], r["regressor"], r["blend_weight"]), flush=True)
     return 0
 
 

@@ -134,7 +134,7 @@ def data_summary(grids: Sequence[GridTrace], rows: int) -> Dict[str, object]:
 
 
 def fit_forecaster(grids: Sequence[GridTrace], *, horizon: int = 2, window: int = DEFAULT_WINDOW,
-                   regressor: str = "hgb", max_rows: int = DEFAULT_MAX_ROWS, max_iter: int = 200,
+                   regressor: str = "auto", max_rows: int = DEFAULT_MAX_ROWS, max_iter: int = 200,
                    quantile: float = 0.65, seed: int = 0, progress: Progress = None) -> Tuple[LinkForecaster, Dict[str, object]]:
     """Fit a forecaster on gridded traces; returns it with the metadata its model file records."""
     if horizon < 1:

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=2, help="samples ahead to predict (default 2)")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                         help="samples of history per prediction (default %d)" % DEFAULT_WINDOW)
-    parser.add_argument("--regressor", choices=REGRESSORS, default="hgb", help="inner regressor (default hgb)")
+    parser.add_argument("--regressor", choices=REGRESSORS + ("auto",), default="auto",
+                        help="inner regressor; auto keeps whichever of hgb/linear validates better (default)")
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
                         help="train on at most this many (window, target) rows, spread over time (default %d)"
                         % DEFAULT_MAX_ROWS)

@@ -1,11 +1,20 @@
 """The forecaster and the baselines as scikit-learn estimators, and the shipped model on held-out traces."""
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from models.estimators import EWMA, LinkForecaster, Persistence, SeasonalNaive, baselines
 from models.synth import SynthConfig, generate
-from models.training import GridTrace, evaluate, windows
+from models.training import GridTrace, evaluate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """HGB's OpenMP threads crawl when the shared 2-core machine is busy; one thread is steady."""
+    with threadpool_limits(1):
+        yield
+
 
 # Documented exceptions: none needed.  The estimators declare `poor_score` (they are
 # time-series forecasters of a window, not tabular regressors, so the generic

@@ -5,11 +5,19 @@ import logging
 import joblib
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from models import model_file
 from models.estimators import LinkForecaster
 from models.model_file import ModelError, load_model, save_model
 from models.runtime import DEFAULT_MODEL, fallback_predictor, load_predictor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """HGB's OpenMP threads crawl when the shared 2-core machine is busy; one thread is steady."""
+    with threadpool_limits(1):
+        yield
 
 
 def small_model():

@@ -3,9 +3,17 @@ import json
 import os
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from controller.cli import main
 from models.synth import SynthConfig, generate, write_csv
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """HGB's OpenMP threads crawl when the shared 2-core machine is busy; one thread is steady."""
+    with threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(scope="module")

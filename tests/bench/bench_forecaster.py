@@ -1,0 +1,79 @@
+"""Forecaster benchmark (a script, not a test): ``.venv/bin/python tests/bench/bench_forecaster.py``.
+
+1. Predict all 6,144 directed links of a k=16 fat-tree in one poll (the shipped model),
+   against persistence over the same history in the same run.
+2. Train on one hour of k=4 data (96 directed links incl. host links, 1 s polls),
+   against one pass of feature extraction over the same rows.
+Prints the hardware; ratios are the portable figures, seconds depend on the machine.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+from models.features import make_features, persistence  # noqa: E402
+from models.runtime import load_predictor  # noqa: E402
+from models.synth import SynthConfig, fabric_links, generate  # noqa: E402
+from models.training import GridTrace, fit_forecaster, windows  # noqa: E402
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> int:
+    print("hardware: %s, %d cores (os.cpu_count), Python %s" % (cpu_model(), os.cpu_count(), platform.python_version()))
+    pred = load_predictor(None, sampling_period_s=1.0)
+    links = fabric_links(16)
+    print("k=16: %d directed links, window %d samples" % (len(links), pred.window))
+    tr = generate(5, SynthConfig(k=16, duration_s=pred.window + 10), links=links)
+    hist = tr.util[:, -pred.window:].copy()
+    hist[::50, -3:] = np.nan     # a few missed polls
+    pred.predict(hist)           # warm up
+    t_pers = best_of(lambda: persistence(hist), 20)
+    t_feat = best_of(lambda: make_features(hist, pred.horizon), 5)
+    t_pred = best_of(lambda: pred.predict(hist), 5)
+    print("predict one poll, all links: model %.1f ms (features %.1f ms), persistence %.2f ms, ratio %.0fx"
+          % (t_pred * 1e3, t_feat * 1e3, t_pers * 1e3, t_pred / t_pers))
+    print("  = %.1f%% of a 1 s poll interval" % (100 * t_pred / 1.0))
+
+    tr4 = generate(6, SynthConfig(k=4, duration_s=3600))
+    grid = GridTrace("k4-1h", tr4.links, tr4.util, 1.0, 0.0)
+    print("k=4, one hour: %d directed links x %d samples" % (len(tr4.links), tr4.util.shape[1]))
+    X, _, _ = windows([grid], pred.window, 2, max_rows=150_000)
+    t_feat_rows = best_of(lambda: make_features(X, 2), 1)
+    t0 = time.perf_counter()
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".csv") as handle:  # data summary digests the file
+        grid.path = handle.name
+        est, meta = fit_forecaster([grid], horizon=2)
+    t_train = time.perf_counter() - t0
+    print("train (hgb, %d rows, 3 time-ordered folds + final fit): %.1f s; features of those rows %.2f s; "
+          "ratio %.0fx" % (meta["training_data"]["training_rows"], t_train, t_feat_rows, t_train / t_feat_rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
