@@ -188,7 +188,7 @@ class ControllerCore:
         self.fabric = Fabric()
         self.capacity_for = capacity_bps
         self.lldp_interval_s = lldp_interval_s
-        self.link_timeout_s = link_timeout_s if link_timeout_s is not None else max(5.0, 5 * lldp_interval_s)
+        self.link_timeout_s = link_timeout_s if link_timeout_s is not None else max(10.0, 10 * lldp_interval_s)
         self.idle_timeout_s = idle_timeout_s
         self.drain_s = drain_s
         self.classify = classify
@@ -200,6 +200,7 @@ class ControllerCore:
         self.pins: Dict[FiveTuple, Path] = {}            # planner decisions outlive rule timeouts
         self.counters = CoreCounters()
         self._next_lldp_s = 0.0
+        self._newest_lldp_s = 0.0
         self._flow_seq = 0
 
     # ---------------------------------------------------------- switches
@@ -274,8 +275,16 @@ class ControllerCore:
         return cmds
 
     def _expire_links(self, now_s: float) -> List[Command]:
+        """Remove links whose LLDP stopped while LLDP from other links kept arriving.
+
+        Measured against the newest LLDP processed, not the clock: when the
+        controller falls behind (a packet-in storm), every probe is late and
+        no link is wrongly declared dead.  Real failures arrive sooner as port
+        status messages.
+        """
         cmds: List[Command] = []
-        stale = [l for l, t in self.link_seen.items() if now_s - t > self.link_timeout_s]
+        newest = self._newest_lldp_s
+        stale = [l for l, t in self.link_seen.items() if newest - t > self.link_timeout_s]
         for a, b in stale:
             del self.link_seen[(a, b)]
             if (b, a) in self.link_seen:
@@ -292,6 +301,7 @@ class ControllerCore:
             return []
         a, b = self.name_of(src_dpid), self.name_of(dpid)
         self.link_seen[(a, b)] = now_s
+        self._newest_lldp_s = max(self._newest_lldp_s, now_s)
         # A host entry learned on this port before discovery settled was wrong.
         for host in [h for h in self.hosts.values() if (h.switch, h.port) in ((a, src_port), (b, in_port))]:
             LOG.warning("port %s:%d is a switch link; forgetting host %s learned there",
@@ -415,9 +425,8 @@ class ControllerCore:
     def _ipv4(self, state: SwitchState, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
         src = self.hosts_by_ip.get(pkt.ipv4_src or "")
         dst = self.hosts_by_ip.get(pkt.ipv4_dst or "")
-        transit = self._is_switch_port(state.name, in_port)
-        if src is None and not transit:
-            src = self._learn_host(state.name, in_port, pkt.ipv4_src, pkt.eth_src, now_s)
+        # Hosts are learned from ARP only: every IPv4 sender has ARPed first, and
+        # learning from IP would let one stray source address detach a real host.
         if src is None or dst is None:
             self.counters.dropped_unknown_dst += 1
             return []

@@ -266,9 +266,34 @@ class Lab:
         wait_for(done, self.discovery_timeout_s,
                  "the controller to see %d switches and %d links" % (n_switches, n_links), 0.5)
 
+    def _kill_host_processes(self) -> None:
+        """Kill everything still running inside the hosts' network namespaces.
+
+        ``iperf3 -D`` and other daemons started on a host outlive Mininet's
+        shells (and ``mn -c``); they would hold ports into the next lab.
+        """
+        inodes = set()
+        for host in self.net.hosts:
+            try:
+                inodes.add(os.stat("/proc/%d/ns/net" % host.pid).st_ino)
+            except (OSError, TypeError):
+                continue
+        root = os.stat("/proc/self/ns/net").st_ino
+        inodes.discard(root)
+        shells = {host.pid for host in self.net.hosts}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid() or int(entry) in shells:
+                continue
+            try:
+                if os.stat("/proc/%s/ns/net" % entry).st_ino in inodes:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+
     def stop(self) -> None:
         try:
             if self.net is not None:
+                self._kill_host_processes()
                 self.net.stop()
         except Exception:  # pylint: disable=broad-except
             pass
@@ -281,17 +306,23 @@ class Lab:
     def host(self, name: str):
         return self.net.get(name)
 
-    def parallel_pingall(self, timeout_s: int = 2, tries: int = 2) -> Dict[str, List[str]]:
+    def parallel_pingall(self, timeout_s: int = 2, tries: int = 3, batch: int = 9) -> Dict[str, List[str]]:
         """Every host pings every other host, all hosts at once; returns host -> unreachable peers.
 
         Mininet's ``pingAll`` pings one pair at a time (k=6: 2,862 pairs, minutes
-        on two cores); this runs one loop per host in parallel, so the whole mesh
-        is still covered.  A pair counts as reachable if any of ``tries`` pings
+        on two cores); this runs one loop per host, ``batch`` hosts at a time,
+        so the whole mesh is still covered.  A pair counts as reachable if any of ``tries`` pings
         answers (the first may wait for ARP).
         """
         hosts = self.net.hosts
+        failures: Dict[str, List[str]] = {}
+        for start in range(0, len(hosts), batch):
+            failures.update(self._ping_batch(hosts, hosts[start:start + batch], timeout_s, tries))
+        return failures
+
+    def _ping_batch(self, hosts, senders, timeout_s: int, tries: int) -> Dict[str, List[str]]:
         procs = {}
-        for h in hosts:
+        for h in senders:
             targets = " ".join(o.IP() for o in hosts if o is not h)
             script = ("for ip in %s; do ok=0; for i in $(seq %d); do "
                       "ping -c1 -W%d $ip >/dev/null 2>&1 && ok=1 && break; done; "

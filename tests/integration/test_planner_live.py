@@ -70,7 +70,7 @@ def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
 
         def measured_hot():
             for r in ctrl.get("/utilization")["links"]:
-                if (r["link"]["src"], r["link"]["dst"]) == hot and (r["util"] or 0) >= 0.8:
+                if (r["src"], r["dst"]) == hot and (r["util"] or 0) >= 0.8:
                     return time.monotonic()
             return None
 
@@ -143,7 +143,7 @@ def test_link_failure_moves_the_flow_and_tcp_survives(tmp_path_factory):
         wait_for(lambda: flow_path(ctrl, "h1", "h13", 6, sport) == path, 10, "the flow on a0_0-c0")
         wait_for(lambda: proc.poll() is None and
                  any((r["util"] or 0) > 0.5 for r in ctrl.get("/utilization")["links"]
-                     if (r["link"]["src"], r["link"]["dst"]) == ("a0_0", "c0")), 10, "traffic on a0_0->c0")
+                     if (r["src"], r["dst"]) == ("a0_0", "c0")), 10, "traffic on a0_0->c0")
         t_down = time.monotonic()
         lab.net.configLinkStatus("a0_0", "c0", "down")
 

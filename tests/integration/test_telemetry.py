@@ -40,7 +40,7 @@ def flow_path(ctrl, src, dst, proto, sport):
 
 
 def util_map(ctrl):
-    return {(r["link"]["src"], r["link"]["dst"]): r["util"] for r in ctrl.get("/utilization")["links"]}
+    return {(r["src"], r["dst"]): r["util"] for r in ctrl.get("/utilization")["links"]}
 
 
 def metrics_map(ctrl):
@@ -84,7 +84,7 @@ def test_udp_stream_utilization_per_direction(tlab):
     for link in reverse:
         assert util[link] < 0.05, (link, util[link])
     others = [l for l in util if l not in on_path and l not in reverse and util[l] is not None]
-    assert len(others) > 80
+    assert len(others) >= 50  # every switch link, plus the host links of hosts seen so far
     for link in others:
         assert util[link] < 0.05, (link, util[link])
 

@@ -1,0 +1,188 @@
+"""The controller core with plain data: discovery, hosts, ARP, ECMP paths, re-pinning, failures."""
+import pytest
+
+from controller.core import (ArpReply, ControllerCore, ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP,
+                             InstallRule, PacketInfo, PacketOut, PathUpdate, SendLldp)
+from controller.ecmp import FiveTuple
+from controller.fabric import path_links
+from controller.rules import OP_ADD, OP_BARRIER, is_sidestep_cookie
+from mininet_topos.fattree_spec import fat_tree
+
+SPEC = fat_tree(4, 10)
+DPID = {s.name: s.dpid for s in SPEC.switches}
+
+
+def discovered_core(now=0.0):
+    """A core that has seen every switch and every LLDP probe of a k=4 fat-tree."""
+    core = ControllerCore(lambda a, b: 10e6, lldp_interval_s=1.0)
+    for sw in SPEC.switches:
+        core.switch_connected(sw.dpid, now)
+        core.ports_described(sw.dpid, [(p, True) for p in range(1, 5)], now)
+    for link in SPEC.links:
+        if link.a.startswith("h"):
+            continue
+        core.packet_in(DPID[link.b], link.b_port, lldp(link.a, link.a_port), now + 0.1)
+        core.packet_in(DPID[link.a], link.a_port, lldp(link.b, link.b_port), now + 0.1)
+    return core
+
+
+def lldp(switch, port):
+    return PacketInfo(ETH_TYPE_LLDP, "02:51:de:00:00:01", "01:80:c2:00:00:0e", b"", lldp_dpid=DPID[switch],
+                      lldp_port=port)
+
+
+def arp_request(src, dst):
+    hs, hd = SPEC.host(src), SPEC.host(dst)
+    return PacketInfo(ETH_TYPE_ARP, hs.mac, "ff:ff:ff:ff:ff:ff", b"arp", arp_op=1, arp_spa=hs.ip,
+                      arp_tpa=hd.ip, arp_sha=hs.mac)
+
+
+def ip_packet(src, dst, sport=40000, dport=5201, proto=6):
+    hs, hd = SPEC.host(src), SPEC.host(dst)
+    return PacketInfo(ETH_TYPE_IP, hs.mac, hd.mac, b"ip", ipv4_src=hs.ip, ipv4_dst=hd.ip, ip_proto=proto,
+                      src_port=sport, dst_port=dport)
+
+
+def learn(core, host, now=10.0):
+    h = SPEC.host(host)
+    return core.packet_in(DPID[h.edge], h.edge_port, arp_request(host, "h16" if host != "h16" else "h1"), now)
+
+
+def test_discovery_builds_the_same_graph_as_the_description():
+    core = discovered_core()
+    assert len(core.fabric.switches()) == 20
+    switch_links = [(a, b) for a, b in core.fabric.graph.edges if not a.startswith("h") and not b.startswith("h")]
+    assert len(switch_links) == 32
+    for link in SPEC.links:
+        if not link.a.startswith("h"):
+            assert core.fabric.port(link.a, link.b) == link.a_port
+
+
+def test_no_flooding_before_discovery_settles_and_never_over_fabric_links():
+    core = discovered_core()
+    early = core.packet_in(DPID["e0_0"], 1, arp_request("h1", "h16"), 1.0)
+    assert early == []  # nothing known yet, and too early to tell host ports from fabric ports
+    cmds = core.packet_in(DPID["e0_0"], 1, arp_request("h1", "h16"), 10.0)
+    floods = [c for c in cmds if isinstance(c, PacketOut)]
+    assert floods
+    for out in floods:
+        name = core.name_of(out.dpid)
+        assert name.startswith("e"), "flooded on a non-edge switch %s" % name
+        assert set(out.ports) <= {1, 2}, "flooded on an uplink of %s: %s" % (name, out.ports)
+    assert all(not (core.name_of(o.dpid) == "e0_0" and 1 in o.ports) for o in floods)
+
+
+def test_arp_answered_from_host_table():
+    core = discovered_core()
+    learn(core, "h16")
+    cmds = core.packet_in(DPID["e0_0"], 1, arp_request("h1", "h16"), 11.0)
+    assert cmds == [ArpReply(DPID["e0_0"], 1, SPEC.host("h16").mac, SPEC.host("h16").ip, SPEC.host("h1").mac,
+                             SPEC.host("h1").ip)]
+
+
+def test_first_packet_installs_an_ecmp_path_egress_first():
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    cmds = core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 12.0)
+    rules = [c for c in cmds if isinstance(c, InstallRule)]
+    assert len(rules) == 5
+    assert core.name_of(rules[0].dpid).startswith("e3_") and core.name_of(rules[-1].dpid) == "e0_0"
+    assert rules[-1].flow_removed and all(is_sidestep_cookie(r.rule.cookie) for r in rules)
+    assert isinstance(cmds[-1], PacketOut)
+    flow = core.flows[FiveTuple("h1", "h16", 6, 40000, 5201)]
+    core.fabric.validate_path(flow.path, "h1", "h16")
+
+
+def test_repin_is_a_consistent_update_with_ingress_last():
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 12.0)
+    five = FiveTuple("h1", "h16", 6, 40000, 5201)
+    old = core.flows[five].path
+    new = next(p for p in core.fabric.paths("h1", "h16") if p != old)
+    (update,) = core.repin(five, new, 13.0)
+    assert isinstance(update, PathUpdate)
+    adds = [op for op in update.ops if op.kind == OP_ADD]
+    assert adds[-1].switch == "e0_0"
+    kinds = [op.kind for op in update.ops if op.kind != "delete"]
+    assert kinds == [OP_ADD, OP_BARRIER] * len(adds)
+    assert core.flows[five].path == new and core.pins[five] == new
+    # the pin outlives the flow: the next connection with this 5-tuple gets the pinned path
+    del core.flows[five]
+    core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 100.0)
+    assert core.flows[five].path == new
+
+
+def test_link_down_moves_flows_off_it_at_once():
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    for sport in range(40000, 40016):
+        core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16", sport=sport), 12.0)
+    on_link = [f for f in core.flows.values() if ("a0_0", "c0") in path_links(f.path)]
+    assert on_link
+    port = core.fabric.port("a0_0", "c0")
+    cmds = core.port_status(DPID["a0_0"], port, False, 13.0)
+    assert len([c for c in cmds if isinstance(c, PathUpdate)]) == len(on_link)
+    for f in core.flows.values():
+        assert ("a0_0", "c0") not in path_links(f.path)
+        core.fabric.validate_path(f.path, f.five.src, f.five.dst)
+
+
+def test_lldp_on_a_port_forgets_a_host_wrongly_learned_there():
+    core = ControllerCore(lambda a, b: 10e6, lldp_interval_s=1.0)
+    for name in ("e0_0", "a0_0"):
+        core.switch_connected(DPID[name], 0.0)
+        core.ports_described(DPID[name], [(p, True) for p in range(1, 5)], 0.0)
+    # a frame from h1 arrives on e0_0's uplink port 3 before LLDP has seen that port
+    h1 = SPEC.host("h1")
+    core.packet_in(DPID["e0_0"], 3, arp_request("h1", "h2"), 10.0)
+    assert core.hosts["h1"].port == 3
+    core.packet_in(DPID["a0_0"], 1, lldp("e0_0", 3), 10.5)
+    assert "h1" not in core.hosts
+    core.packet_in(DPID["e0_0"], h1.edge_port, arp_request("h1", "h2"), 11.0)
+    assert core.hosts["h1"].port == h1.edge_port
+
+
+def test_switch_reconnect_resets_its_rules_and_flows():
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 12.0)
+    assert core.flows
+    core.switch_disconnected(DPID["e0_0"], 13.0)
+    assert not core.flows
+    cmds = core.switch_connected(DPID["e0_0"], 14.0)
+    assert cmds  # control rules re-installed
+    assert DPID["e0_0"] in core.connected_switches()
+    assert [c for c in core.ports_described(DPID["e0_0"], [(1, True), (3, True)], 14.0)
+            if isinstance(c, SendLldp)]
+
+
+@pytest.mark.parametrize("src_ip,dst_ip", [("10.0.0.1", "10.0.0.99"), ("10.9.9.9", "10.0.0.16")])
+def test_unknown_end_is_dropped_not_flooded_and_learns_nothing(src_ip, dst_ip):
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    pkt = PacketInfo(ETH_TYPE_IP, SPEC.host("h1").mac, "b", b"", ipv4_src=src_ip, ipv4_dst=dst_ip, ip_proto=6)
+    assert core.packet_in(DPID["e0_0"], 1, pkt, 12.0) == []
+    assert sorted(core.hosts) == ["h1", "h16"]
+    assert core.hosts["h1"].port == 1
+
+
+def test_a_slow_controller_does_not_expire_links_but_a_silent_link_does():
+    core = discovered_core()
+    n_links = core.fabric.graph.number_of_edges()
+    core.lldp_due(100.0)  # no LLDP processed for 100 s: the controller fell behind, links stay
+    assert core.fabric.graph.number_of_edges() == n_links
+    # LLDP keeps arriving for every link but a0_0-c0: only that one goes
+    for link in SPEC.links:
+        if link.a.startswith("h") or {link.a, link.b} == {"a0_0", "c0"}:
+            continue
+        core.packet_in(DPID[link.b], link.b_port, lldp(link.a, link.a_port), 100.5)
+        core.packet_in(DPID[link.a], link.a_port, lldp(link.b, link.b_port), 100.5)
+    core.lldp_due(101.0)
+    assert not core.fabric.graph.has_edge("a0_0", "c0")
+    assert core.fabric.graph.number_of_edges() == n_links - 1
