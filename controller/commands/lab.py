@@ -49,7 +49,14 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations is not None and args.iterations < 2:
         return _fail("--iterations must be >= 2")
     try:
-        if args.replay is None and not args.hedera:
+        if args.replay is not None:
+            from controller.tracefile import TraceError
+            from mininet_topos.livereplay import LiveReplayError, load_trace
+            try:
+                load_trace(args.replay)  # refuse a bad trace before anything starts
+            except (TraceError, LiveReplayError) as exc:
+                return _fail(str(exc))
+        elif not args.hedera:
             scenario = build_scenario(args.scenario, **_sizes(args))
         check_root()
         ensure_ovs()
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.replay is not None:
             from mininet_topos.livereplay import run_live_replay
-            return run_live_replay(args.replay, out, ofp_port=args.ofp_port, model=args.model)
+            return run_live_replay(args.replay, out, ofp_port=args.ofp_port, model=args.model,
+                                   policy=policies[0] if len(policies) == 1 else "predictive")
         if args.hedera:
             from mininet_topos.hedera import run_hedera
             return run_hedera(out, policies, ofp_port=args.ofp_port, model=args.model, quick=args.quick)

@@ -1,0 +1,109 @@
+"""Issue 7: the README's main command, ``sidestep lab --quick``, end to end; cleanup; bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from controller.loadtrace import read_link_loads
+from mininet_topos.lab import ROOT, wait_for
+
+pytestmark = pytest.mark.integration
+
+SIDESTEP = [sys.executable, "-m", "controller.cli"]
+
+
+def leftovers():
+    """What a lab could leave behind: OVS bridges, Mininet host shells, controllers, traffic."""
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout.split()
+    procs = subprocess.run(["pgrep", "-af", "mininet:|controller.cli controller|trainjob|mininet_topos.burst|iperf3"],
+                           stdout=subprocess.PIPE, universal_newlines=True).stdout.splitlines()
+    procs = [p for p in procs if "pgrep" not in p]
+    return bridges, procs
+
+
+def test_lab_quick_prints_the_table_and_predictive_beats_ecmp(tmp_path):
+    out = str(tmp_path / "lab")
+    proc = subprocess.run(SIDESTEP + ["lab", "--quick", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    print(proc.stdout[-1500:])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "mean it s" in proc.stdout and "predictive" in proc.stdout
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert set(runs) == {"no hotspot", "ecmp", "reactive", "predictive"}
+    assert runs["predictive"]["mean_iteration_s"] < runs["ecmp"]["mean_iteration_s"]
+    for policy in ("ecmp", "reactive", "predictive"):
+        trace = read_link_loads(os.path.join(out, policy, "loads.csv"))
+        assert len(trace.series) >= 64  # every directed switch link, at least
+    assert os.path.getsize(os.path.join(out, "iterations.png")) > 0
+    assert leftovers() == ([], [])
+
+
+def test_ctrl_c_leaves_nothing_behind(tmp_path):
+    out = str(tmp_path / "lab")
+    proc = subprocess.Popen(SIDESTEP + ["lab", "--quick", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        # interrupt in the middle of a run: once the first training job has started
+        wait_for(lambda: any(f.startswith("trainjob") for _, _, files in os.walk(out) for f in files), 180,
+                 "the first training job to start")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output[-2000:]
+    assert "interrupted" in output
+    assert leftovers() == ([], [])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--scenario", "nosuch"], "unknown scenario"),
+    (["--policies", "ecmp,magic"], "unknown policy"),
+])
+def test_bad_lab_arguments_fail_at_once(args, message, tmp_path):
+    proc = subprocess.run(SIDESTEP + ["lab", "--out", str(tmp_path / "x")] + args, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stdout
+    assert len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_lab_refuses_a_taken_openflow_port(tmp_path):
+    import socket
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", 6653))
+    sock.listen(1)
+    try:
+        proc = subprocess.run(SIDESTEP + ["lab", "--quick", "--out", str(tmp_path / "x")], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                              timeout=60)
+    finally:
+        sock.close()
+    assert proc.returncode == 2
+    assert "6653 is already in use" in proc.stdout
+    assert leftovers() == ([], [])
+
+
+def test_lab_refuses_a_trace_with_hosts_it_does_not_have(tmp_path):
+    trace = tmp_path / "bad.csv"
+    trace.write_text("start_s,src,dst,size_bytes\n0,h1,h99,1000\n")
+    proc = subprocess.run(SIDESTEP + ["lab", "--replay", str(trace), "--out", str(tmp_path / "x")], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout
+    assert "h99" in proc.stdout and "bad.csv" in proc.stdout
+    assert leftovers() == ([], [])
+
+
+def test_lab_needs_root(tmp_path):
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + SIDESTEP
+                          + ["lab", "--quick", "--out", "/tmp/never-%d" % time.time_ns()], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout
+    assert "needs root" in proc.stdout
