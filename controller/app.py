@@ -32,7 +32,7 @@ from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCH
                                arp, ethernet, hub, ipv4, lldp, ofp_event, ofproto_v1_3, packet,
                                set_ev_cls, tcp, udp)
 from controller.config import ConfigError, load_config  # noqa: E402
-from controller.core import (ArpReply, Barrier, ControlRule, ControllerCore, DeleteRules,  # noqa: E402
+from controller.core import (ArpReply, Barrier, ControlRule, DeleteRules,  # noqa: E402
                              InstallRule, PacketInfo, PacketOut, PathUpdate, SendLldp)
 from controller.runtime import ControllerRuntime  # noqa: E402
 from controller.rules import COOKIE_TAG, OP_ADD, OP_BARRIER, OP_DELETE  # noqa: E402
@@ -140,8 +140,9 @@ class SidestepApp(compat.BaseApp):
             return
         parser, ofp = dp.ofproto_parser, dp.ofproto
         dp.send_msg(parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))
-        dp.send_msg(parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                                               COOKIE_TAG << 48, 0xFFFF << 48))
+        if self.runtime.wants_flow_stats(dpid):
+            dp.send_msg(parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                                   COOKIE_TAG << 48, 0xFFFF << 48))
 
     # ------------------------------------------------------------ commands -> OpenFlow
     def _execute(self, commands):

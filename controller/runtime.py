@@ -13,6 +13,7 @@ from collections import deque
 from typing import Deque, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from controller.api import (Health, LinkUtil, PathInfo, Topology, topology_from_fabric,
                             utilization_from_monitor)
@@ -95,6 +96,18 @@ class ControllerRuntime:
                 out.append(dpid)
         return out
 
+    def wants_flow_stats(self, dpid: int) -> bool:
+        """Per-flow rates feed only the planner, and only ingress (host-facing) switches count them.
+
+        Under ``ecmp`` nobody reads them; elsewhere, asking transit switches
+        would multiply the reply sizes (k=6 pingall: thousands of entries a
+        second) for numbers the planner never uses.
+        """
+        if self.planner_config.policy == "ecmp":
+            return False
+        name = self.core.name_of(dpid)
+        return self.core.fabric.is_switch(name) and bool(self.core.fabric.host_ports(name))
+
     def port_stats(self, dpid: int, body: Sequence[object], now_s: float) -> List[Command]:
         name = self.core.name_of(dpid)
         self.poller.replied(name, now_s)
@@ -114,7 +127,10 @@ class ControllerRuntime:
         if self.predictor is not None and measured:
             links = sorted(measured)
             history = self.monitor.history(links, self.predictor.window)
-            pred = self.predictor.predict(history)
+            # One thread: the app runs in one eventlet hub, and OpenMP workers
+            # spinning up on a busy 2-core box once stalled it for seconds.
+            with threadpool_limits(limits=1):
+                pred = self.predictor.predict(history)
             self.predictions = {l: float(p) for l, p in zip(links, pred) if not math.isnan(p)}
         if self.planner_config.policy == "ecmp":
             return []
@@ -211,7 +227,8 @@ class RuntimeApiState:
                       links_discovered=sum(1 for a, b in rt.core.fabric.graph.edges
                                            if rt.core.fabric.is_switch(a) and rt.core.fabric.is_switch(b)),
                       settled=rt.core.settled(rt.last_now_s),
-                      updates=_latency_summary(rt.update_latencies_ms))
+                      updates=_latency_summary(rt.update_latencies_ms),
+                      monitor=dict(vars(rt.monitor.stats)))
 
 
 def _latency_summary(values: Sequence[float]) -> Dict[str, float]:
