@@ -13,6 +13,7 @@ from models.model_file import ModelError, save_model
 from models.training import DEFAULT_MAX_ROWS, DEFAULT_WINDOW, GridTrace, common_period, fit_forecaster, to_grid
 
 PROG = "sidestep train"
+BIG_FILE = 8 << 20   # announce reading files above 8 MB (small ones: bad input stays a one-line error)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,8 @@ def read_grids(paths: List[str], progress) -> List[GridTrace]:
     """Read and validate every trace, and put them on one sampling period (TraceError on bad input)."""
     traces = []
     for path in paths:
-        progress("reading %s" % path)
+        if os.path.exists(path) and os.path.getsize(path) > BIG_FILE:
+            progress("reading %s (%d MB)" % (path, os.path.getsize(path) >> 20))
         traces.append(read_link_loads(path))
     period = common_period(traces)
     return [to_grid(tr, period) for tr in traces]
