@@ -71,8 +71,8 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
     quantile : float, default=0.65
         Quantile of the change HGB predicts.  Slightly above the median because a
         missed hotspot (a training flow left on a link that saturates) costs more
-        than an unneeded reroute; on held-out generated traces this trades ~3% MAE
-        for ~4 points of hotspot recall (docs/forecaster.md).
+        than an unneeded reroute; on held-out generated traces this trades ~6% MAE
+        for ~3.5 points of hotspot recall (docs/forecaster.md).
     n_splits : int, default=3
         ``TimeSeriesSplit`` folds used to choose the blend weight toward persistence.
     shrink : bool, default=True
