@@ -83,6 +83,12 @@ def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
 
         t_hot = wait_for(lambda: measured_hot() or separated(), 15, "the shared link %s->%s to be hot" % hot)
         t_sep = wait_for(separated, 15, "reactive to separate the flows")
+        # the forecaster runs live beside the measurements: REST and /metrics carry its predictions
+        preds = ctrl.get("/predictions")
+        assert preds["model"] and len(preds["links"]) >= 64
+        assert all(l["pred"] >= 0 for l in preds["links"])
+        metrics = urllib.request.urlopen(ctrl.url + "/metrics", timeout=5).read().decode()
+        assert "sidestep_link_predicted_utilization_ratio{" in metrics
         ra, rb = iperf_json(pa), iperf_json(pb)
     print("hot at %.1f s, separated at %.1f s after start (%.1f s after hot)"
           % (t_hot - t0, t_sep - t0, t_sep - t_hot))
