@@ -29,3 +29,11 @@ def iperf3_client(host, server_ip: str, *args: str, port: int = 5201, timeout_s:
     if start < 0:
         raise AssertionError("iperf3 printed no JSON: %r" % out[-500:])
     return json.loads(out[start:])
+
+
+def flow_path(ctrl, src, dst, proto, sport):
+    """The path the controller reports for one connection, or None."""
+    for p in ctrl.get("/paths")["paths"]:
+        if (p["src"], p["dst"], p["proto"], p["src_port"]) == (src, dst, proto, sport):
+            return tuple(p["path"])
+    return None

@@ -1,6 +1,5 @@
 """Issue 5 in the real lab: reactive separation, loss-free consistent updates, link failure."""
 import json
-import os
 import time
 import urllib.request
 
@@ -12,7 +11,7 @@ from mininet_topos.fattree_spec import fat_tree
 from mininet_topos.lab import ControllerProcess, Lab, wait_for
 from mininet_topos.scenario import find_colliding_port
 
-from .helpers import iperf3_server
+from .helpers import flow_path, iperf3_server
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +29,6 @@ def find_port(src, dst, dport, want, start=40000):
     raise AssertionError("no port found")
 
 
-def flow_path(ctrl, src, dst, proto, sport):
-    for p in ctrl.get("/paths")["paths"]:
-        if (p["src"], p["dst"], p["proto"], p["src_port"]) == (src, dst, proto, sport):
-            return tuple(p["path"])
-    return None
 
 
 def lab_with(tmp_path_factory, name, **overrides):
@@ -110,7 +104,7 @@ def test_consistent_updates_lose_nothing(tmp_path_factory):
         iperf3_server(h13, 5403)
         proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5403", "-u", "-b", "5M", "-l", "1000",
                          "--cport", "42001", "-t", "60", "-J"], stdout=-1)
-        path = wait_for(lambda: flow_path(ctrl, "h1", "h13", 17, 42001), 10, "the UDP flow installed")
+        wait_for(lambda: flow_path(ctrl, "h1", "h13", 17, 42001), 10, "the UDP flow installed")
         cores = [p for p in FABRIC.paths("h1", "h13")]
         done0 = ctrl.get("/health")["path_updates"]["count"]
         for i in range(moves):

@@ -9,7 +9,7 @@ from controller.loadtrace import read_link_loads
 from controller.fabric import path_links
 from mininet_topos.lab import ControllerProcess, Lab, wait_for
 
-from .helpers import iperf3_server
+from .helpers import flow_path, iperf3_server
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,6 @@ def udp_stream(src, dst, port, seconds, cport):
                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def flow_path(ctrl, src, dst, proto, sport):
-    for p in ctrl.get("/paths")["paths"]:
-        if (p["src"], p["dst"], p["proto"], p["src_port"]) == (src, dst, proto, sport):
-            return tuple(p["path"])
-    return None
 
 
 def util_map(ctrl):
