@@ -27,6 +27,7 @@ ETH_TYPE_IPV6 = 0x86DD
 
 PRIORITY_DROP_IPV6 = 50
 CONTROL_COOKIE = 0x51DE << 48  # version 0, hash 0: Sidestep's own control rules
+DEMAND_DECAY_PER_POLL = 0.5    # an idle connection's remembered demand halves every poll
 
 
 # ---------------------------------------------------------------- commands
@@ -139,6 +140,7 @@ class InstalledFlow:
     last_bytes: Optional[int] = None
     last_seen_s: Optional[float] = None
     moves: int = 0
+    last_move_s: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -508,8 +510,9 @@ class ControllerCore:
                 rate = nbytes * 8.0 / duration
             if rate is not None:
                 flow.rate_bps = rate
-                # Training bursts come and go: remember the burst rate through the gaps.
-                flow.demand_bps = max(rate, flow.demand_bps * 0.9)
+                # Training bursts come and go: remember the burst rate through a
+                # compute gap, but let a finished connection's load fade within seconds.
+                flow.demand_bps = max(rate, flow.demand_bps * DEMAND_DECAY_PER_POLL)
             flow.last_bytes = nbytes
             flow.last_seen_s = duration
 
@@ -534,6 +537,7 @@ class ControllerCore:
         flow.path = tuple(new_path)
         flow.version = version
         flow.moves += 1
+        flow.last_move_s = now_s
         self.counters.reroutes += 1
         return [PathUpdate(five, tuple(ops), new_path[1], dpids)]
 

@@ -27,6 +27,7 @@ from controller.planner import ActiveFlow, PlannerConfig, plan_reroutes
 from controller.poller import PollScheduler
 
 LOG = logging.getLogger("sidestep.runtime")
+MOVE_COOLDOWN_POLLS = 3
 
 
 def load_predictor_or_fallback(config: Config, logger: logging.Logger = LOG):
@@ -134,7 +135,7 @@ class ControllerRuntime:
             self.predictions = {l: float(p) for l, p in zip(links, pred) if not math.isnan(p)}
         if self.planner_config.policy == "ecmp":
             return []
-        flows = self.active_flows()
+        flows = self.active_flows(now_s)
         if not flows:
             return []
         predicted = self.predictions if self.planner_config.policy == "predictive" else None
@@ -154,13 +155,24 @@ class ControllerRuntime:
             cmds.extend(self.core.repin(flow.five, tuple(rr.new_path), now_s))
         return cmds
 
-    def active_flows(self) -> List[ActiveFlow]:
+    def active_flows(self, now_s: float) -> List[ActiveFlow]:
+        """The planner's view of the installed connections.
+
+        A connection moved less than ``MOVE_COOLDOWN_POLLS`` polls ago is
+        handed over as ``background``: its load still counts, but it is not
+        moved again until TCP has ramped up on its new path and the counters
+        show the result (otherwise it flaps on stale measurements).
+        """
+        cooldown = MOVE_COOLDOWN_POLLS * self.config.poll_interval
         out = []
         for flow in sorted(self.core.flows.values(), key=lambda f: f.flow_id):
             if len(flow.path) < 4:  # same edge switch: nothing to choose
                 continue
+            cls = flow.cls
+            if flow.last_move_s is not None and now_s - flow.last_move_s < cooldown:
+                cls = "background"
             out.append(ActiveFlow(flow.flow_id, flow.five, tuple(flow.path),
-                                  max(flow.demand_bps, flow.rate_bps), flow.cls))
+                                  max(flow.demand_bps, flow.rate_bps), cls))
         return out
 
     def update_done(self, flow, latency_ms: float) -> None:
