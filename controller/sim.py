@@ -371,6 +371,48 @@ class _Slots:
         self.m += 1
         return s
 
+    def add_many(self, ids: List[int], rows: np.ndarray, remaining: np.ndarray, fcap: np.ndarray) -> None:
+        """``add`` for several flows at once, in the given order (same slots as one by one)."""
+        k = len(ids)
+        while self.m + k > len(self.flow):
+            self._grow()
+        a, b = self.m, self.m + k
+        self.flow[a:b] = ids
+        self.links[a:b] = rows
+        self.rem[a:b] = remaining
+        self.rate[a:b] = 0.0
+        self.fcap[a:b] = fcap
+        self.slot_of[ids] = np.arange(a, b)
+        self.m = b
+
+    def remove_many(self, fin_slots: List[int]) -> None:
+        """``remove`` of every slot in ``fin_slots`` (ascending), in descending order, at once.
+
+        The same final layout as one ``remove`` per slot: the moves are worked out
+        on plain ints (each removed slot takes the element then last), then applied
+        with one fancy-index copy per array.
+        """
+        self.slot_of[self.flow[fin_slots]] = -1
+        m = self.m
+        moves: Dict[int, int] = {}            # destination slot -> original slot of what lands there
+        for s in reversed(fin_slots):
+            last = m - 1
+            if s != last:
+                moves[s] = moves.pop(last, last)
+            else:
+                moves.pop(last, None)
+            m = last
+        self.m = m
+        if moves:
+            dst = np.fromiter(moves.keys(), dtype=np.int64, count=len(moves))
+            src = np.fromiter(moves.values(), dtype=np.int64, count=len(moves))
+            self.flow[dst] = self.flow[src]
+            self.links[dst] = self.links[src]
+            self.rem[dst] = self.rem[src]
+            self.rate[dst] = self.rate[src]
+            self.fcap[dst] = self.fcap[src]
+            self.slot_of[self.flow[dst]] = dst
+
     def remove(self, s: int) -> None:
         """Free slot ``s`` (callers remove in descending slot order within one event)."""
         last = self.m - 1
@@ -476,6 +518,10 @@ class Simulator:
         slots = _Slots(n, width, pad)
         row_cache: Dict[Path, np.ndarray] = {}
 
+        size_of = np.array([f.size_bytes for f in flows], dtype=float)
+        fcap_of = np.array([f.rate_bps if f.rate_bps else np.inf for f in flows], dtype=float)
+        paths_cache: Dict[Tuple[str, str], List[Path]] = {}   # equal-cost paths per host pair
+        paths_version = self.fabric.version
         heap: List[Tuple[float, int]] = [(f.start_s, i) for i, f in enumerate(flows) if not f.deps]
         heapq.heapify(heap)
         link_rate = np.zeros(n_links)
@@ -617,8 +663,7 @@ class Simulator:
                     removed_rows.append(slots.links[fin_slots].copy())
                     removed_rates.extend(slots.rate[fin_slots].tolist())
                     np.subtract.at(link_count, slots.links[fin_slots].ravel(), 1)
-                    for s in fin_slots[::-1].tolist():
-                        slots.remove(s)
+                    slots.remove_many(fin_slots.tolist())
                     for i in sorted(fin_flows):
                         finish[i] = t
                         done += 1
@@ -638,19 +683,35 @@ class Simulator:
                                 for k in group_members[g]:
                                     heapq.heappush(heap, (max(flows[k].start_s, t + flows[k].gap_s), k))
             # arrivals
-            while heap and heap[0][0] <= t:
-                _, i = heapq.heappop(heap)
-                c = conn_of[i]
-                if not c.path:
-                    try:
-                        c.path = ecmp_choice(c.five, self._paths(flows[i].src, flows[i].dst))
-                    except FabricError as exc:
-                        raise SimError("flow %s: %s" % (flows[i].flow_id, exc)) from None
-                    conn_rows[c.cid] = row_for(c.path)
-                place(i, c.path)
-                start[i] = t
-                c.in_flight.append(i)
-                conn_inflight[c.cid] += 1
+            if heap and heap[0][0] <= t:
+                arrived: List[int] = []
+                while heap and heap[0][0] <= t:
+                    _, i = heapq.heappop(heap)
+                    c = conn_of[i]
+                    if not c.path:
+                        if paths_version != self.fabric.version:
+                            paths_cache.clear()
+                            paths_version = self.fabric.version
+                        pair = (flows[i].src, flows[i].dst)
+                        try:
+                            alts = paths_cache.get(pair)
+                            if alts is None:
+                                alts = paths_cache[pair] = self._paths(*pair)
+                            c.path = ecmp_choice(c.five, alts)
+                        except FabricError as exc:
+                            raise SimError("flow %s: %s" % (flows[i].flow_id, exc)) from None
+                        conn_rows[c.cid] = row_for(c.path)
+                    path_of[i] = c.path
+                    c.in_flight.append(i)
+                    arrived.append(i)
+                # as place() one by one: new slots in arrival order
+                cids = cid_of_flow[arrived]
+                rows = conn_rows[cids]
+                slots.add_many(arrived, rows, size_of[arrived], fcap_of[arrived])
+                np.add.at(link_count, rows.ravel(), 1)
+                added.extend(arrived)
+                start[arrived] = t
+                np.add.at(conn_inflight, cids, 1)
             # control tick
             if t >= next_tick - 1e-12 * max(1.0, t):
                 t = next_tick
