@@ -20,6 +20,7 @@ from controller.api import (Health, LinkUtil, PathInfo, Topology, topology_from_
 from controller.classify import TrafficClassifier
 from controller.config import Config
 from controller.core import Command, ControllerCore
+from controller.demand import estimate_demands
 from controller.fabric import FabricError, Link
 from controller.loadtrace import LoadRecorder
 from controller.monitor import LinkMonitor, counters_from_stats
@@ -28,6 +29,7 @@ from controller.poller import PollScheduler
 
 LOG = logging.getLogger("sidestep.runtime")
 MOVE_COOLDOWN_POLLS = 3
+ELEPHANT_FRACTION = 0.1  # of the host link: Hedera's elephant threshold, for demand estimation
 
 
 def load_predictor_or_fallback(config: Config, logger: logging.Logger = LOG):
@@ -164,16 +166,38 @@ class ControllerRuntime:
         show the result (otherwise it flaps on stale measurements).
         """
         cooldown = MOVE_COOLDOWN_POLLS * self.config.poll_interval
+        flows = sorted(self.core.flows.values(), key=lambda f: f.flow_id)
+        natural = self._natural_demands(flows)
         out = []
-        for flow in sorted(self.core.flows.values(), key=lambda f: f.flow_id):
+        for flow in flows:
             if len(flow.path) < 4:  # same edge switch: nothing to choose
                 continue
             cls = flow.cls
             if flow.last_move_s is not None and now_s - flow.last_move_s < cooldown:
                 cls = "background"
-            out.append(ActiveFlow(flow.flow_id, flow.five, tuple(flow.path),
-                                  max(flow.demand_bps, flow.rate_bps), cls))
+            rate = max(flow.demand_bps, flow.rate_bps, natural.get(flow.flow_id, 0.0))
+            out.append(ActiveFlow(flow.flow_id, flow.five, tuple(flow.path), rate, cls))
         return out
+
+    def _natural_demands(self, flows) -> Dict[str, float]:
+        """Hedera's estimate for the elephants: what each would take if only host links limited it.
+
+        A flow squeezed onto a shared link shows its share, not its demand;
+        placing it by that share would put it right back on a shared link.
+        """
+        ends, caps = [], {}
+        for flow in flows:
+            src, dst = flow.five.src, flow.five.dst
+            try:
+                cap_src = self.core.fabric.capacity_bps(src, self.core.fabric.host_edge(src)[0])
+                cap_dst = self.core.fabric.capacity_bps(dst, self.core.fabric.host_edge(dst)[0])
+            except FabricError:
+                continue
+            if max(flow.demand_bps, flow.rate_bps) < ELEPHANT_FRACTION * cap_src:
+                continue
+            caps[src], caps[dst] = cap_src, cap_dst
+            ends.append((flow.flow_id, src, dst))
+        return estimate_demands(ends, caps) if ends else {}
 
     def update_done(self, flow, latency_ms: float) -> None:
         """A path update finished (ingress rule confirmed by barrier)."""
