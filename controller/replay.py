@@ -112,6 +112,7 @@ class ControlLoop:
         self._up_version: Optional[int] = None
         self._all_up = False
         self._pad = pad
+        self._flow_cache: Dict[Tuple[str, Tuple[str, ...], float], object] = {}
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:  # pragma: no cover - a scikit-learn dependency
@@ -187,30 +188,58 @@ class ControlLoop:
     def decide(self, view: TickView, measured: Dict[Link, float], forecast: Optional[np.ndarray], *,
                full: bool = False) -> List[PathChange]:
         """The planner's moves; ``full`` calls it every time with every connection (for checks)."""
-        from controller.planner import ActiveFlow, plan_reroutes
+        from controller.planner import plan_reroutes
 
-        conns = view.connections if full else None
-        if conns is None:
-            cand = self.candidates(view)
-            if not self.may_move(view, measured, forecast, cand):
-                return []
+        if full:
             conns = view.connections
-            if self.policy == "reactive" and not self.always_plan and self.all_links_up():
-                conns = [c for c, ok in zip(conns, cand.tolist()) if ok]
+            flows = self._active_flows(conns)
+            self.planner_calls += 1
+            return self._changes(view, conns, plan_reroutes(
+                self.fabric, flows, measured, self._predicted(forecast), self.config, paths=self.paths))
+        cand = self.candidates(view)
+        if not self.may_move(view, measured, forecast, cand):
+            return []
         self.planner_calls += 1
-        predicted = None
-        if forecast is not None:
-            predicted = {link: float(v) for link, v in zip(self.links, forecast.tolist())}
+        if self.policy == "reactive" and not self.always_plan and self.all_links_up():
+            conns = view.connections_at(np.flatnonzero(cand).tolist())   # candidates only: see the class doc
+        else:
+            conns = view.connections
+        flows = self._active_flows(conns)
+        return self._changes(view, conns, plan_reroutes(
+            self.fabric, flows, measured, self._predicted(forecast), self.config, paths=self.paths))
+
+    def _predicted(self, forecast: Optional[np.ndarray]) -> Optional[Dict[Link, float]]:
+        if forecast is None:
+            return None
+        return {link: float(v) for link, v in zip(self.links, forecast.tolist())}
+
+    def _active_flows(self, conns: Sequence[ConnView]) -> List[object]:
+        """``ActiveFlow`` per connection view, reused from the last tick when identical
+        (same flow_id, path and demand: flow_id fixes the 5-tuple and class)."""
+        from controller.planner import ActiveFlow
+
+        old = self._flow_cache
+        new: Dict[Tuple[str, Tuple[str, ...], float], object] = {}
+        out = []
+        for c in conns:
+            key = (c.flow_id, c.path, c.demand_bps)
+            f = old.get(key)
+            if f is None:
+                f = ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls)
+            new[key] = f
+            out.append(f)
+        self._flow_cache = new
+        return out
+
+    def _changes(self, view: TickView, conns: Sequence[ConnView], reroutes: Sequence[object]
+                 ) -> List[PathChange]:
         by_id: Dict[str, ConnView] = {c.flow_id: c for c in conns}
-        flows = [ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls) for c in conns]
-        reroutes = plan_reroutes(self.fabric, flows, measured, predicted, self.config, paths=self.paths)
         out = []
         for rr in reroutes:
             conn = by_id[rr.flow_id]
             self.reasons.append((view.now_s, rr.flow_id, rr.reason))
             out.append(PathChange(conn.five, tuple(rr.new_path), rr.reason))
         return out
-
 
 class PersistencePredictor:
     """Baseline forecast "next = last sample" with the agreed ``Predictor`` interface.

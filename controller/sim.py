@@ -95,6 +95,9 @@ def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
             bottleneck[n_links] = False
             freeze = bottleneck[cols].any(axis=0)
             freeze |= fc <= link_min
+            if freeze.all():        # the last round: what is left to freeze needs no bookkeeping
+                rate[idx] = fmin
+                break
             value = fmin[freeze]
             rate[idx[freeze]] = value
             fcols = cols[:, freeze].ravel()
@@ -230,7 +233,7 @@ class TickView:
     def __init__(self, now_s: float, links: List[Link], link_bytes: np.ndarray,
                  interval_util: np.ndarray, ports: "_PortLayout", conn_rows: np.ndarray,
                  conn_demand: np.ndarray, conn_training: np.ndarray,
-                 build_connections: Callable[[], List[ConnView]]) -> None:
+                 build_connections: Callable[[Optional[Sequence[int]]], List[ConnView]]) -> None:
         self.now_s = now_s
         self.links = links
         self.link_bytes = link_bytes
@@ -261,8 +264,14 @@ class TickView:
     @property
     def connections(self) -> List[ConnView]:
         if self._connections is None:
-            self._connections = self._build()
+            self._connections = self._build(None)
         return self._connections
+
+    def connections_at(self, positions: Sequence[int]) -> List[ConnView]:
+        """``[connections[p] for p in positions]``, building only those views."""
+        if self._connections is not None:
+            return [self._connections[p] for p in positions]
+        return self._build(positions)
 
     def demand(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._rows, self._demand, self._training
@@ -518,6 +527,7 @@ class Simulator:
         slots = _Slots(n, width, pad)
         row_cache: Dict[Path, np.ndarray] = {}
 
+        flow_ids = [f.flow_id for f in flows]
         size_of = np.array([f.size_bytes for f in flows], dtype=float)
         fcap_of = np.array([f.rate_bps if f.rate_bps else np.inf for f in flows], dtype=float)
         paths_cache: Dict[Tuple[str, str], List[Path]] = {}   # equal-cost paths per host pair
@@ -616,17 +626,33 @@ class Simulator:
             path_of[i] = path
             added.append(i)
 
-        def build_connections(rates_by_flow: Dict[int, float]) -> List[ConnView]:
+        def build_connections(rates_by_flow: Dict[int, float], ids: Sequence[int]) -> List[ConnView]:
+            """ConnViews of the open connections ``ids`` (cids, in this order)."""
             views: List[ConnView] = []
-            for c in order:
-                if c.pending == 0:
-                    continue
-                if c.in_flight:
-                    r = sum(rates_by_flow.get(i, 0.0) for i in c.in_flight)
-                    views.append(ConnView(flows[c.in_flight[0]].flow_id, c.five, c.path, r, r, c.cls, True))
-                elif c.last_burst_bps > 0:
-                    views.append(ConnView(c.last_flow_id, c.five, c.path, 0.0, c.last_burst_bps, c.cls, False))
+            append = views.append
+            for cid in ids:
+                c = order[cid]
+                inf = c.in_flight
+                if inf:
+                    if len(inf) == 1:
+                        r = 0.0 + rates_by_flow[inf[0]]          # == sum() of one float
+                    else:
+                        r = sum(rates_by_flow.get(i, 0.0) for i in inf)
+                    append(ConnView(flow_ids[inf[0]], c.five, c.path, r, r, c.cls, True))
+                else:
+                    append(ConnView(c.last_flow_id, c.five, c.path, 0.0, c.last_burst_bps, c.cls, False))
             return views
+
+        def connection_builder(flow_slots: np.ndarray, flow_rates: np.ndarray, ids: np.ndarray
+                               ) -> Callable[[Optional[Sequence[int]]], List[ConnView]]:
+            rates: Dict[int, float] = {}
+
+            def build(positions: Optional[Sequence[int]] = None) -> List[ConnView]:
+                if not rates and len(flow_slots):
+                    rates.update(zip(flow_slots.tolist(), flow_rates.tolist()))
+                sel = ids.tolist() if positions is None else ids[np.asarray(positions, dtype=np.int64)].tolist()
+                return build_connections(rates, sel)
+            return build
 
         while done < n or t > (tick_no - 1) * self.poll + 1e-12 * max(1.0, t):
             if added or removed_rows:
@@ -729,11 +755,10 @@ class Simulator:
                     open_ = (conn_pending > 0) & ((conn_inflight > 0) | (conn_burst > 0))
                     ids = np.flatnonzero(open_)
                     demand = np.where(conn_inflight > 0, in_flight_rate, conn_burst)[ids]
-                    rates_now = dict(zip(slots.flow[:m].tolist(), slots.rate[:m].tolist()))
                     view = TickView(t, self.links, link_bytes.copy(),
                                     interval * 8.0 / (self.poll * capacity), self._ports,
                                     conn_rows[ids], demand, conn_training[ids],
-                                    lambda r=rates_now: build_connections(r))
+                                    connection_builder(slots.flow[:m].copy(), slots.rate[:m].copy(), ids))
                     for change in self.hook(view):
                         c = by_five.get(change.five)
                         if c is None:

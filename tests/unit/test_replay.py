@@ -159,3 +159,30 @@ def test_skipped_planner_calls_change_nothing(fabric, policy, scenario, seed):
     Simulator(fabric, flows, seed=seed, hook=hook).run()
     assert calls["moves"] > 0                       # the check saw real decisions
     assert loop.planner_calls < 2 * loop.ticks      # and skipped some calls
+
+
+def test_cached_active_flows_and_partial_views_are_exact(fabric):
+    """The control loop reuses ActiveFlows between ticks and builds only the views it needs:
+    both must equal what building everything afresh gives, at every tick."""
+    from controller.planner import ActiveFlow
+    from controller.replay import ControlLoop
+
+    loop = ControlLoop(fabric, "reactive", poll_interval_s=1.0)
+    ticks = {"n": 0, "reused": 0}
+
+    def hook(view):
+        measured, forecast = loop.observe(view)
+        positions = list(range(0, len(view.demand()[1]), 2))
+        part = view.connections_at(positions)
+        conns = view.connections
+        assert part == [conns[p] for p in positions]
+        before = set(map(id, loop._flow_cache.values()))
+        cached = loop._active_flows(conns)
+        fresh = [ActiveFlow(c.flow_id, c.five, c.path, c.demand_bps, c.cls) for c in conns]
+        assert cached == fresh
+        assert [(f.rate_bps, f.path) for f in cached] == [(f.rate_bps, f.path) for f in fresh]
+        ticks["n"] += 1
+        ticks["reused"] += sum(id(f) in before for f in cached)
+        return loop.decide(view, measured, forecast)
+    Simulator(fabric, generate("bursts", 4, 1000.0, 0), seed=0, hook=hook).run()
+    assert ticks["n"] > 10 and ticks["reused"] > 0
