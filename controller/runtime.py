@@ -24,7 +24,7 @@ from controller.demand import estimate_demands
 from controller.fabric import FabricError, Link
 from controller.loadtrace import LoadRecorder
 from controller.monitor import LinkMonitor, counters_from_stats
-from controller.planner import ActiveFlow, PlannerConfig, plan_reroutes
+from controller.planner import ActiveFlow, PlannerConfig, flow_demand_utilization, plan_reroutes
 from controller.poller import PollScheduler
 
 LOG = logging.getLogger("sidestep.runtime")
@@ -141,8 +141,15 @@ class ControllerRuntime:
         if not flows:
             return []
         predicted = self.predictions if self.planner_config.policy == "predictive" else None
+        # A full link reads 1.0 however many flows want it; Hedera's placement works on
+        # the flows' natural demands, so the planner sees at least their sum.
+        demand = flow_demand_utilization(self.core.fabric, flows)
+        basis = dict(measured)
+        for link, util in demand.items():
+            if util > basis.get(link, 0.0):
+                basis[link] = util
         try:
-            reroutes = plan_reroutes(self.core.fabric, flows, measured, predicted, self.planner_config)
+            reroutes = plan_reroutes(self.core.fabric, flows, basis, predicted, self.planner_config)
         except FabricError as exc:
             LOG.warning("planning skipped this tick: %s", exc)
             return []
