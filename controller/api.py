@@ -107,6 +107,7 @@ class Health:
     links_discovered: int = 0
     settled: bool = True
     updates: Mapping[str, float] = field(default_factory=dict)
+    monitor: Mapping[str, int] = field(default_factory=dict)
 
 
 class ApiState(Protocol):
@@ -245,7 +246,7 @@ def render_health(h: Health) -> Dict[str, Any]:
             "handler_errors_total": h.handler_errors_total,
             "packet_in_by_type": dict(sorted(h.packet_in_by_type.items())),
             "links_discovered": h.links_discovered, "settled": h.settled,
-            "path_updates": dict(h.updates)}
+            "path_updates": dict(h.updates), "monitor": dict(h.monitor)}
 
 
 # -- Prometheus text format 0.0.4 -------------------------------------------------
