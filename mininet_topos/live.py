@@ -149,8 +149,9 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
             after = ctrl.get("/health")
             with open(os.path.join(run_dir, "job.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)
+            label = "no hotspot" if (tag == "reference" or not sc.background) else policy
             results.append(RunResult(
-                policy if tag == "scenario" else "no hotspot", sc.name,
+                label, sc.name,
                 float(summary["mean_iteration_s"]), float(summary["p99_iteration_s"]),
                 float(summary["throughput_bps"]), int(after["reroutes_total"]) - int(before["reroutes_total"]),
                 int(summary["iterations"]), run_dir,
