@@ -37,8 +37,11 @@ fi
 
 # Ryu 4.34 runs only on Python <= 3.9: build its venv if such a Python exists here.
 PY39=""
-for cand in python3.9 /root/.pyenv/versions/3.9*/bin/python3.9; do
-    if command -v "$cand" >/dev/null 2>&1; then PY39="$(command -v "$cand")"; break; fi
+for cand in /root/.pyenv/versions/3.9*/bin/python3.9 /usr/local/bin/python3.9 /usr/bin/python3.9 python3.9; do
+    # run it: a pyenv shim exists on PATH even when no 3.9 is selected, and then fails
+    if "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 9)' >/dev/null 2>&1; then
+        PY39="$cand"; break
+    fi
 done
 if [ -n "$PY39" ]; then
     if [ ! -x .venv-ryu/bin/ryu-manager ]; then
