@@ -319,17 +319,18 @@ def run_pattern(lab, flows: Sequence[FlowPlan], run_dir: str, t: Timing) -> List
     return rows
 
 
-def controller_overrides(policy: str, hosts: Sequence[str], model: Optional[str]) -> Dict[str, object]:
+def controller_overrides(policy: str, hosts: Sequence[str], model: Optional[str],
+                         link_mbps: float = LINK_MBPS) -> Dict[str, object]:
     """Controller config for one run: every host one training job, so the planner may move every flow."""
     over: Dict[str, object] = {"policy": policy, "poll_interval": 1.0, "record_flush_s": 1.0,
-                               "training": {"host_groups": [list(hosts)]}}
+                               "link_mbps": link_mbps, "training": {"host_groups": [list(hosts)]}}
     if model:
         over["model"] = os.path.abspath(model)
     return over
 
 
 def run_policy(policy: str, patterns: Mapping[str, List[Pair]], out_dir: str, t: Timing, *,
-               ofp_port: int, model: Optional[str]) -> Dict[str, Dict[str, object]]:
+               ofp_port: int, model: Optional[str], link_mbps: float = LINK_MBPS) -> Dict[str, Dict[str, object]]:
     """One fresh lab for ``policy`` (``nonblocking`` = big switch + ecmp); every pattern in it."""
     from mininet_topos.lab import ControllerProcess, Lab
 
@@ -338,9 +339,10 @@ def run_policy(policy: str, patterns: Mapping[str, List[Pair]], out_dir: str, t:
     os.makedirs(out_dir, exist_ok=True)
     hosts = fat_tree(K, LINK_MBPS).host_names()
     ctrl = ControllerProcess(out_dir, ofp_port=ofp_port, record=os.path.join(out_dir, "loads.csv"),
-                             overrides=controller_overrides(ctrl_policy, hosts, model), name="controller")
+                             overrides=controller_overrides(ctrl_policy, hosts, model, link_mbps),
+                             name="controller")
     results: Dict[str, Dict[str, object]] = {}
-    with Lab(k=K, bw_mbps=LINK_MBPS, out_dir=out_dir, ofp_port=ofp_port, controller=ctrl, big_switch=big) as lab:
+    with Lab(k=K, bw_mbps=link_mbps, out_dir=out_dir, ofp_port=ofp_port, controller=ctrl, big_switch=big) as lab:
         all_names = list(hedera_patterns(K, SEED))
         for name, pairs in patterns.items():
             index = all_names.index(name)  # ports depend on the pattern, not on the quick selection
@@ -357,7 +359,7 @@ def run_policy(policy: str, patterns: Mapping[str, List[Pair]], out_dir: str, t:
 
 
 def run_hedera(out: str, policies: Sequence[str], *, ofp_port: int = 6653, model: Optional[str] = None,
-               quick: bool = False, seed: int = SEED) -> int:
+               quick: bool = False, seed: int = SEED, link_mbps: float = LINK_MBPS) -> int:
     """The whole protocol: nonblocking first, then each policy; writes out/hedera/{summary.json,table.txt}."""
     t = timing(quick)
     patterns = select_patterns(hedera_patterns(K, seed), quick)
@@ -370,7 +372,7 @@ def run_hedera(out: str, policies: Sequence[str], *, ofp_port: int = 6653, model
     per_policy: Dict[str, Dict[str, Dict[str, object]]] = {}
     aggregates: Dict[str, Dict[str, float]] = {}
     summary: Dict[str, object] = {
-        "protocol": "hedera", "k": K, "link_mbps": LINK_MBPS, "seed": seed, "quick": bool(quick),
+        "protocol": "hedera", "k": K, "link_mbps": link_mbps, "seed": seed, "quick": bool(quick),
         "duration_s": t.duration_s, "omit_s": t.omit_s, "measured_s": t.measured_s,
         "patterns": {n: [list(p) for p in pairs] for n, pairs in patterns.items()},
         "peer_random_fraction": dict(PEER_RANDOM), "goal_fraction": GOAL, "policies": per_policy,
@@ -393,7 +395,7 @@ def run_hedera(out: str, policies: Sequence[str], *, ofp_port: int = 6653, model
 
     for policy in runs:
         per_policy[policy] = run_policy(policy, patterns, os.path.join(root, policy), t,
-                                        ofp_port=ofp_port, model=model)
+                                        ofp_port=ofp_port, model=model, link_mbps=link_mbps)
         aggregates[policy] = {n: float(c["aggregate_bps"]) for n, c in per_policy[policy].items()}
         write()  # partial results survive a later failure
     table = write()

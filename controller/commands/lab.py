@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="play a flow trace into the lab instead of the training scenario")
     parser.add_argument("--hedera", action="store_true",
                         help="run the Hedera protocol (stride/staggered/random patterns) instead")
+    parser.add_argument("--link-mbps", type=float, default=10.0,
+                        help="link rate for --hedera (default 10; lower keeps the emulator off its CPU limit)")
 
 
 def _fail(message: str) -> int:
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail("unknown policy %s; choose from %s" % (",".join(unknown) or "''", ",".join(POLICIES)))
     if args.iterations is not None and args.iterations < 2:
         return _fail("--iterations must be >= 2")
+    if not 0 < args.link_mbps <= 1000:
+        return _fail("--link-mbps must be > 0 and <= 1000, got %g" % args.link_mbps)
     try:
         if args.replay is not None:
             from controller.tracefile import TraceError
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                                    policy=policies[0] if len(policies) == 1 else "predictive")
         if args.hedera:
             from mininet_topos.hedera import run_hedera
-            return run_hedera(out, policies, ofp_port=args.ofp_port, model=args.model, quick=args.quick)
+            return run_hedera(out, policies, ofp_port=args.ofp_port, model=args.model, quick=args.quick,
+                              link_mbps=args.link_mbps)
         return _run_training(scenario, policies, out, args)
     except LabError as exc:
         print("sidestep lab: error: %s\n(outputs so far are in %s)" % (exc, out), file=sys.stderr)
