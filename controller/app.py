@@ -32,7 +32,7 @@ from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCH
                                arp, ethernet, hub, ipv4, lldp, ofp_event, ofproto_v1_3, packet,
                                set_ev_cls, tcp, udp)
 from controller.config import ConfigError, load_config  # noqa: E402
-from controller.core import (ArpReply, Barrier, ControlRule, DeleteRules,  # noqa: E402
+from controller.core import (ArpReply, ControlRule, DeleteRules,  # noqa: E402
                              InstallRule, PacketInfo, PacketOut, PathUpdate, SendLldp)
 from controller.runtime import ControllerRuntime  # noqa: E402
 from controller.rules import COOKIE_TAG, OP_ADD, OP_BARRIER, OP_DELETE  # noqa: E402
@@ -177,8 +177,6 @@ class SidestepApp(compat.BaseApp):
                     dp, cookie=cmd.cookie, cookie_mask=cmd.cookie_mask, table_id=ofp.OFPTT_ALL,
                     command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
                     match=parser.OFPMatch(**dict(cmd.match))))
-            elif isinstance(cmd, Barrier):
-                dp.send_msg(parser.OFPBarrierRequest(dp))
             elif isinstance(cmd, PacketOut):
                 actions = [parser.OFPActionOutput(p) for p in cmd.ports]
                 in_port = cmd.in_port if cmd.in_port is not None else ofp.OFPP_CONTROLLER

@@ -26,7 +26,6 @@ ETH_TYPE_LLDP = 0x88CC
 ETH_TYPE_IPV6 = 0x86DD
 
 PRIORITY_DROP_IPV6 = 50
-CONTROL_COOKIE = 0x51DE << 48  # version 0, hash 0: Sidestep's own control rules
 DEMAND_DECAY_PER_POLL = 0.5    # an idle connection's remembered demand halves every poll
 
 
@@ -54,11 +53,6 @@ class DeleteRules:
     cookie: int
     cookie_mask: int
     match: Tuple[Tuple[str, object], ...] = ()
-
-
-@dataclass(frozen=True)
-class Barrier:
-    dpid: int
 
 
 @dataclass(frozen=True)
@@ -105,7 +99,7 @@ class PathUpdate:
         return dict(self.dpids).get(switch)
 
 
-Command = Union[InstallRule, ControlRule, DeleteRules, Barrier, PacketOut, ArpReply, SendLldp, PathUpdate]
+Command = Union[InstallRule, ControlRule, DeleteRules, PacketOut, ArpReply, SendLldp, PathUpdate]
 
 
 # ---------------------------------------------------------------- state

@@ -8,7 +8,7 @@ leaving ``a`` toward ``b``.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import networkx as nx
 
@@ -206,6 +206,3 @@ class Fabric:
         for node in path[1:-1]:
             if not self.is_switch(node):
                 raise FabricError("path %s transits %s, which is not a switch" % ("->".join(path), node))
-
-    def links_of(self, nodes: Iterable[str]) -> List[Link]:
-        return path_links(list(nodes))

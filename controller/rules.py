@@ -8,7 +8,7 @@ belongs to, so rules can be found, counted and removed again.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple
@@ -20,7 +20,6 @@ COOKIE_TAG_MASK = 0xFFFF << 48
 PRIORITY_TABLE_MISS = 0
 PRIORITY_CONTROL = 100      # ARP/LLDP to the controller
 PRIORITY_FLOW = 1000        # per-connection path rules
-PRIORITY_HOST_DROP = 10     # drop rules for unknown traffic (not used yet)
 
 DEFAULT_IDLE_TIMEOUT_S = 60  # longer than a training job's compute gap: a pin outlives it
 
