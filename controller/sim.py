@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from controller import fairshare
 from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
 from controller.flowtrace import TraceFlow
@@ -38,7 +39,9 @@ from controller.planner import EqualCostPaths
 BIG_SWITCH = "bigswitch"
 EPHEMERAL_LO = 32768
 EPHEMERAL_SPAN = 60999 - 32768 + 1  # Linux ip_local_port_range default
-_REL_TOL = 1e-9
+
+
+Solver = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], np.ndarray]
 
 
 class SimError(RuntimeError):
@@ -46,71 +49,16 @@ class SimError(RuntimeError):
 
 
 # --------------------------------------------------------------------------
-# max-min fair sharing
+# max-min fair sharing (the solver itself lives in controller.fairshare)
 # --------------------------------------------------------------------------
 def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
-                  flow_cap: Optional[np.ndarray] = None) -> np.ndarray:
-    """Max-min fair rates by progressive filling (water-filling).
-
-    ``flow_links`` is an int array (n_flows, P): the link indices of each
-    flow's path, padded with ``len(link_capacity)`` (a pad link of infinite
-    capacity).  ``flow_cap`` gives optional per-flow rate caps (``inf`` for none).
-
-    Progressive filling grows every flow together and freezes the flows of a
-    link when it fills.  Doing that one fill level at a time costs one numpy
-    round per distinct level (about 200 for 1,000 random flows at k=8), so
-    each round here freezes *every* link that is a bottleneck already: a link
-    whose fill level ``(capacity - frozen traffic) / unfrozen flows`` is the
-    tightest constraint of every unfrozen flow crossing it.  Fill levels only
-    rise as other flows freeze below them, so such a link fills at exactly that
-    level, whatever happens elsewhere: freezing them all at once gives the same
-    allocation in a handful of rounds (about 17 there).  A flow whose cap is
-    below all its links' levels freezes at its cap for the same reason.
-    """
-    n_flows, width = flow_links.shape
-    rate = np.zeros(n_flows)
-    if n_flows == 0:
-        return rate
-    n_links = len(link_capacity)
-    avail = np.append(np.asarray(link_capacity, dtype=float), np.inf)
-    fc = np.full(n_flows, np.inf) if flow_cap is None else np.asarray(flow_cap, dtype=float)
-    idx = np.arange(n_flows)
-    cols = np.ascontiguousarray(flow_links.T)  # (width, flows): column ops are contiguous
-    if (cols.min(axis=0)[~np.isfinite(fc)] == n_links).any():
-        raise SimError("a flow crosses no finite-capacity link and has no rate cap")
-    count = np.bincount(cols.ravel(), minlength=n_links + 1).astype(float)
-    count[n_links] = 0.0
-    keep_tol = 1.0 - _REL_TOL
-    with np.errstate(divide="ignore", invalid="ignore"):
-        while idx.size:
-            level = avail / count                     # inf where unused (x/0)
-            level[n_links] = np.inf
-            col_level = level[cols]
-            link_min = col_level.min(axis=0)
-            fmin = np.minimum(link_min, fc)
-            # entries whose flow is held lower elsewhere: their link is not (yet) a bottleneck
-            loose = fmin < col_level * keep_tol
-            blocked = np.bincount(cols.ravel(), weights=loose.ravel(), minlength=n_links + 1)
-            bottleneck = blocked == 0
-            bottleneck[n_links] = False
-            freeze = bottleneck[cols].any(axis=0)
-            freeze |= fc <= link_min
-            if freeze.all():        # the last round: what is left to freeze needs no bookkeeping
-                rate[idx] = fmin
-                break
-            value = fmin[freeze]
-            rate[idx[freeze]] = value
-            fcols = cols[:, freeze].ravel()
-            weights = np.empty((width, value.size))
-            weights[:] = value
-            avail -= np.bincount(fcols, weights=weights.ravel(), minlength=n_links + 1)
-            count -= np.bincount(fcols, minlength=n_links + 1)
-            count[n_links] = 0.0
-            keep = ~freeze
-            idx = idx[keep]
-            cols = cols[:, keep]
-            fc = fc[keep]
-    return np.maximum(rate, 0.0)
+                  flow_cap: Optional[np.ndarray] = None, *,
+                  solver: Optional[Solver] = None) -> np.ndarray:
+    """``controller.fairshare.max_min_rates`` (or ``solver``), with its error as a ``SimError``."""
+    try:
+        return (solver or fairshare.max_min_rates)(flow_links, link_capacity, flow_cap)
+    except fairshare.FairShareError as exc:
+        raise SimError(str(exc)) from None
 
 
 def refill_threshold(removed_rates: Sequence[float], new_rows: np.ndarray, new_caps: np.ndarray,
@@ -449,7 +397,8 @@ class Simulator:
 
     def __init__(self, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                  poll_interval_s: float = 1.0, hook: Optional[TickHook] = None,
-                 progress: Optional[ProgressHook] = None, incremental: bool = True) -> None:
+                 progress: Optional[ProgressHook] = None, incremental: bool = True,
+                 solver: Optional[Solver] = None) -> None:
         if not poll_interval_s > 0:
             raise ValueError("poll interval must be > 0 s, got %r" % poll_interval_s)
         self.fabric = fabric
@@ -459,6 +408,8 @@ class Simulator:
         self.hook = hook
         self.progress = progress
         self.incremental = incremental   # False: re-solve every flow at every event (for checks)
+        # the fair-share solver: compiled when Numba is installed; benchmarks pass the numpy one
+        self.solver = solver
         self.links: List[Link] = fabric.directed_links()
         self.link_index: Dict[Link, int] = {l: i for i, l in enumerate(self.links)}
         self.capacity = np.array([fabric.capacity_bps(a, b) for a, b in self.links])
@@ -591,7 +542,7 @@ class Simulator:
             self.solves += 1
             self.resolved_flows += n_up
             if n_up > 0.75 * m or not self.incremental:
-                rate[:] = max_min_rates(rows, capacity, slots.fcap[:m])
+                rate[:] = max_min_rates(rows, capacity, slots.fcap[:m], solver=self.solver)
                 link_rate = np.bincount(rows.ravel(), weights=np.repeat(rate, rows.shape[1]),
                                         minlength=n_links + 1)[:n_links]
             elif n_up:
@@ -600,7 +551,8 @@ class Simulator:
                 fixed_load = np.bincount(frows.ravel(), weights=np.repeat(rate[fixed], frows.shape[1]),
                                          minlength=n_links + 1)[:n_links]
                 urows = rows[upper]
-                sub = max_min_rates(urows, np.maximum(capacity - fixed_load, 0.0), slots.fcap[:m][upper])
+                sub = max_min_rates(urows, np.maximum(capacity - fixed_load, 0.0), slots.fcap[:m][upper],
+                                    solver=self.solver)
                 rate[upper] = sub
                 link_rate = fixed_load + np.bincount(urows.ravel(), weights=np.repeat(sub, urows.shape[1]),
                                                      minlength=n_links + 1)[:n_links]

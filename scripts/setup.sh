@@ -33,7 +33,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[osken,plot,test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[osken,plot,test,fast]'
 
 # Ryu 4.34 runs only on Python <= 3.9: build its venv if such a Python exists here.
 PY39=""

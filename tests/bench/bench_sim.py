@@ -23,10 +23,14 @@ Policies: ``ecmp`` (no control loop), ``reactive`` (real monitor + planner every
 tick) and ``predictive`` (plus the forecaster: ``--model``, default the shipped
 model; ``persistence`` for the baseline, which shows the simulator's own cost).
 Each (k, workload, policy) runs ``--repeat`` times; the median speed is reported
-(the machine is shared and noisy).
+(the machine is shared and noisy).  The fair-share solver is the compiled kernel
+when Numba is installed; its one-time load (or first compile) is timed and printed
+separately, not counted in any run.  ``--numpy-baseline`` also runs every cell with
+the numpy reference solver, alternating with the kernel, and prints the ratio.
 
     .venv/bin/python tests/bench/bench_sim.py [--k 8 16] [--flows 1000] [--sim-seconds 30]
         [--workload training churny long] [--policy ecmp reactive predictive] [--repeat 3]
+        [--numpy-baseline]
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from controller import fairshare  # noqa: E402
 from controller.fabric import Fabric  # noqa: E402
 from controller.flowtrace import TraceFlow  # noqa: E402
 from controller.scenarios import NCCL_PORT, ring_job  # noqa: E402
@@ -106,7 +111,8 @@ class _Horizon(Exception):
     pass
 
 
-def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model=None) -> Dict[str, float]:
+def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model=None,
+          solver=None) -> Dict[str, float]:
     fabric = Fabric.from_spec(fat_tree(k, 1000.0))
     hook = None
     if policy != "ecmp":
@@ -120,7 +126,7 @@ def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model
         seen["in_flight"].append(sim.in_flight)
         if t >= sim_seconds:
             raise _Horizon
-    sim = Simulator(fabric, flows, seed=0, poll_interval_s=1.0, hook=hook, progress=progress)
+    sim = Simulator(fabric, flows, seed=0, poll_interval_s=1.0, hook=hook, progress=progress, solver=solver)
     t0 = time.perf_counter()
     try:
         sim.run()
@@ -144,7 +150,14 @@ def main() -> None:
                     choices=["ecmp", "reactive", "predictive"])
     ap.add_argument("--model", default=None, help="predictive's forecaster (default: shipped; 'persistence')")
     ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported")
+    ap.add_argument("--numpy-baseline", action="store_true",
+                    help="also run each cell with the numpy fair-share solver and print the ratio")
     args = ap.parse_args()
+    t0 = time.perf_counter()
+    fairshare.max_min_rates(np.zeros((1, 1), dtype=np.int64), np.ones(1))
+    print("fair-share solver: %s; first call (JIT load or compile) %.2f s, not counted below"
+          % ("compiled (Numba)" if fairshare.COMPILED else "numpy (Numba not installed)",
+             time.perf_counter() - t0), flush=True)
     rows = []
     for k in args.k:
         for name in args.workload:
@@ -152,9 +165,19 @@ def main() -> None:
             cells = []
             info = None
             for policy in args.policy:
-                runs = [bench(k, flows, args.sim_seconds, policy, args.model) for _ in range(args.repeat)]
+                runs, base = [], []
+                for _ in range(args.repeat):
+                    runs.append(bench(k, flows, args.sim_seconds, policy, args.model))
+                    if args.numpy_baseline:
+                        base.append(bench(k, flows, args.sim_seconds, policy, args.model,
+                                          solver=fairshare.max_min_rates_numpy))
                 speeds = sorted(r["speed"] for r in runs)
                 med = speeds[len(speeds) // 2]
+                if base:
+                    bspeeds = sorted(r["speed"] for r in base)
+                    bmed = bspeeds[len(bspeeds) // 2]
+                    print("    numpy solver: median %.1fx (runs: %s); compiled / numpy = %.2f"
+                          % (bmed, ", ".join("%.1f" % v for v in bspeeds), med / bmed), flush=True)
                 info = runs[0]
                 print("k=%-3d workload=%-8s policy=%-10s in_flight=%.0f completions/sim_s=%.1f solves/sim_s=%.1f "
                       "planner_calls=%d/%d ticks  speed median %.1fx (runs: %s)"

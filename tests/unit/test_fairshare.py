@@ -1,0 +1,68 @@
+"""The compiled fair-share kernel gives the numpy reference's rates, bit for bit."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from controller import fairshare
+from controller.fabric import Fabric
+from controller.sim import Simulator
+from mininet_topos.fattree_spec import fat_tree
+from controller.flowtrace import TraceFlow
+
+numba = pytest.importorskip("numba", reason="Numba is not installed: the compiled kernel is not in use")
+
+
+def _problem(rng, n_flows, n_links, width, capped):
+    rows = rng.integers(0, n_links, size=(n_flows, width))
+    rows[:, 2:][rng.random((n_flows, width - 2)) < 0.4] = n_links     # shorter paths: padded
+    caps = rng.choice([1.0, 2.5, 10.0, 40.0], size=n_links) * rng.choice([1.0, 1.0 / 3.0], size=n_links)
+    fcap = np.where(rng.random(n_flows) < capped, rng.uniform(0.05, 3.0, n_flows), np.inf)
+    return rows, caps, fcap
+
+
+def test_the_kernel_is_compiled_when_numba_is_installed():
+    assert fairshare.COMPILED
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n_flows=st.integers(1, 60), n_links=st.integers(1, 12),
+       width=st.integers(2, 6), capped=st.sampled_from([0.0, 0.3, 1.0]))
+def test_compiled_equals_numpy_bitwise(seed, n_flows, n_links, width, capped):
+    rows, caps, fcap = _problem(np.random.default_rng(seed), n_flows, n_links, width, capped)
+    fast = fairshare.max_min_rates(rows, caps, fcap)
+    ref = fairshare.max_min_rates_numpy(rows, caps, fcap)
+    assert fast.tobytes() == ref.tobytes()
+
+
+def test_compiled_equals_numpy_on_a_large_problem():
+    # k=8 sized: 1,000 flows over 768 links, many distinct fill levels and ties
+    rows, caps, fcap = _problem(np.random.default_rng(7), 1000, 768, 6, 0.2)
+    fast = fairshare.max_min_rates(rows, caps, fcap)
+    ref = fairshare.max_min_rates_numpy(rows, caps, fcap)
+    assert fast.tobytes() == ref.tobytes()
+    assert (fast > 0).all()
+
+
+def test_a_flow_with_nothing_to_limit_it_is_refused_by_both():
+    rows = np.array([[1, 1]])      # only the pad link, no cap
+    for solve in (fairshare.max_min_rates, fairshare.max_min_rates_numpy):
+        with pytest.raises(fairshare.FairShareError, match="no finite-capacity link"):
+            solve(rows, np.array([5.0]), None)
+
+
+def test_a_replay_is_the_same_with_either_solver():
+    fabric = Fabric.from_spec(fat_tree(4, 1000.0))
+    hosts = sorted(fabric.hosts(), key=lambda h: int(h[1:]))
+    rng = np.random.default_rng(3)
+    flows = []
+    for c in range(40):       # closed-loop chains: completions and arrivals at many instants
+        for j in range(5):
+            src, dst = rng.choice(len(hosts), size=2, replace=False)
+            flows.append(TraceFlow("c%d_%d" % (c, j), 0.0, hosts[src], hosts[dst],
+                                   float(rng.uniform(1e6, 2e7)), deps=("c%d_%d" % (c, j - 1),) if j else (),
+                                   rate_bps=3e8 if j % 2 else None))
+    fast = Simulator(fabric, flows, seed=0).run()
+    ref = Simulator(fabric, flows, seed=0, solver=fairshare.max_min_rates_numpy).run()
+    assert [(r.start_s, r.finish_s, r.path) for r in fast.flows] == \
+        [(r.start_s, r.finish_s, r.path) for r in ref.flows]
+    assert fast.interval_bytes.tobytes() == ref.interval_bytes.tobytes()
