@@ -419,6 +419,7 @@ class Simulator:
         self.solves = 0                  # re-solves done (for benchmarks)
         self.resolved_flows = 0          # flows re-solved in all
         self.in_flight = 0               # flows in flight at the last tick
+        self.start_s = np.zeros(0)       # set by run(): each flow's start time so far, NaN if not started
 
     # ------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -474,6 +475,7 @@ class Simulator:
         cid_of_flow = np.array([c.cid for c in conn_of], dtype=np.int64)
         path_of: List[Path] = [()] * n
         start = np.full(n, np.nan)
+        self.start_s = start             # per flow, the start so far (NaN: not yet); for progress hooks
         finish = np.full(n, np.nan)
         slots = _Slots(n, width, pad)
         row_cache: Dict[Path, np.ndarray] = {}
