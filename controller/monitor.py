@@ -230,11 +230,26 @@ class LinkMonitor:
         Ports the fabric does not know (unconnected, not yet discovered) are
         ignored, as is a switch the fabric does not have.
         """
+        got = self._ingest(switch, counters, now_s)
+        if not got:
+            return []
+        links, caps = self._links, self._cap
+        idx, utils, nbytes = got
+        return [LinkSample(now_s, links[i], u, b, caps[i]) for i, u, b in zip(idx, utils, nbytes)]
+
+    def ingest(self, switch: str, counters: Sequence[PortCounters], now_s: float) -> int:
+        """``observe`` without building the samples (replay reads ``utilization()`` instead);
+        returns how many samples the counters completed."""
+        got = self._ingest(switch, counters, now_s)
+        return len(got[0]) if got else 0
+
+    def _ingest(self, switch: str, counters: Sequence[PortCounters], now_s: float
+                ) -> Optional[Tuple[List[int], List[float], List[int]]]:
         self._sync()
         chans = self._chans.get(switch)
         if chans is None:
             self.stats.unknown_switch += 1
-            return []
+            return None
         idx: List[int] = []
         utils: List[float] = []
         nbytes: List[int] = []
@@ -261,10 +276,9 @@ class LinkMonitor:
                     if got[2] > 1:
                         fills.append((len(idx) - 1, got[2]))
         if not idx:
-            return []
+            return None
         self._record(idx, utils, nbytes, fills, now_s)
-        links, caps = self._links, self._cap
-        return [LinkSample(now_s, links[i], u, b, caps[i]) for i, u, b in zip(idx, utils, nbytes)]
+        return idx, utils, nbytes
 
     def _step(self, i: int, value: int, dur: float, now_s: float) -> Optional[Tuple[float, int, int]]:
         """Advance one counter; (util, bytes, periods covered) or None for no sample."""

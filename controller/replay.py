@@ -176,7 +176,7 @@ class ControlLoop:
 
         now = view.now_s
         cum = view.cumulative_bytes()
-        observe = self.monitor.observe
+        observe = self.monitor.ingest
         for switch, ports, tx, rx in view.switch_ports():
             observe(switch, [PortCounters(p, cum[a], cum[b], now) for p, a, b in zip(ports, tx, rx)], now)
         self.ticks += 1
