@@ -25,11 +25,12 @@ levels freezes at its cap for the same reason.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["FairShareError", "max_min_rates", "max_min_rates_numpy", "COMPILED"]
+__all__ = ["FairShareError", "max_min_rates", "max_min_rates_numpy", "resolve_event",
+           "resolve_event_numpy", "refill_threshold", "COMPILED"]
 
 _REL_TOL = 1e-9
 _KEEP_TOL = 1.0 - _REL_TOL
@@ -195,8 +196,167 @@ def _kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the nu
     return rate, True
 
 
-def _compile():
-    """The Numba-compiled kernel, or None (not installed, or SIDESTEP_NO_JIT=1 for checks)."""
+def refill_threshold(removed_rates: Sequence[float], new_rows: np.ndarray, new_caps: np.ndarray,
+                     link_capacity: np.ndarray, count_after: np.ndarray,
+                     old_load: np.ndarray) -> float:
+    """A level below which an event leaves every max-min rate unchanged.
+
+    Why: progressive filling decides the flows frozen below level ``y`` only
+    from what happens below ``y``.  A removed flow of rate ``x`` fills its
+    links only above ``x`` (each of its links saturates at ``x`` or later),
+    so removing it changes nothing below ``x``.  Adding flows to link ``L``
+    (``a`` new flows, ``n`` flows in all after the event, ``S`` the old
+    flows' total rate there) cannot make ``L`` fill below
+    ``max(C / n, (C - S) / a)``: at fill level ``y`` the link carries at most
+    ``min(n * y, S + a * y)``.  A new flow's cap bounds its own level.  The
+    minimum over all changes is a level under which the old solution still
+    holds, so only flows at or above it need re-solving (``resolve_event``
+    does that with the capacity the others leave).
+
+    ``new_rows``: link rows of the added flows (pad = ``len(link_capacity)``);
+    ``count_after``: flows per link after the event (pad entry included);
+    ``old_load``: per link, the total old rate of the flows that stay.
+    """
+    theta = min(removed_rates) if len(removed_rates) else np.inf
+    if new_rows.size:
+        pad = len(link_capacity)
+        theta = min(theta, float(np.min(new_caps)))
+        entries = new_rows[new_rows != pad]
+        links, added = np.unique(entries, return_counts=True)
+        cap = link_capacity[links]
+        fair = cap / count_after[links]
+        # slack may carry float noise: 1e-6 of capacity less keeps the bound conservative
+        slack = (cap - old_load[links] - 1e-6 * cap) / added
+        theta = min(theta, float(np.min(np.maximum(fair, slack))))
+    return theta
+
+
+def _link_sums(rows: np.ndarray, values: np.ndarray, n_links: int) -> np.ndarray:
+    """Per link, the sum of ``values`` over the flows crossing it (``np.bincount`` order)."""
+    return np.bincount(rows.ravel(), weights=np.repeat(values, rows.shape[1]), minlength=n_links + 1)[:n_links]
+
+
+def resolve_event_numpy(rows: np.ndarray, rate: np.ndarray, fcap: np.ndarray, is_new: np.ndarray,
+                        gone_rows: np.ndarray, gone_rates: np.ndarray, link_rate: np.ndarray,
+                        link_count: np.ndarray, capacity: np.ndarray, incremental: bool = True
+                        ) -> Tuple[np.ndarray, int]:
+    """The reference ``resolve_event`` in numpy (see there)."""
+    m = len(rows)
+    n_links = len(capacity)
+    old_load = link_rate - _link_sums(gone_rows, gone_rates, n_links) if len(gone_rows) else link_rate
+    theta = refill_threshold(gone_rates.tolist(), rows[is_new], fcap[is_new], capacity, link_count, old_load)
+    upper = is_new | (rate >= theta * (1.0 - 1e-9))
+    n_up = int(np.count_nonzero(upper))
+    if n_up > 0.75 * m or not incremental:
+        rate[:] = max_min_rates_numpy(rows, capacity, fcap)
+        return _link_sums(rows, rate, n_links), n_up
+    if n_up == 0:
+        return old_load, 0
+    fixed = ~upper
+    fixed_load = _link_sums(rows[fixed], rate[fixed], n_links)
+    urows = rows[upper]
+    sub = max_min_rates_numpy(urows, np.maximum(capacity - fixed_load, 0.0), fcap[upper])
+    rate[upper] = sub
+    return fixed_load + _link_sums(urows, sub, n_links), n_up
+
+
+def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, link_count, capacity,
+                    incremental):  # pragma: no cover - compiled by Numba; the numpy twin is tested
+    """``resolve_event_numpy`` as loops, with its arithmetic in its order.  Returns (link_rate, n_up, ok)."""
+    m, width = rows.shape
+    n_links = capacity.shape[0]
+    pad = n_links
+    # old_load: the removed flows' rates summed per link (bincount order), then subtracted
+    old_load = link_rate.copy()
+    if gone_rows.shape[0]:
+        acc = np.zeros(n_links + 1)
+        for r in range(gone_rows.shape[0]):
+            for p in range(gone_rows.shape[1]):
+                acc[gone_rows[r, p]] += gone_rates[r]
+        for l in range(n_links):
+            old_load[l] = link_rate[l] - acc[l]
+    theta = np.inf
+    for r in range(gone_rates.shape[0]):
+        if gone_rates[r] < theta:
+            theta = gone_rates[r]
+    n_new = 0
+    added = np.zeros(n_links + 1)
+    cap_min = np.inf
+    for f in range(m):
+        if is_new[f]:
+            n_new += 1
+            c = fcap[f]
+            if c < cap_min or c != c:
+                cap_min = c
+            for p in range(width):
+                if rows[f, p] != pad:
+                    added[rows[f, p]] += 1.0
+    if n_new:
+        if cap_min < theta:
+            theta = cap_min
+        low = np.inf
+        for l in range(n_links):
+            if added[l] > 0.0:
+                cap = capacity[l]
+                fair = cap / link_count[l]
+                slack = (cap - old_load[l] - 1e-6 * cap) / added[l]
+                v = fair if fair >= slack or fair != fair else slack
+                if v < low or v != v:
+                    low = v
+        if low < theta:
+            theta = low
+    level = theta * (1.0 - 1e-9)
+    upper = np.empty(m, dtype=np.bool_)
+    n_up = 0
+    for f in range(m):
+        upper[f] = is_new[f] or rate[f] >= level
+        if upper[f]:
+            n_up += 1
+    out = np.zeros(n_links + 1)
+    if n_up > 0.75 * m or not incremental:
+        got, ok = _max_min_jit(rows, capacity, fcap)
+        if not ok:
+            return old_load, n_up, False
+        for f in range(m):
+            rate[f] = got[f]
+            for p in range(width):
+                out[rows[f, p]] += got[f]
+        return out[:n_links].copy(), n_up, True
+    if n_up == 0:
+        return old_load, 0, True
+    fixed_load = np.zeros(n_links + 1)
+    urows = np.empty((n_up, width), dtype=rows.dtype)
+    ucap = np.empty(n_up)
+    k = 0
+    for f in range(m):
+        if upper[f]:
+            urows[k] = rows[f]
+            ucap[k] = fcap[f]
+            k += 1
+        else:
+            for p in range(width):
+                fixed_load[rows[f, p]] += rate[f]
+    residual = np.empty(n_links)
+    for l in range(n_links):
+        v = capacity[l] - fixed_load[l]
+        residual[l] = v if v >= 0.0 or v != v else 0.0
+    sub, ok = _max_min_jit(urows, residual, ucap)
+    if not ok:
+        return old_load, n_up, False
+    k = 0
+    for f in range(m):
+        if upper[f]:
+            rate[f] = sub[k]
+            for p in range(width):
+                out[rows[f, p]] += sub[k]
+            k += 1
+    for l in range(n_links):
+        out[l] = fixed_load[l] + out[l]
+    return out[:n_links].copy(), n_up, True
+
+
+def _jit(fn):
+    """``fn`` compiled by Numba, or None (not installed, or SIDESTEP_NO_JIT=1 for checks)."""
     if os.environ.get("SIDESTEP_NO_JIT"):
         return None
     try:
@@ -204,30 +364,77 @@ def _compile():
     except ImportError:
         return None
     # error_model="numpy": x/0 gives inf/nan as in numpy instead of raising
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(_kernel)
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 
-_COMPILED_KERNEL = _compile()
-COMPILED = _COMPILED_KERNEL is not None
+_max_min_jit = _jit(_kernel)
+_resolve_jit = _jit(_resolve_kernel) if _max_min_jit is not None else None
+COMPILED = _max_min_jit is not None
+
+
+def _use_compiled(compiled: Optional[bool]) -> bool:
+    if compiled and not COMPILED:
+        raise FairShareError("the compiled solver was asked for but Numba is not installed "
+                             "(pip install -e '.[fast]')")
+    return COMPILED if compiled is None else compiled
 
 
 def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
-                  flow_cap: Optional[np.ndarray] = None) -> np.ndarray:
+                  flow_cap: Optional[np.ndarray] = None, *, compiled: Optional[bool] = None) -> np.ndarray:
     """Max-min fair rates by progressive filling (water-filling).
 
     ``flow_links`` is an int array (n_flows, P): the link indices of each
     flow's path, padded with ``len(link_capacity)`` (a pad link of infinite
     capacity).  ``flow_cap`` gives optional per-flow rate caps (``inf`` for
     none).  Raises ``FairShareError`` if a flow has neither a finite link nor
-    a cap.  Compiled when Numba is installed, else the numpy reference; both
-    return the same bits.
+    a cap.  ``compiled``: None = the Numba kernel when installed, else the
+    numpy reference; both return the same bits.
     """
-    if _COMPILED_KERNEL is None or len(flow_links) == 0:
+    if not _use_compiled(compiled) or len(flow_links) == 0:
         return max_min_rates_numpy(flow_links, link_capacity, flow_cap)
     fc = np.full(len(flow_links), np.inf) if flow_cap is None else flow_cap
-    rate, ok = _COMPILED_KERNEL(np.ascontiguousarray(flow_links, dtype=np.int64),
-                                np.ascontiguousarray(link_capacity, dtype=float),
-                                np.ascontiguousarray(fc, dtype=float))
+    rate, ok = _max_min_jit(np.ascontiguousarray(flow_links, dtype=np.int64),
+                            np.ascontiguousarray(link_capacity, dtype=float),
+                            np.ascontiguousarray(fc, dtype=float))
     if not ok:
         raise FairShareError(_NO_LIMIT)
     return rate
+
+
+def resolve_event(rows: np.ndarray, rate: np.ndarray, fcap: np.ndarray, is_new: np.ndarray,
+                  gone_rows: np.ndarray, gone_rates: np.ndarray, link_rate: np.ndarray,
+                  link_count: np.ndarray, capacity: np.ndarray, *, incremental: bool = True,
+                  compiled: Optional[bool] = None) -> Tuple[np.ndarray, int]:
+    """Re-solve the rates after one event; returns (per-link total rate, flows re-solved).
+
+    ``rows``/``rate``/``fcap``: the flows in flight after the event (link
+    rows padded with ``len(capacity)``, current rates -- updated in place --,
+    caps); ``is_new``: flows added or moved by the event; ``gone_rows`` /
+    ``gone_rates``: the rows and old rates of flows that left (or left their
+    old path); ``link_rate``: per-link total rate before the event;
+    ``link_count``: flows per link after it (pad entry included).  Only the
+    new flows and those at or above ``refill_threshold`` are re-solved, on the
+    capacity the others leave, unless ``incremental`` is False or they are
+    most of the flows.  ``compiled`` as in ``max_min_rates``: same bits either way.
+    """
+    if len(rows) == 0:
+        return np.zeros(len(capacity)), 0
+    if not _use_compiled(compiled):
+        return resolve_event_numpy(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, link_count,
+                                   capacity, incremental)
+    width = rows.shape[1]
+    gone = gone_rows if len(gone_rows) else np.zeros((0, width), dtype=np.int64)
+    out, n_up, ok = _resolve_jit(rows, rate, fcap, is_new, np.ascontiguousarray(gone, dtype=np.int64),
+                                 np.ascontiguousarray(gone_rates, dtype=float), link_rate,
+                                 link_count, capacity, incremental)
+    if not ok:
+        raise FairShareError(_NO_LIMIT)
+    return out, int(n_up)
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time) the Numba kernels now, not inside the first replay event."""
+    if COMPILED:
+        rows = np.zeros((1, 1), dtype=np.int64)
+        resolve_event(rows, np.zeros(1), np.full(1, np.inf), np.ones(1, dtype=bool), np.zeros((0, 1), dtype=np.int64),
+                      np.zeros(0), np.zeros(1), np.array([1, 0]), np.ones(1))

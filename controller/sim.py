@@ -41,59 +41,17 @@ EPHEMERAL_LO = 32768
 EPHEMERAL_SPAN = 60999 - 32768 + 1  # Linux ip_local_port_range default
 
 
-Solver = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], np.ndarray]
-
-
 class SimError(RuntimeError):
     """The simulation cannot continue (e.g. a controller returned an invalid path)."""
 
 
-# --------------------------------------------------------------------------
-# max-min fair sharing (the solver itself lives in controller.fairshare)
-# --------------------------------------------------------------------------
 def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
-                  flow_cap: Optional[np.ndarray] = None, *,
-                  solver: Optional[Solver] = None) -> np.ndarray:
-    """``controller.fairshare.max_min_rates`` (or ``solver``), with its error as a ``SimError``."""
+                  flow_cap: Optional[np.ndarray] = None) -> np.ndarray:
+    """``controller.fairshare.max_min_rates``, with its error as a ``SimError``."""
     try:
-        return (solver or fairshare.max_min_rates)(flow_links, link_capacity, flow_cap)
+        return fairshare.max_min_rates(flow_links, link_capacity, flow_cap)
     except fairshare.FairShareError as exc:
         raise SimError(str(exc)) from None
-
-
-def refill_threshold(removed_rates: Sequence[float], new_rows: np.ndarray, new_caps: np.ndarray,
-                     link_capacity: np.ndarray, count_after: np.ndarray,
-                     old_load: np.ndarray) -> float:
-    """A level below which an event leaves every max-min rate unchanged.
-
-    Why: progressive filling decides the flows frozen below level ``y`` only
-    from what happens below ``y``.  A removed flow of rate ``x`` fills its
-    links only above ``x`` (each of its links saturates at ``x`` or later),
-    so removing it changes nothing below ``x``.  Adding flows to link ``L``
-    (``a`` new flows, ``n`` flows in all after the event, ``S`` the old
-    flows' total rate there) cannot make ``L`` fill below
-    ``max(C / n, (C - S) / a)``: at fill level ``y`` the link carries at most
-    ``min(n * y, S + a * y)``.  A new flow's cap bounds its own level.  The
-    minimum over all changes is a level under which the old solution still
-    holds, so only flows at or above it need re-solving (``Simulator``
-    does that with the capacity the others leave).
-
-    ``new_rows``: link rows of the added flows (pad = ``len(link_capacity)``);
-    ``count_after``: flows per link after the event (pad entry included);
-    ``old_load``: per link, the total old rate of the flows that stay.
-    """
-    theta = min(removed_rates) if len(removed_rates) else np.inf
-    if new_rows.size:
-        pad = len(link_capacity)
-        theta = min(theta, float(np.min(new_caps)))
-        entries = new_rows[new_rows != pad]
-        links, added = np.unique(entries, return_counts=True)
-        cap = link_capacity[links]
-        fair = cap / count_after[links]
-        # slack may carry float noise: 1e-6 of capacity less keeps the bound conservative
-        slack = (cap - old_load[links] - 1e-6 * cap) / added
-        theta = min(theta, float(np.min(np.maximum(fair, slack))))
-    return theta
 
 
 # --------------------------------------------------------------------------
@@ -390,7 +348,7 @@ class Simulator:
 
     Rates are max-min fair at every instant.  An event (arrivals, completions,
     the path changes of a tick, all at one time) does not re-solve every flow:
-    ``refill_threshold`` gives a level below which the event changes no rate,
+    ``fairshare.refill_threshold`` gives a level below which the event changes no rate,
     and only the new flows and those at or above that level are re-solved, on
     the capacity the others leave (``max_min_rates``).
     """
@@ -398,7 +356,7 @@ class Simulator:
     def __init__(self, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                  poll_interval_s: float = 1.0, hook: Optional[TickHook] = None,
                  progress: Optional[ProgressHook] = None, incremental: bool = True,
-                 solver: Optional[Solver] = None) -> None:
+                 compiled: Optional[bool] = None) -> None:
         if not poll_interval_s > 0:
             raise ValueError("poll interval must be > 0 s, got %r" % poll_interval_s)
         self.fabric = fabric
@@ -408,8 +366,8 @@ class Simulator:
         self.hook = hook
         self.progress = progress
         self.incremental = incremental   # False: re-solve every flow at every event (for checks)
-        # the fair-share solver: compiled when Numba is installed; benchmarks pass the numpy one
-        self.solver = solver
+        # fair-share solver: None = compiled when Numba is installed; False = the numpy reference
+        self.compiled = compiled
         self.links: List[Link] = fabric.directed_links()
         self.link_index: Dict[Link, int] = {l: i for i, l in enumerate(self.links)}
         self.capacity = np.array([fabric.capacity_bps(a, b) for a, b in self.links])
@@ -524,42 +482,19 @@ class Simulator:
         def solve() -> None:
             nonlocal link_rate
             m = slots.m
-            rows = slots.links[:m]
-            rate = slots.rate[:m]
             is_new = np.zeros(m, dtype=bool)
             new_slots = [slots.slot_of[i] for i in added]
-            new_slots = [s for s in new_slots if s >= 0]
-            is_new[new_slots] = True
-            if removed_rows:
-                gone = np.concatenate(removed_rows)
-                old_load = link_rate - np.bincount(
-                    gone.ravel(), weights=np.repeat(np.asarray(removed_rates), gone.shape[1]),
-                    minlength=n_links + 1)[:n_links]
-            else:
-                old_load = link_rate
-            theta = refill_threshold(removed_rates, rows[is_new], slots.fcap[:m][is_new], capacity,
-                                     link_count, old_load)
-            upper = is_new | (rate >= theta * (1.0 - 1e-9))
-            n_up = int(np.count_nonzero(upper))
+            is_new[[s for s in new_slots if s >= 0]] = True
+            gone = np.concatenate(removed_rows) if removed_rows else np.zeros((0, width), dtype=np.int64)
+            try:
+                link_rate, n_up = fairshare.resolve_event(
+                    slots.links[:m], slots.rate[:m], slots.fcap[:m], is_new, gone,
+                    np.asarray(removed_rates, dtype=float), link_rate, link_count, capacity,
+                    incremental=self.incremental, compiled=self.compiled)
+            except fairshare.FairShareError as exc:
+                raise SimError(str(exc)) from None
             self.solves += 1
             self.resolved_flows += n_up
-            if n_up > 0.75 * m or not self.incremental:
-                rate[:] = max_min_rates(rows, capacity, slots.fcap[:m], solver=self.solver)
-                link_rate = np.bincount(rows.ravel(), weights=np.repeat(rate, rows.shape[1]),
-                                        minlength=n_links + 1)[:n_links]
-            elif n_up:
-                fixed = ~upper
-                frows = rows[fixed]
-                fixed_load = np.bincount(frows.ravel(), weights=np.repeat(rate[fixed], frows.shape[1]),
-                                         minlength=n_links + 1)[:n_links]
-                urows = rows[upper]
-                sub = max_min_rates(urows, np.maximum(capacity - fixed_load, 0.0), slots.fcap[:m][upper],
-                                    solver=self.solver)
-                rate[upper] = sub
-                link_rate = fixed_load + np.bincount(urows.ravel(), weights=np.repeat(sub, urows.shape[1]),
-                                                     minlength=n_links + 1)[:n_links]
-            else:
-                link_rate = old_load
             removed_rates.clear()
             removed_rows.clear()
             added.clear()

@@ -149,7 +149,7 @@ class _Horizon(Exception):
 
 
 def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model=None,
-          solver=None) -> Dict[str, float]:
+          compiled=None) -> Dict[str, float]:
     fabric = Fabric.from_spec(fat_tree(k, 1000.0))
     hook = None
     if policy != "ecmp":
@@ -163,7 +163,8 @@ def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model
         seen["in_flight"].append(sim.in_flight)
         if t >= sim_seconds:
             raise _Horizon
-    sim = Simulator(fabric, flows, seed=0, poll_interval_s=1.0, hook=hook, progress=progress, solver=solver)
+    sim = Simulator(fabric, flows, seed=0, poll_interval_s=1.0, hook=hook, progress=progress,
+                    compiled=compiled)
     t0 = time.perf_counter()
     try:
         result = sim.run()
@@ -192,7 +193,7 @@ def main() -> None:
                     help="also run each cell with the numpy fair-share solver and print the ratio")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    fairshare.max_min_rates(np.zeros((1, 1), dtype=np.int64), np.ones(1))
+    fairshare.warm_up()
     print("fair-share solver: %s; first call (JIT load or compile) %.2f s, not counted below"
           % ("compiled (Numba)" if fairshare.COMPILED else "numpy (Numba not installed)",
              time.perf_counter() - t0), flush=True)
@@ -208,7 +209,7 @@ def main() -> None:
                     runs.append(bench(k, flows, args.sim_seconds, policy, args.model))
                     if args.numpy_baseline:
                         base.append(bench(k, flows, args.sim_seconds, policy, args.model,
-                                          solver=fairshare.max_min_rates_numpy))
+                                          compiled=False))
                 speeds = sorted(r["speed"] for r in runs)
                 med = speeds[len(speeds) // 2]
                 if base:
