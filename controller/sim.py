@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -92,14 +92,15 @@ def five_tuple(flow: TraceFlow, seed: int) -> FiveTuple:
 # --------------------------------------------------------------------------
 # what the controller hook sees and returns
 # --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ConnView:
+class ConnView(NamedTuple):
     """An open connection at a tick.
 
     ``rate_bps`` is its current max-min rate (0 between bursts).  ``demand_bps``
     is what a planner should assume it needs: the current rate while it sends,
     and between bursts of a training connection the mean rate of its last
     burst (size / duration), since its next burst will look like its last.
+    A named tuple, not a frozen dataclass: a tick builds one per open
+    connection (about 1,000 at k=8), and this is 5x cheaper to create.
     """
 
     flow_id: str
