@@ -59,9 +59,14 @@ inputs give the same output in the live app, in replay and in tests.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, fields
-from typing import (Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence,
+from itertools import chain, repeat
+from operator import add, attrgetter, itemgetter, truediv
+from typing import (AbstractSet, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence,
                     Tuple)
+
+import numpy as np
 
 from controller.classify import BACKGROUND, TRAINING
 from controller.ecmp import FiveTuple
@@ -103,13 +108,17 @@ class ActiveFlow:
     def __post_init__(self) -> None:
         if not isinstance(self.flow_id, str) or not self.flow_id:
             raise PlannerError("flow_id must be a non-empty string, got %r" % (self.flow_id,))
-        path = tuple(self.path)
-        object.__setattr__(self, "path", path)
+        path = self.path
+        if type(path) is not tuple:  # already a tuple (the usual case): nothing to convert or store
+            path = tuple(path)
+            object.__setattr__(self, "path", path)
         if len(path) < 2 or path[0] != self.five.src or path[-1] != self.five.dst:
             raise PlannerError("flow %s: path %s must run from %s to %s"
                                % (self.flow_id, "->".join(path), self.five.src, self.five.dst))
         rate = self.rate_bps
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
+        if type(rate) is float and 0.0 <= rate < math.inf:  # the usual case, in one test
+            pass
+        elif isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
                 or rate < 0:
             raise PlannerError("flow %s: rate_bps must be a finite number >= 0, got %r"
                                % (self.flow_id, rate))
@@ -229,6 +238,7 @@ class EqualCostPaths:
         self._dist: Dict[str, Dict[str, int]] = {}
         self._segs: Dict[Tuple[str, str], List[Tuple[str, ...]]] = {}
         self._attach: Dict[str, Optional[str]] = {}
+        self.planner_index: Optional["_PathIndex"] = None  # plan_reroutes' per-path index (see _index_for)
 
     def _sync(self) -> None:
         if self._version == self.fabric.version:
@@ -313,7 +323,7 @@ class _Capacities(dict):
 
     def __init__(self, fabric: Fabric) -> None:
         super().__init__()
-        self.fabric = fabric
+        self._fabric = weakref.ref(fabric)  # a kept index must not keep its fabric alive (see _index_for)
         # networkx's own adjacency dict: the public views allocate an object per lookup,
         # which is most of the cost of a planning round at k=16.
         self._adj = fabric.graph._adj
@@ -322,7 +332,7 @@ class _Capacities(dict):
         try:
             cap = self._adj[link[0]][link[1]]["capacity_bps"]
         except KeyError:
-            cap = self.fabric.capacity_bps(*link)  # raises FabricError naming the link
+            cap = self._fabric().capacity_bps(*link)  # raises FabricError naming the link
         self[link] = cap
         return cap
 
@@ -341,11 +351,14 @@ def _clean(value: object) -> Optional[float]:
 
 
 def _check_unique(flows: Sequence[ActiveFlow]) -> None:
+    ids = [f.flow_id for f in flows]
+    if len(set(ids)) == len(ids):  # the common case, without a Python-level loop
+        return
     seen = set()
-    for f in flows:
-        if f.flow_id in seen:
-            raise PlannerError("flow_id %r appears twice in the active flows" % f.flow_id)
-        seen.add(f.flow_id)
+    for flow_id in ids:
+        if flow_id in seen:
+            raise PlannerError("flow_id %r appears twice in the active flows" % flow_id)
+        seen.add(flow_id)
 
 
 def flow_demand_utilization(fabric: Fabric, flows: Iterable[ActiveFlow]) -> Dict[Link, float]:
@@ -354,10 +367,14 @@ def flow_demand_utilization(fabric: Fabric, flows: Iterable[ActiveFlow]) -> Dict
     Summed in flow_id order, so the floating-point result does not depend on
     the order the caller lists the flows in.
     """
-    caps = _Capacities(fabric)
+    return _flow_demand(_Capacities(fabric), flows)
+
+
+def _flow_demand(caps: _Capacities, flows: Iterable[ActiveFlow]) -> Dict[Link, float]:
+    """``flow_demand_utilization`` with the capacities given (a round's index has them)."""
     out: Dict[Link, float] = {}
     get = out.get
-    for f in sorted(flows, key=lambda f: f.flow_id):
+    for f in sorted(flows, key=_flow_id):
         rate, path = f.rate_bps, f.path
         if rate <= 0:
             continue
@@ -379,20 +396,35 @@ def planning_utilization(fabric: Fabric, flows: Sequence[ActiveFlow],
     ``ecmp``/``reactive``: measured.  ``predictive``: per link the max of
     measured, forecast (where given) and the flows' own demand.
     """
-    util: Dict[Link, float] = {}
-    for link, value in measured.items():
-        v = _clean(value)
-        if v is not None:
-            util[link] = v
+    return _planning_utilization(measured, predicted, config, lambda: flow_demand_utilization(fabric, flows))
+
+
+def _planning_utilization(measured: Mapping[Link, float], predicted: Optional[Mapping[Link, float]],
+                          config: PlannerConfig, demand: Callable[[], Dict[Link, float]]
+                          ) -> Dict[Link, float]:
+    """``planning_utilization`` with the flows' demand supplied by the caller (the round has it indexed)."""
+    # Each pass is a comprehension over the common case (float values; _clean keeps those >= 0 as they
+    # are) and falls back to the plain loop, same order, when some value needs _clean.
+    util = {link: v for link, v in measured.items() if type(v) is float and v >= 0.0}
+    if len(util) != len(measured):
+        util = {}
+        for link, value in measured.items():
+            v = _clean(value)
+            if v is not None:
+                util[link] = v
     if config.policy != "predictive":
         return util
-    for link, value in (predicted or {}).items():
-        v = _clean(value)
-        if v is not None and v > util.get(link, 0.0):
-            util[link] = v
-    for link, v in flow_demand_utilization(fabric, flows).items():
-        if v > util.get(link, 0.0):
-            util[link] = v
+    get = util.get
+    predicted = predicted or {}
+    if all(type(v) is float for v in predicted.values()):
+        # v > get(...) >= 0 implies v >= 0.0, so _clean would keep v; a NaN fails the test as _clean drops it
+        util.update({link: v for link, v in predicted.items() if v > get(link, 0.0)})
+    else:
+        for link, value in predicted.items():
+            v = _clean(value)
+            if v is not None and v > get(link, 0.0):
+                util[link] = v
+    util.update({link: v for link, v in demand().items() if v > get(link, 0.0)})
     return util
 
 
@@ -426,30 +458,243 @@ def _priority(flow: ActiveFlow) -> Tuple[int, float, str]:
     return (0 if flow.cls == TRAINING else 1, -flow.rate_bps, flow.flow_id)
 
 
-class _Placer:
-    """Scores candidate paths for one flow against the working utilization."""
+def _flow_id(flow: ActiveFlow) -> str:
+    return flow.flow_id
 
-    def __init__(self, fabric: Fabric, util: Dict[Link, float], paths: PathsFn) -> None:
-        self.fabric = fabric
-        self.util = util
-        self.paths = paths
+
+_known_ids = attrgetter("known_ids")
+_known_caps = attrgetter("known_caps")
+
+
+def _path_usable(adj: Mapping[str, Mapping[str, Mapping[str, object]]], path: Sequence[str]) -> bool:
+    """Every link of ``path`` exists and is up in ``adj`` (the fabric graph's ``_adj``, see _Capacities)."""
+    prev = path[0]
+    for node in path[1:]:
+        nbrs = adj.get(prev)
+        data = nbrs.get(node) if nbrs is not None else None
+        if data is None or not data["up"]:
+            return False
+        prev = node
+    return True
+
+
+class _PathInfo:
+    """A flow path: ``_path_usable`` and, if usable, its first link's capacity (``access``); then, once
+    ``_PathIndex.detail`` fills them, its links, their set, their capacities (None: not a link of the
+    fabric) and the smallest of those.
+
+    ``known_ids``/``known_caps`` (filled by ``_PathIndex.known``): the number
+    and the capacity of each link the fabric has, in path order (what
+    ``flow_demand_utilization`` sums).  Filled on first need because a round
+    that does not need them (a first round, say) should not pay for them.
+    """
+
+    __slots__ = ("path", "usable", "access", "links", "link_set", "caps", "min_cap", "known_ids",
+                 "known_caps")
+
+    def __init__(self, path: Path, adj: Mapping[str, Mapping[str, Mapping[str, object]]],
+                 caps: _Capacities) -> None:
+        self.path = path
+        self.usable = _path_usable(adj, path)
+        self.access: Optional[float] = caps[(path[0], path[1])] if self.usable else None
+        self.link_set: FrozenSet[Link] = frozenset()
+        self.caps: Tuple[Optional[float], ...] = ()
+        self.min_cap: Optional[float] = None
+        self.known_ids: Optional[Tuple[int, ...]] = None
+        self.known_caps: Optional[Tuple[float, ...]] = None
+        self.links: Optional[Tuple[Link, ...]] = None  # None: not filled yet (set last, see detail)
+
+
+class _Choices:
+    """The equal-cost paths of one host pair as index lists into the union of their links.
+
+    Why: the greedy pass scores every alternative of each hot flow.  The paths
+    of a pair overlap (at k=8, 16 paths of 6 links touch 42 distinct links), so
+    a flow's load on each link -- a division and a dict lookup -- is computed
+    once per link (``_Placer.loads``), and each path's sum and bottleneck are
+    list indexing.  The floats are the same as ``_Placer.score``'s: the same
+    operations on the same values, summed left to right along the path from 0.0.
+    """
+
+    __slots__ = ("paths", "links", "caps", "cap", "rows", "picks", "pickers", "_at")
+
+    def __init__(self, index: "_PathIndex", paths: Sequence[Path], shared: FrozenSet[Link]) -> None:
+        pos: Dict[Link, int] = {}
+        links: List[Link] = []
+        rows: List[Tuple[int, ...]] = []
+        picks: List[Tuple[int, ...]] = []
+        for path in paths:
+            row, pick = [], []
+            for link in index.links(path):
+                i = pos.get(link)
+                if i is None:
+                    i = pos[link] = len(links)
+                    links.append(link)
+                row.append(i)
+                if link not in shared:
+                    pick.append(i)
+            rows.append(tuple(row))
+            picks.append(tuple(pick))
+        caps = index.caps
+        self.caps = [caps[link] for link in links]  # in path order: a missing link is named as score names it
+        # One capacity for every link (a fat-tree): then one division gives every share.
+        self.cap: Optional[float] = self.caps[0] if self.caps and len(set(self.caps)) == 1 else None
+        self.paths = list(paths)
+        self.links = links
+        self.rows = rows
+        self.picks = picks  # each path's choosable links (not in the pair's shared set), in path order
+        self.pickers = [_picker(pick) for pick in picks]
+        self._at: Dict[Path, int] = {}
+        for j, path in enumerate(self.paths):
+            self._at.setdefault(tuple(path), j)
+
+    def index_of(self, path: Sequence[str]) -> Optional[int]:
+        return self._at.get(tuple(path))
+
+    def on_path(self, path: Sequence[str], link_set: FrozenSet[Link]) -> Sequence[int]:
+        """Indices of the union links that ``path`` (whose links are ``link_set``) uses."""
+        j = self._at.get(tuple(path))
+        if j is not None:
+            return self.rows[j]
+        return [i for i, link in enumerate(self.links) if link in link_set]
+
+    def bottleneck(self, j: int, loads: Sequence[float]) -> Tuple[float, Optional[Link]]:
+        """``score(...)[0::2]`` of path ``j``: its highest choosable load and the first link carrying it."""
+        worst, where = 0.0, None
+        for i in self.picks[j]:
+            load = loads[i]
+            if where is None or load > worst:
+                worst, where = load, i
+        return worst, (None if where is None else self.links[where])
+
+
+def _picker(idx: Sequence[int]) -> Callable[[Sequence[float]], Tuple[float, ...]]:
+    """``lambda seq: tuple(seq[i] for i in idx)``, at C speed where ``itemgetter`` allows.
+
+    ``max`` of the result is a path's bottleneck; no choosable link gives (0.0,), score's start value.
+    """
+    if len(idx) > 1:
+        return itemgetter(*idx)
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda seq: (seq[i],)
+    return lambda seq: (0.0,)
+
+
+def _near(low: float) -> float:
+    """Above this, a bottleneck cannot round (to 9 places) to the same value as ``low``.
+
+    Why it is safe: two values more than 1e-9 apart round to different
+    multiples of 1e-9, and those convert to different doubles below 2**23;
+    from 2**23 up, a double's spacing exceeds 1e-9 and round(x, 9) == x.  The
+    float sum ``low + 1e-8`` is at least ``low + 1e-9`` wherever the spacing
+    is below 1.8e-8, and never below ``low`` elsewhere.
+    """
+    return low + 1e-8
+
+
+class _PathIndex:
+    """What the planner derives from the fabric alone: per path and per host pair, for one fabric version.
+
+    Why: most of a round at k=8 was rebuilding the same link lists, capacity
+    lookups and equal-cost path sets, tick after tick.  None of it depends on
+    utilization or flows, so one index is kept across rounds (``_index_for``)
+    and rebuilt when ``fabric.version`` changes, as the fabric's own path cache
+    is.  Within an index, ``paths(src, dst)`` is asked once per pair (the
+    shared-link sets always assumed it is fixed).  It refers to the fabric
+    weakly, so that keeping it does not keep the fabric.
+    """
+
+    MAX_PATHS = 20_000  # then start afresh: ~2 kB a path, so this bounds memory over a long replay
+
+    def __init__(self, fabric: Fabric, paths: Optional[PathsFn]) -> None:
+        """``paths`` None: the fabric's own ``paths``, looked up when used (the fabric is held weakly)."""
+        self._fabric = weakref.ref(fabric)
+        self.adj = fabric.graph._adj
+        self.paths_fn = paths
+        self.version = fabric.version
         self.caps = _Capacities(fabric)
+        self._info: Dict[Path, _PathInfo] = {}  # flow paths
+        self._links: Dict[Path, Tuple[Link, ...]] = {}  # every path seen
+        self._ids: Dict[Link, int] = {}
+        self._by_id: List[Link] = []
+        self._summed = False  # has demand() been asked before?
+        self._alts: Dict[Tuple[str, str], List[Path]] = {}
         self._shared: Dict[Tuple[str, str], FrozenSet[Link]] = {}
-        self._links: Dict[Tuple[str, ...], List[Link]] = {}
+        self._choices: Dict[Tuple[str, str], _Choices] = {}
 
-    def links(self, path: Sequence[str]) -> List[Link]:
-        """``path_links``, memoised for the round (paths are scored many times)."""
+    def current(self, fabric: Fabric) -> bool:
+        """Still valid for ``fabric`` (same object, same version, not grown past its bound)?"""
+        return (fabric is self._fabric() and fabric.version == self.version
+                and len(self._links) < self.MAX_PATHS)
+
+    def info(self, path: Sequence[str]) -> _PathInfo:
+        key = tuple(path)
+        got = self._info.get(key)
+        if got is None:
+            got = self._info[key] = _PathInfo(key, self.adj, self.caps)
+        return got
+
+    def detail(self, info: _PathInfo) -> _PathInfo:
+        """Fill the links, link set and capacities of ``info`` if not yet done."""
+        if info.links is None:
+            links = self.links(info.path)
+            caps = self.caps
+            found: List[Optional[float]] = []
+            for link in links:
+                try:
+                    found.append(caps[link])
+                except FabricError:
+                    found.append(None)
+            info.link_set = frozenset(links)
+            info.caps = tuple(found)
+            # The largest share of a flow on this path is rate / min_cap (division is monotonic).
+            info.min_cap = min(found) if found and None not in found else None
+            info.links = links  # last: a filled info is a complete one
+        return info
+
+    def links(self, path: Sequence[str]) -> Tuple[Link, ...]:
+        """``path_links``, remembered (alternative paths need no more than this)."""
         key = tuple(path)
         got = self._links.get(key)
         if got is None:
-            got = self._links[key] = path_links(key)
+            got = self._links[key] = tuple(path_links(key))
         return got
 
-    def alternatives(self, flow: ActiveFlow) -> List[Path]:
-        return list(self.paths(flow.five.src, flow.five.dst))
+    def known(self, info: _PathInfo) -> _PathInfo:
+        """Fill ``info.known_ids``/``known_caps``: number (for array sums) and capacity of its links."""
+        if info.known_ids is None:
+            self.detail(info)
+            if not self._by_id:  # every directed link of the fabric, numbered once (ids before the list)
+                by_id = self._fabric().directed_links()
+                self._ids = {link: i for i, link in enumerate(by_id)}
+                self._by_id = by_id
+            known = [(link, cap) for link, cap in zip(info.links, info.caps) if cap is not None]
+            info.known_caps = tuple(cap for _, cap in known)  # first: known_ids set means "filled"
+            info.known_ids = tuple(self._ids[link] for link, _ in known)
+        return info
 
-    def shared(self, flow: ActiveFlow, alts: Sequence[Path]) -> FrozenSet[Link]:
-        key = (flow.five.src, flow.five.dst)
+    def infos(self, flows: Sequence[ActiveFlow]) -> List[_PathInfo]:
+        """``info(f.path)`` for every flow (one C-level pass over the cache, then the misses)."""
+        paths = [f.path for f in flows]
+        got = list(map(self._info.get, paths))
+        if None in got:
+            info = self.info
+            got = [g if g is not None else info(path) for g, path in zip(got, paths)]
+        return got
+
+    def pair_paths(self, src: str, dst: str) -> List[Path]:
+        """``paths(src, dst)`` (a FabricError is raised again on every ask, not remembered)."""
+        key = (src, dst)
+        got = self._alts.get(key)
+        if got is None:
+            paths = self.paths_fn if self.paths_fn is not None else self._fabric().paths
+            got = self._alts[key] = list(paths(src, dst))
+        return got
+
+    def shared(self, src: str, dst: str, alts: Sequence[Path]) -> FrozenSet[Link]:
+        """Links every one of the pair's paths uses: no placement changes their load."""
+        key = (src, dst)
         got = self._shared.get(key)
         if got is None:
             sets = [set(self.links(p)) for p in alts]
@@ -457,14 +702,136 @@ class _Placer:
             self._shared[key] = got
         return got
 
+    def choices(self, src: str, dst: str) -> _Choices:
+        key = (src, dst)
+        got = self._choices.get(key)
+        if got is None:
+            alts = self.pair_paths(src, dst)
+            got = self._choices[key] = _Choices(self, alts, self.shared(src, dst, alts))
+        return got
+
+    def demand(self, flows: Sequence[ActiveFlow], infos: Sequence[_PathInfo]) -> Dict[Link, float]:
+        """``flow_demand_utilization`` (same floats) from the flows' path infos.
+
+        The shares ``rate / capacity`` are divided as arrays, and summed per
+        link by ``np.bincount``, which adds each weight to its bin in input
+        order starting from 0.0: the same left-to-right sums, flows in flow_id
+        order, as the dict loop.  The first round of an index sums with that loop
+        itself: numbering every link of every path costs more than it saves once.
+        """
+        if not self._summed:
+            self._summed = True
+            return _flow_demand(self.caps, flows)
+        ids = [f.flow_id for f in flows]
+        rates: List[float] = []
+        used: List[_PathInfo] = []
+        for k in sorted(range(len(ids)), key=ids.__getitem__):  # flow_id order, stable, as there
+            rate = flows[k].rate_bps
+            if rate > 0:
+                rates.append(rate)
+                used.append(self.known(infos[k]))
+        counts = [len(p.known_ids) for p in used]
+        n = sum(counts)
+        if n == 0:
+            return {}
+        link_ids = np.fromiter(chain.from_iterable(map(_known_ids, used)), dtype=np.intp, count=n)
+        caps = np.fromiter(chain.from_iterable(map(_known_caps, used)), dtype=float, count=n)
+        shares = np.repeat(np.array(rates, dtype=float), counts) / caps
+        size = len(self._by_id)
+        sums = np.bincount(link_ids, weights=shares, minlength=size).tolist()
+        touched = np.flatnonzero(np.bincount(link_ids, minlength=size)).tolist()
+        # Keys in link-number order, not first-touch order: the planner only looks values up.
+        return dict(zip(map(self._by_id.__getitem__, touched), map(sums.__getitem__, touched)))
+
+
+def _index_for(fabric: Fabric, paths: PathsFn) -> _PathIndex:
+    """The index to plan with: kept across rounds in an ``EqualCostPaths`` over ``fabric``.
+
+    Any other ``paths`` function (the default ``fabric.paths`` included) gets a
+    fresh index for the round: callers that plan every tick keep an
+    ``EqualCostPaths`` and pass it, as the app and replay do.
+    """
+    if isinstance(paths, EqualCostPaths) and paths.fabric is fabric:
+        index = paths.planner_index
+        if index is None or not index.current(fabric):
+            index = paths.planner_index = _PathIndex(fabric, paths)
+        return index
+    return _PathIndex(fabric, paths)
+
+
+class _Placer:
+    """Scores candidate paths for one flow against the working utilization."""
+
+    def __init__(self, index: _PathIndex, util: Dict[Link, float], hot: float = math.inf) -> None:
+        self.index = index
+        self.caps = index.caps
+        self.links = index.links
+        self.util = util
+        self.hot = hot
+        self._hot_links: Optional[set] = None
+
+    def set_util(self, util: Dict[Link, float]) -> None:
+        self.util = util
+        self._hot_links = None
+
+    def link_set(self, path: Sequence[str]) -> FrozenSet[Link]:
+        return self.index.detail(self.index.info(path)).link_set
+
+    def pair_paths(self, flow: ActiveFlow) -> List[Path]:
+        return self.index.pair_paths(flow.five.src, flow.five.dst)
+
+    def alternatives(self, flow: ActiveFlow) -> List[Path]:
+        return list(self.pair_paths(flow))
+
+    def shared(self, flow: ActiveFlow, alts: Sequence[Path]) -> FrozenSet[Link]:
+        return self.index.shared(flow.five.src, flow.five.dst, alts)
+
+    def choices(self, flow: ActiveFlow) -> _Choices:
+        return self.index.choices(flow.five.src, flow.five.dst)
+
+    def choices_or_none(self, flow: ActiveFlow) -> Optional[_Choices]:
+        """``choices``, or None if a path of the pair is not in the fabric.
+
+        The caller then takes the plain ``score``/``best`` route, which raises (or not) where it always did.
+        """
+        try:
+            return self.choices(flow)
+        except FabricError:
+            return None
+
+    def hot_links(self) -> set:
+        """Links whose working utilization is above ``hot``; kept up to date by ``move``."""
+        if self._hot_links is None:
+            hot = self.hot
+            self._hot_links = {link for link, v in self.util.items() if v > hot}
+        return self._hot_links
+
+    def crosses_hot(self, flow: ActiveFlow, info: _PathInfo) -> bool:
+        """Does any link of the flow's path (``info``) carry more than ``hot`` with the flow on it?
+
+        That is ``max(util, share) > hot`` on some link.  When no share exceeds
+        ``hot`` (the flow's largest share is rate / min capacity), it is
+        exactly "the path meets a hot link": a set test instead of a loop.
+        """
+        if info.links is None:
+            self.index.detail(info)
+        rate, hot = flow.rate_bps, self.hot
+        if info.min_cap is not None and not rate / info.min_cap > hot:
+            return not self.hot_links().isdisjoint(info.link_set)
+        get, caps = self.util.get, self.caps
+        for link in info.links:
+            if max(get(link, 0.0), rate / caps[link]) > hot:
+                return True
+        return False
+
     def score(self, flow: ActiveFlow, path: Sequence[str], old_links: FrozenSet[Link],
               shared: FrozenSet[Link]) -> Tuple[float, float, Optional[Link]]:
         """(bottleneck over choosable links, sum of loads, the bottleneck link) with the flow on ``path``."""
-        util, caps, rate = self.util, self.caps, flow.rate_bps
+        get, caps, rate = self.util.get, self.caps, flow.rate_bps
         worst, total, where = 0.0, 0.0, None
         for link in self.links(path):
             share = rate / caps[link]
-            u = util.get(link, 0.0)
+            u = get(link, 0.0)
             load = max(u, share) if link in old_links else u + share
             total += load
             if link in shared:
@@ -486,21 +853,71 @@ class _Placer:
             return None, math.inf
         return best_path, self.score(flow, best_path, old_links, shared)[0]
 
+    def loads(self, flow: ActiveFlow, choices: _Choices) -> List[float]:
+        """Per union link, the load ``score`` gives it: max(u, share) on the flow's path, else u + share."""
+        rate = flow.rate_bps
+        olds = choices.on_path(flow.path, self.link_set(flow.path))
+        us = list(map(self.util.get, choices.links, repeat(0.0)))
+        if choices.cap is not None:
+            share = rate / choices.cap
+            loads = list(map(add, us, repeat(share)))
+            for i in olds:
+                loads[i] = max(us[i], share)
+            return loads
+        shares = list(map(truediv, repeat(rate), choices.caps))
+        loads = list(map(add, us, shares))
+        for i in olds:
+            loads[i] = max(us[i], shares[i])
+        return loads
+
+    def best_of(self, choices: _Choices, loads: List[float], ceiling: float = math.inf
+                ) -> Tuple[Optional[Path], float]:
+        """``best(flow, choices.paths, <flow.path's links>, <the pair's shared links>)`` from
+        ``loads(flow, choices)``, or ``(None, inf)`` when no path's bottleneck is at most
+        ``ceiling`` (the caller would not move the flow).
+
+        Same answer, cheaper: each link's load was computed once, not once per
+        path through it, and only paths whose bottleneck can round to the
+        lowest one get a full key (see ``_near``).
+        """
+        worsts = [max(get(loads)) for get in choices.pickers]  # max keeps the first of equals, as score
+        if not worsts:
+            return None, math.inf
+        low = min(worsts)  # skips a NaN, as best()'s key comparisons do, unless it comes first ...
+        if low != low:  # ... where best() keeps it whatever follows: rank as best() does
+            return self._rank(choices, loads, worsts, low, every=True)
+        if low > ceiling:
+            return None, math.inf
+        return self._rank(choices, loads, worsts, _near(low), every=False)
+
+    @staticmethod
+    def _rank(choices: _Choices, loads: List[float], worsts: List[float], near: float,
+              every: bool) -> Tuple[Optional[Path], float]:
+        """The lowest (round(worst, 9), round(total, 9), path) of the paths with worst <= near (or all)."""
+        best_key = None
+        best_worst = math.inf
+        paths = choices.paths
+        for j, worst in enumerate(worsts):
+            if not every and not worst <= near:
+                continue
+            total = 0.0
+            for i in choices.rows[j]:
+                total += loads[i]
+            key = (round(worst, 9), round(total, 9), paths[j])  # float noise must not break ties
+            if best_key is None or key < best_key:
+                best_key, best_worst = key, worst
+        return best_key[2], best_worst
+
     def move(self, flow: ActiveFlow, old: Sequence[str], new: Sequence[str]) -> None:
         _move(self.util, self.caps, flow.rate_bps, old, new)
-
-
-def _path_usable(fabric: Fabric, path: Sequence[str]) -> bool:
-    """Every link of ``path`` exists and is up (per-path cost only: no scan of the fabric)."""
-    adj = fabric.graph._adj  # see _Capacities
-    prev = path[0]
-    for node in path[1:]:
-        nbrs = adj.get(prev)
-        data = nbrs.get(node) if nbrs is not None else None
-        if data is None or not data["up"]:
-            return False
-        prev = node
-    return True
+        hot_links = self._hot_links
+        if hot_links is not None:  # only the two paths' links changed
+            get, hot = self.util.get, self.hot
+            for link in path_links(old) + path_links(new):
+                if get(link, 0.0) > hot:
+                    hot_links.add(link)
+                else:
+                    hot_links.discard(link)
 
 
 def _fmt(link: Optional[Link]) -> str:
@@ -516,7 +933,8 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
     capacity; missing links count as 0, NaN as missing).  ``predicted`` is used
     only by ``predictive`` (None -> plan on measured and demand).  ``paths``
     gives the equal-cost paths of a host pair (default ``fabric.paths``; pass a
-    long-lived ``EqualCostPaths(fabric)`` for speed).
+    long-lived ``EqualCostPaths(fabric)`` for speed: it also keeps the
+    planner's per-path index across rounds).
 
     Returns at most ``max_reroutes_per_tick`` hot-spot moves, each flow moved at
     most once, plus (reactive/predictive only, not capped) a move for every
@@ -529,21 +947,24 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
         return []
     _check_unique(flows)
     paths_fn: PathsFn = paths or fabric.paths
-    util = planning_utilization(fabric, flows, measured, predicted, config)
-    placer = _Placer(fabric, util, paths_fn)
+    index = _index_for(fabric, paths_fn)
+    util = _planning_utilization(measured, predicted, config, lambda: index.demand(flows, index.infos(flows)))
+    infos = index.infos(flows)  # (after util, so that errors in the inputs surface in the original order)
+    hot = config.hot_threshold
+    placer = _Placer(index, util, hot)
     basis = "forecast" if config.policy == "predictive" else "measured"
     reroutes: List[Reroute] = []
     moved = set()
 
     # Flows stranded on a down link first: safety before optimisation.
-    stranded = [f for f in flows if not _path_usable(fabric, f.path)]
+    stranded = [f for f, info in zip(flows, infos) if not info.usable]
     stranded_ids = {f.flow_id for f in stranded}
     for flow in sorted(stranded, key=_priority):
         try:
             alts = placer.alternatives(flow)
         except FabricError:
             continue  # partitioned: nothing to move it to
-        new, worst = placer.best(flow, alts, frozenset(path_links(flow.path)), frozenset())
+        new, worst = placer.best(flow, alts, placer.link_set(flow.path), frozenset())
         if new is None or new == flow.path:
             continue
         placer.move(flow, flow.path, new)
@@ -551,73 +972,111 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
         reroutes.append(Reroute(flow.flow_id, flow.path, new,
                                 "%s: current path is down; new path peaks at %.2f" % (config.policy, worst)))
 
-    hot = config.hot_threshold
-    candidates = []
-    for flow in flows:
-        if flow.rate_bps <= 0 or flow.flow_id in stranded_ids:
-            continue
-        if flow.cls != TRAINING and not config.move_background:
-            continue
-        access = placer.caps[(flow.path[0], flow.path[1])]
-        if flow.rate_bps < config.elephant_threshold_bps(access):
-            continue
-        candidates.append(flow)
-    candidates.sort(key=_priority)
-
+    candidates, cand_infos = _candidates(flows, infos, stranded_ids, config)
     start = dict(util)
-    greedy = _global_first_fit(placer, candidates, config, basis)
-    if config.joint_search_nodes > 0 and any(v > hot for v in util.values()):
-        placer.util = start
-        joint = _joint_placement(placer, candidates, config, basis, greedy)
+    greedy = _global_first_fit(placer, candidates, cand_infos, config, basis)
+    if config.joint_search_nodes > 0 and placer.hot_links():  # some link of util is above hot
+        placer.set_util(start)
+        joint = _joint_placement(placer, candidates, cand_infos, config, basis, greedy)
         if joint is not None:
             greedy = joint
     return reroutes + greedy
 
 
-def _crosses_hot(placer: "_Placer", flow: ActiveFlow, hot: float) -> bool:
-    """Does any link of the flow's path carry more than ``hot`` with the flow on it?"""
-    util, caps, rate = placer.util, placer.caps, flow.rate_bps
-    return any(max(util.get(l, 0.0), rate / caps[l]) > hot for l in path_links(flow.path))
+def _candidates(flows: Sequence[ActiveFlow], infos: Sequence[_PathInfo], stranded_ids: AbstractSet[str],
+                config: PlannerConfig) -> Tuple[List[ActiveFlow], List[_PathInfo]]:
+    """The flows the round may move, in priority order, with their path infos.
+
+    Candidates are elephants of a movable class that are not stranded.  The
+    order is ``_priority``'s, built by stable sorts on C-level keys (flow_id,
+    then demand descending, then class), which is the same total order.
+    """
+    all_rates = [f.rate_bps for f in flows]
+    move_background = config.move_background
+    picked = [k for k, (flow, rate) in enumerate(zip(flows, all_rates))
+              if rate > 0 and (move_background or flow.cls == TRAINING)]
+    if stranded_ids:
+        picked = [k for k in picked if flows[k].flow_id not in stranded_ids]
+    access = [infos[k].access for k in picked]  # not stranded: the first link exists
+    thresholds = {cap: config.elephant_threshold_bps(cap) for cap in set(access)}
+    picked = [k for k, cap in zip(picked, access) if not all_rates[k] < thresholds[cap]]
+    ids = [flows[k].flow_id for k in picked]
+    rates = [all_rates[k] for k in picked]
+    background = [flows[k].cls != TRAINING for k in picked]
+    order = sorted(range(len(picked)), key=ids.__getitem__)
+    order.sort(key=rates.__getitem__, reverse=True)  # reverse keeps equal keys in order: stable
+    order.sort(key=background.__getitem__)
+    return [flows[picked[o]] for o in order], [infos[picked[o]] for o in order]
 
 
-def _global_first_fit(placer: "_Placer", candidates: Sequence[ActiveFlow], config: PlannerConfig,
-                      basis: str) -> List[Reroute]:
+def _global_first_fit(placer: "_Placer", candidates: Sequence[ActiveFlow], infos: Sequence[_PathInfo],
+                      config: PlannerConfig, basis: str) -> List[Reroute]:
     """Hedera's Global First Fit with most-headroom choice; works on ``placer.util`` in place."""
-    hot = config.hot_threshold
     reroutes: List[Reroute] = []
     moved = set()
     budget = config.max_reroutes_per_tick
     progress = True
     while budget > 0 and progress:
         progress = False
-        for flow in candidates:
+        for flow, info in zip(candidates, infos):
             if budget == 0:
                 break
-            if flow.flow_id in moved or not _crosses_hot(placer, flow, hot):
+            if flow.flow_id in moved or not placer.crosses_hot(flow, info):
                 continue
-            old = flow.path
-            alts = placer.alternatives(flow)
-            if len(alts) < 2 and (not alts or alts[0] == old):
+            found = _first_fit_move(placer, flow, info, config)
+            if found is None:
                 continue
-            shared = placer.shared(flow, alts)
-            old_links = frozenset(path_links(old))
-            cur, _, cur_link = placer.score(flow, old, old_links, shared)
-            if cur <= hot:
-                continue
-            new, worst = placer.best(flow, alts, old_links, shared)
-            if new is None or new == old or worst > cur - config.hysteresis + _EPS:
-                continue
-            placer.move(flow, old, new)
+            new, worst, cur, cur_link = found
+            placer.move(flow, flow.path, new)
             moved.add(flow.flow_id)
             budget -= 1
             progress = True
-            reroutes.append(Reroute(flow.flow_id, old, new, "%s: %s at %.2f (%s); new path peaks at %.2f"
+            reroutes.append(Reroute(flow.flow_id, flow.path, new,
+                                    "%s: %s at %.2f (%s); new path peaks at %.2f"
                                     % (config.policy, _fmt(cur_link), cur, basis, worst)))
     return reroutes
 
 
-def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config: PlannerConfig,
-                     basis: str, greedy: Sequence[Reroute]) -> Optional[List[Reroute]]:
+def _first_fit_move(placer: "_Placer", flow: ActiveFlow, info: _PathInfo, config: PlannerConfig
+                    ) -> Optional[Tuple[Path, float, float, Optional[Link]]]:
+    """(new path, its peak, current peak, current bottleneck link) if greedy moves ``flow`` now, else None.
+
+    The flow moves if its bottleneck over the links a placement can change is
+    above ``hot_threshold`` and its best path lowers that by ``hysteresis``.
+    Scored through the pair's ``_Choices`` (one load per link); the plain
+    ``score``/``best`` route remains for a flow whose path is not one of its
+    pair's paths, or whose pair has a path the fabric lacks.
+    """
+    old = flow.path
+    alts = placer.pair_paths(flow)
+    if len(alts) < 2 and (not alts or alts[0] == old):
+        return None
+    shared = placer.shared(flow, alts)
+    choices = placer.choices_or_none(flow)
+    j = choices.index_of(old) if choices is not None else None
+    if j is None:  # the plain way, in the original order of operations
+        cur, _, cur_link = placer.score(flow, old, info.link_set, shared)
+        if cur <= config.hot_threshold:
+            return None
+        ceiling = cur - config.hysteresis + _EPS
+        if choices is None:
+            new, worst = placer.best(flow, alts, info.link_set, shared)
+        else:
+            new, worst = placer.best_of(choices, placer.loads(flow, choices), ceiling)
+    else:
+        loads = placer.loads(flow, choices)
+        cur, cur_link = choices.bottleneck(j, loads)
+        if cur <= config.hot_threshold:
+            return None
+        ceiling = cur - config.hysteresis + _EPS
+        new, worst = placer.best_of(choices, loads, ceiling)
+    if new is None or new == old or worst > ceiling:
+        return None
+    return new, worst, cur, cur_link
+
+
+def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], infos: Sequence[_PathInfo],
+                     config: PlannerConfig, basis: str, greedy: Sequence[Reroute]) -> Optional[List[Reroute]]:
     """A bounded branch-and-bound over the hot elephants' paths, for when greedy gets stuck.
 
     Why: moving one flow at a time stops in a local optimum when the only fix
@@ -633,13 +1092,13 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config
     hot = config.hot_threshold
     group: List[ActiveFlow] = []
     options: List[List[Path]] = []
-    for flow in candidates:
+    for flow, info in zip(candidates, infos):
         if len(group) == config.joint_max_flows:
             break
-        if not _crosses_hot(placer, flow, hot):
+        if not placer.crosses_hot(flow, info):
             continue
         alts = placer.alternatives(flow)
-        old_links = frozenset(path_links(flow.path))
+        old_links = info.link_set
         # Only flows whose hot link is one a placement can change (not, say, their host link).
         if len(alts) < 2 or placer.score(flow, flow.path, old_links, placer.shared(flow, alts))[0] <= hot:
             continue
@@ -655,60 +1114,35 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config
         var |= set.union(*sets) - set.intersection(*sets)
     if not var:
         return None
-    load = {l: placer.util.get(l, 0.0) for l in var}
+    # The variable links as list positions, in var's own order (max over them sees the same sequence).
+    order = list(var)
+    pos = {l: i for i, l in enumerate(order)}
+    get = placer.util.get
+    load = [get(l, 0.0) for l in order]
     for flow in group:
-        for l in path_links(flow.path):
-            if l in load:
-                load[l] = max(load[l] - flow.rate_bps / caps[l], 0.0)
-    floor = max(load.values())
-    # Per flow: (path, [(link, share)] on variable links); current path first, then by static score.
-    choices: List[List[Tuple[Path, List[Tuple[Link, float]]]]] = []
+        for l in placer.links(flow.path):
+            i = pos.get(l)
+            if i is not None:
+                load[i] = max(load[i] - flow.rate_bps / caps[l], 0.0)
+    floor = max(load)
+    # Per flow: (path, [(link position, share)] on variable links); current path first, then by static score.
+    choices: List[List[Tuple[Path, List[Tuple[int, float]]]]] = []
     for flow, alts in zip(group, options):
-        rate = flow.rate_bps
-        touched = {p: [(l, rate / caps[l]) for l in links_of(p) if l in var]
-                   for p in list(alts) + [flow.path]}
+        touched = _touched(placer, flow, alts, pos)
         others = sorted((p for p in alts if p != flow.path),
-                        key=lambda p: (max([load[l] + s for l, s in touched[p]] or [0.0]), p))
+                        key=lambda p: (max([load[i] + s for i, s in touched[p]] or [0.0]), p))
         choices.append([(flow.path, touched[flow.path])] + [(p, touched[p]) for p in others])
 
     for opts in choices:
-        for l, s in opts[0][1]:
-            load[l] += s
-    current = max(load.values())
+        for i, s in opts[0][1]:
+            load[i] += s
+    current = max(load)
     for opts in choices:
-        for l, s in opts[0][1]:
-            load[l] -= s
+        for i, s in opts[0][1]:
+            load[i] -= s
 
-    best: Dict[str, object] = {"value": current, "assign": None}
-    state = {"nodes": config.joint_search_nodes}
-    pick: List[int] = []
-
-    def search(i: int, peak: float, moves: int) -> None:
-        if i == len(group):
-            if peak < best["value"] - _EPS:  # type: ignore[operator]
-                best["value"], best["assign"] = peak, list(pick)
-            return
-        for j, (_, touch) in enumerate(choices[i]):
-            if state["nodes"] <= 0:
-                return
-            state["nodes"] -= 1
-            m = moves + (j > 0)
-            if m > config.max_reroutes_per_tick:
-                continue
-            new_peak = max([peak] + [load[l] + s for l, s in touch])
-            if new_peak >= best["value"] - _EPS:  # type: ignore[operator]
-                continue
-            for l, s in touch:
-                load[l] += s
-            pick.append(j)
-            search(i + 1, new_peak, m)
-            pick.pop()
-            for l, s in touch:
-                load[l] -= s
-
-    search(0, floor, 0)
-    assign = best["assign"]
-    value = float(best["value"])  # type: ignore[arg-type]
+    value, assign = _branch_and_bound(load, [[touch for _, touch in opts] for opts in choices],
+                                      floor, current, config.joint_search_nodes, config.max_reroutes_per_tick)
     if assign is None or value > current - config.hysteresis + _EPS:
         return None
     # Greedy's peak over the same links, for comparison.
@@ -728,6 +1162,76 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], config
         out.append(Reroute(flow.flow_id, flow.path, new, "%s: joint move of %d flows; peak %.2f -> %.2f (%s)"
                            % (config.policy, n_moved, current, value, basis)))
     return out
+
+
+def _touched(placer: "_Placer", flow: ActiveFlow, alts: Sequence[Path], pos: Mapping[Link, int]
+             ) -> Dict[Path, List[Tuple[int, float]]]:
+    """Per path (the alternatives and the flow's own), its (position, share) on the variable links ``pos``.
+
+    ``{p: [(pos[l], rate / caps[l]) for l in links(p) if l in pos] for p in alts + [flow.path]}``,
+    with each union link of the pair looked up and divided once (via its ``_Choices``).
+    """
+    rate, caps, links_of = flow.rate_bps, placer.caps, placer.links
+    choices = placer.choices_or_none(flow)
+    if choices is None or choices.paths != list(alts):
+        return {p: [(pos[l], rate / caps[l]) for l in links_of(p) if l in pos]
+                for p in list(alts) + [flow.path]}
+    spots = [pos.get(l) for l in choices.links]
+    shares = [rate / cap for cap in choices.caps]
+    touched = {p: [(spots[i], shares[i]) for i in row if spots[i] is not None]
+               for p, row in zip(choices.paths, choices.rows)}
+    # The flow's own path last, as in the expression above (normally it is an alternative: same list).
+    touched[flow.path] = [(pos[l], rate / caps[l]) for l in links_of(flow.path) if l in pos]
+    return touched
+
+
+def _branch_and_bound(load: List[float], touches: List[List[List[Tuple[int, float]]]], floor: float,
+                      current: float, nodes: int, max_moves: int) -> Tuple[float, Optional[List[int]]]:
+    """The joint search proper: (lowest peak found, one option index per flow) or (current, None).
+
+    Flow ``i``'s option ``j`` adds ``touches[i][j]`` (position, share) to ``load``;
+    option 0 is its current path, and at most ``max_moves`` flows may take
+    another.  Depth-first, options in order, pruned when a partial peak cannot
+    beat the best by ``_EPS``; at most ``nodes`` options are tried.  ``load``
+    is updated in place and restored by subtraction (the float results are
+    part of the answer: keep the order of these operations).
+    """
+    n = len(touches)
+    best_value, best_bar = current, current - _EPS
+    best_assign: Optional[List[int]] = None
+    left = nodes
+    pick: List[int] = []
+
+    def visit(i: int, peak: float, moves: int) -> None:
+        nonlocal best_value, best_bar, best_assign, left
+        if i == n:
+            if peak < best_bar:
+                best_value, best_bar, best_assign = peak, peak - _EPS, list(pick)
+            return
+        for j, touch in enumerate(touches[i]):
+            if left <= 0:
+                return
+            left -= 1
+            m = moves + (j > 0)
+            if m > max_moves:
+                continue
+            new_peak = peak  # max([peak] + loads), first of equals kept
+            for k, s in touch:
+                v = load[k] + s
+                if v > new_peak:
+                    new_peak = v
+            if new_peak >= best_bar:
+                continue
+            for k, s in touch:
+                load[k] += s
+            pick.append(j)
+            visit(i + 1, new_peak, m)
+            pick.pop()
+            for k, s in touch:
+                load[k] -= s
+
+    visit(0, floor, 0)
+    return best_value, best_assign
 
 
 def reroute_failed_link(fabric: Fabric, flows: Sequence[ActiveFlow], link: Link, *,
@@ -753,7 +1257,7 @@ def reroute_failed_link(fabric: Fabric, flows: Sequence[ActiveFlow], link: Link,
         util = {l: v for l, v in ((l, _clean(x)) for l, x in measured.items()) if v is not None}
         for l in dead:
             util.pop(l, None)
-    placer = _Placer(fabric, util, paths_fn)
+    placer = _Placer(_index_for(fabric, paths_fn), util)
     reroutes: List[Reroute] = []
     for flow in sorted(flows, key=_priority):
         old_links = frozenset(path_links(flow.path))

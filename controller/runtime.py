@@ -24,7 +24,8 @@ from controller.demand import estimate_demands
 from controller.fabric import FabricError, Link
 from controller.loadtrace import LoadRecorder
 from controller.monitor import LinkMonitor, counters_from_stats
-from controller.planner import ActiveFlow, PlannerConfig, flow_demand_utilization, plan_reroutes
+from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, flow_demand_utilization,
+                                plan_reroutes)
 from controller.poller import PollScheduler
 
 LOG = logging.getLogger("sidestep.runtime")
@@ -53,6 +54,8 @@ class ControllerRuntime:
         self.core = ControllerCore(config.capacity_bps, lldp_interval_s=config.lldp_interval,
                                    idle_timeout_s=config.idle_timeout, classify=classifier.classify)
         self.planner_config = PlannerConfig(**config.planner.planner_kwargs(config.policy))
+        # kept across ticks: equal-cost paths and the planner's per-path index follow fabric.version
+        self.paths = EqualCostPaths(self.core.fabric)
         self.predictor = load_predictor_or_fallback(config) if config.policy != "ecmp" or config.model \
             else None
         window = self.predictor.window if self.predictor is not None else 0
@@ -149,7 +152,8 @@ class ControllerRuntime:
             if util > basis.get(link, 0.0):
                 basis[link] = util
         try:
-            reroutes = plan_reroutes(self.core.fabric, flows, basis, predicted, self.planner_config)
+            reroutes = plan_reroutes(self.core.fabric, flows, basis, predicted, self.planner_config,
+                                     paths=self.paths)
         except FabricError as exc:
             LOG.warning("planning skipped this tick: %s", exc)
             return []

@@ -22,8 +22,8 @@ a control tick every second, and about ``--flows`` flows in flight the whole tim
 Policies: ``ecmp`` (no control loop), ``reactive`` (real monitor + planner every
 tick) and ``predictive`` (plus the forecaster: ``--model``, default the shipped
 model; ``persistence`` for the baseline, which shows the simulator's own cost).
-Each (k, workload, policy) runs ``--repeat`` times; the median speed is reported
-(the machine is shared and noisy).  The fair-share solver is the compiled kernel
+Each (k, workload, policy) runs ``--repeat`` times after a short warm-up run (module
+imports, first-use caches); the median speed is reported (the machine is shared and noisy).  The fair-share solver is the compiled kernel
 when Numba is installed; its one-time load (or first compile) is timed and printed
 separately, not counted in any run.  ``--numpy-baseline`` also runs every cell with
 the numpy reference solver, alternating with the kernel, and prints the ratio.
@@ -205,6 +205,7 @@ def main() -> None:
             info = None
             for policy in args.policy:
                 runs, base = [], []
+                bench(k, flows, min(args.sim_seconds, 3.0), policy, args.model)   # warm-up: imports, caches
                 for _ in range(args.repeat):
                     runs.append(bench(k, flows, args.sim_seconds, policy, args.model))
                     if args.numpy_baseline:
