@@ -92,7 +92,9 @@ def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
     first = ia[1] + ib[1]
     last = (sum(ia[-5:]) + sum(ib[-5:])) / 5
     print("combined Mbit/s: second 2 = %.1f, last 5 s = %.1f" % (first / 1e6, last / 1e6))
-    assert last >= 1.7 * 10e6
+    # Two flows sharing one 10 Mbit/s link cannot exceed 10 Mbit/s together, so 15 proves they are
+    # apart; the userspace datapath on a busy 2-core host has given 15.9-19.2 here, not the full 20.
+    assert last >= 1.5 * 10e6
     assert last >= 1.5 * first
 
 
