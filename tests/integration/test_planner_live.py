@@ -94,8 +94,8 @@ def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
     print("combined Mbit/s: second 2 = %.1f, last 5 s = %.1f" % (first / 1e6, last / 1e6))
     # Two flows sharing one 10 Mbit/s link cannot exceed 10 Mbit/s together, so 15 proves they are
     # apart; the userspace datapath on a busy 2-core host has given 15.9-19.2 here, not the full 20.
+    # (No check against second 2: the planner has separated them within the first second, 13.0 there.)
     assert last >= 1.5 * 10e6
-    assert last >= 1.5 * first
 
 
 def test_consistent_updates_lose_nothing(tmp_path_factory):
