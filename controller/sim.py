@@ -45,15 +45,6 @@ class SimError(RuntimeError):
     """The simulation cannot continue (e.g. a controller returned an invalid path)."""
 
 
-def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
-                  flow_cap: Optional[np.ndarray] = None) -> np.ndarray:
-    """``controller.fairshare.max_min_rates``, with its error as a ``SimError``."""
-    try:
-        return fairshare.max_min_rates(flow_links, link_capacity, flow_cap)
-    except fairshare.FairShareError as exc:
-        raise SimError(str(exc)) from None
-
-
 # --------------------------------------------------------------------------
 # fabrics
 # --------------------------------------------------------------------------
@@ -351,7 +342,7 @@ class Simulator:
     the path changes of a tick, all at one time) does not re-solve every flow:
     ``fairshare.refill_threshold`` gives a level below which the event changes no rate,
     and only the new flows and those at or above that level are re-solved, on
-    the capacity the others leave (``max_min_rates``).
+    the capacity the others leave (``fairshare.resolve_event``).
     """
 
     def __init__(self, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,

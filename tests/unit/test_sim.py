@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric
 from controller.flowtrace import TraceFlow
-from controller.sim import (PathChange, Simulator, big_switch_fabric, ephemeral_port, five_tuple,
-                            max_min_rates)
+from controller.fairshare import max_min_rates
+from controller.sim import PathChange, Simulator, big_switch_fabric, ephemeral_port, five_tuple
 from mininet_topos.fattree_spec import fat_tree
 
 INF = np.inf
