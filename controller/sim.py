@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from controller import fairshare
-from controller.ecmp import FiveTuple, ecmp_choice
+from controller.ecmp import FiveTuple
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
 from controller.flowtrace import TraceFlow
 from controller.planner import EqualCostPaths
@@ -227,8 +227,6 @@ class _Conn:
     cls: str
     pending: int = 0                     # flows of this connection not yet finished
     in_flight: List[int] = field(default_factory=list)
-    last_burst_bps: float = 0.0
-    last_flow_id: str = ""
 
 
 class _Slots:
@@ -335,6 +333,40 @@ class _Slots:
         self.m = last
 
 
+def _complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
+              start, size_of, wait_ptr, wait_groups, group_left, released):
+    """The bookkeeping of flows ``fin`` (ascending) finishing at ``t``, flow by flow.
+
+    Updates each flow's finish time and its connection's counts, last flow and
+    last burst rate (size / duration), and counts down the dependency groups
+    waiting on it; the groups that reach zero are written to ``released``, and
+    their number is returned.  Plain loops over arrays, so that the same source
+    runs compiled by Numba (one call per event instead of a dozen small array
+    operations or a Python loop per flow) and, without Numba, as Python.
+    """
+    n_rel = 0
+    for j in range(fin.shape[0]):
+        i = fin[j]
+        finish[i] = t
+        c = cid_of_flow[i]
+        conn_pending[c] -= 1
+        conn_inflight[c] -= 1
+        conn_last[c] = i
+        dur = t - start[i]
+        if dur > 0:
+            conn_burst[c] = size_of[i] * 8.0 / dur
+        for w in range(wait_ptr[i], wait_ptr[i + 1]):
+            g = wait_groups[w]
+            group_left[g] -= 1
+            if group_left[g] == 0:
+                released[n_rel] = g
+                n_rel += 1
+    return n_rel
+
+
+_complete_jit = fairshare._jit(_complete)
+
+
 class Simulator:
     """Replays ``flows`` on ``fabric``; ``run()`` returns a ``SimResult``.
 
@@ -421,7 +453,8 @@ class Simulator:
         conn_training = np.array([c.cls == "training" for c in order], dtype=bool)
         conn_inflight = np.zeros(n_conns, dtype=np.int64)
         conn_pending = np.array([c.pending for c in order], dtype=np.int64)
-        conn_burst = np.zeros(n_conns)
+        conn_burst = np.zeros(n_conns)      # mean rate of the connection's last finished flow
+        conn_last = np.full(n_conns, -1, dtype=np.int64)   # its last finished flow, -1: none yet
         cid_of_flow = np.array([c.cid for c in conn_of], dtype=np.int64)
         path_of: List[Path] = [()] * n
         start = np.full(n, np.nan)
@@ -432,9 +465,21 @@ class Simulator:
 
         flow_ids = [f.flow_id for f in flows]
         size_of = np.array([f.size_bytes for f in flows], dtype=float)
+        start_list = [f.start_s for f in flows]
+        gap_list = [f.gap_s for f in flows]
+        # who waits on a flow, as arrays (CSR): groups of flow i are wait_groups[wait_ptr[i]:wait_ptr[i + 1]]
+        wait_ptr = np.zeros(n + 1, dtype=np.int64)
+        for i, gs in waiting.items():
+            wait_ptr[i + 1] = len(gs)
+        np.cumsum(wait_ptr, out=wait_ptr)
+        wait_groups = np.zeros(int(wait_ptr[-1]), dtype=np.int64)
+        for i, gs in waiting.items():
+            wait_groups[wait_ptr[i]:wait_ptr[i + 1]] = gs
+        group_left = np.array(group_left, dtype=np.int64)
+        released = np.zeros(len(group_members), dtype=np.int64)
+        complete = _complete_jit if fairshare._use_compiled(self.compiled) else _complete
         fcap_of = np.array([f.rate_bps if f.rate_bps else np.inf for f in flows], dtype=float)
-        paths_cache: Dict[Tuple[str, str], List[Path]] = {}   # equal-cost paths per host pair
-        paths_version = self.fabric.version
+        ecmp_path = self._paths.ecmp_path   # == ecmp_choice(five, fabric.paths(src, dst))
         heap: List[Tuple[float, int]] = [(f.start_s, i) for i, f in enumerate(flows) if not f.deps]
         heapq.heapify(heap)
         link_rate = np.zeros(n_links)
@@ -521,7 +566,9 @@ class Simulator:
                         r = sum(rates_by_flow.get(i, 0.0) for i in inf)
                     append(ConnView(flow_ids[inf[0]], c.five, c.path, r, r, c.cls, True))
                 else:
-                    append(ConnView(c.last_flow_id, c.five, c.path, 0.0, c.last_burst_bps, c.cls, False))
+                    last = int(conn_last[cid])
+                    append(ConnView(flow_ids[last] if last >= 0 else "", c.five, c.path, 0.0,
+                                    float(conn_burst[cid]), c.cls, False))
             return views
 
         def connection_builder(flow_slots: np.ndarray, flow_rates: np.ndarray, ids: np.ndarray
@@ -566,29 +613,20 @@ class Simulator:
                     finished[first_done] = True
                 fin_slots = np.flatnonzero(finished)
                 if fin_slots.size:
-                    fin_flows = slots.flow[fin_slots].tolist()
+                    fin = np.sort(slots.flow[fin_slots])
                     removed_rows.append(slots.links[fin_slots].copy())
                     removed_rates.extend(slots.rate[fin_slots].tolist())
                     np.subtract.at(link_count, slots.links[fin_slots].ravel(), 1)
                     slots.remove_many(fin_slots.tolist())
-                    for i in sorted(fin_flows):
-                        finish[i] = t
-                        done += 1
-                        c = conn_of[i]
-                        c.pending -= 1
-                        c.in_flight.remove(i)
-                        c.last_flow_id = flows[i].flow_id
-                        conn_pending[c.cid] -= 1
-                        conn_inflight[c.cid] -= 1
-                        dur = t - start[i]
-                        if dur > 0:
-                            c.last_burst_bps = flows[i].size_bytes * 8.0 / dur
-                            conn_burst[c.cid] = c.last_burst_bps
-                        for g in waiting.get(i, ()):
-                            group_left[g] -= 1
-                            if group_left[g] == 0:
-                                for k in group_members[g]:
-                                    heapq.heappush(heap, (max(flows[k].start_s, t + flows[k].gap_s), k))
+                    fin_list = fin.tolist()
+                    for i in fin_list:
+                        conn_of[i].in_flight.remove(i)
+                    done += len(fin_list)
+                    n_rel = complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
+                                     conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
+                    for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
+                        for k in group_members[g]:
+                            heapq.heappush(heap, (max(start_list[k], t + gap_list[k]), k))
             # arrivals
             if heap and heap[0][0] <= t:
                 arrived: List[int] = []
@@ -596,15 +634,8 @@ class Simulator:
                     _, i = heapq.heappop(heap)
                     c = conn_of[i]
                     if not c.path:
-                        if paths_version != self.fabric.version:
-                            paths_cache.clear()
-                            paths_version = self.fabric.version
-                        pair = (flows[i].src, flows[i].dst)
                         try:
-                            alts = paths_cache.get(pair)
-                            if alts is None:
-                                alts = paths_cache[pair] = self._paths(*pair)
-                            c.path = ecmp_choice(c.five, alts)
+                            c.path = ecmp_path(c.five)
                         except FabricError as exc:
                             raise SimError("flow %s: %s" % (flows[i].flow_id, exc)) from None
                         conn_rows[c.cid] = row_for(c.path)
