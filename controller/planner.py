@@ -126,6 +126,19 @@ class ActiveFlow:
             raise PlannerError("flow %s: cls must be one of %s, got %r"
                                % (self.flow_id, "|".join(CLASSES), self.cls))
 
+    @classmethod
+    def unchecked(cls, flow_id: str, five: FiveTuple, path: Tuple[str, ...], rate_bps: float,
+                  flow_cls: str) -> "ActiveFlow":
+        """The same object without ``__post_init__``'s checks, 4x cheaper.
+
+        Only for producers whose values hold by construction: replay builds
+        about 500 of these per tick from its own state (a path the fabric
+        validated, a solver's finite rate >= 0, a class the trace reader checked).
+        """
+        flow = object.__new__(cls)
+        flow.__dict__.update(flow_id=flow_id, five=five, path=path, rate_bps=rate_bps, cls=flow_cls)
+        return flow
+
 
 def _number(name: str, value: object, lo: float, hi: float = math.inf,
             lo_open: bool = False) -> float:

@@ -552,34 +552,36 @@ class Simulator:
             path_of[i] = path
             added.append(i)
 
-        def build_connections(rates_by_flow: Dict[int, float], ids: Sequence[int]) -> List[ConnView]:
-            """ConnViews of the open connections ``ids`` (cids, in this order)."""
-            views: List[ConnView] = []
-            append = views.append
-            for cid in ids:
-                c = order[cid]
-                inf = c.in_flight
-                if inf:
-                    if len(inf) == 1:
-                        r = 0.0 + rates_by_flow[inf[0]]          # == sum() of one float
-                    else:
-                        r = sum(rates_by_flow.get(i, 0.0) for i in inf)
-                    append(ConnView(flow_ids[inf[0]], c.five, c.path, r, r, c.cls, True))
-                else:
-                    last = int(conn_last[cid])
-                    append(ConnView(flow_ids[last] if last >= 0 else "", c.five, c.path, 0.0,
-                                    float(conn_burst[cid]), c.cls, False))
-            return views
+        def connection_builder(flow_slots: np.ndarray, flow_rates: np.ndarray, conn_rate: np.ndarray,
+                               ids: np.ndarray) -> Callable[[Optional[Sequence[int]]], List[ConnView]]:
+            """Builds the ConnViews of open connections ``ids[positions]`` (all by default), in that order.
 
-        def connection_builder(flow_slots: np.ndarray, flow_rates: np.ndarray, ids: np.ndarray
-                               ) -> Callable[[Optional[Sequence[int]]], List[ConnView]]:
+            ``conn_rate``: per connection, ``np.bincount`` of its in-flight flows' rates,
+            which for one flow is ``0.0 + rate``, what ``sum()`` gives; a connection with
+            several flows in flight sums them in arrival order, from ``flow_slots``/``flow_rates``.
+            """
             rates: Dict[int, float] = {}
 
             def build(positions: Optional[Sequence[int]] = None) -> List[ConnView]:
-                if not rates and len(flow_slots):
-                    rates.update(zip(flow_slots.tolist(), flow_rates.tolist()))
-                sel = ids.tolist() if positions is None else ids[np.asarray(positions, dtype=np.int64)].tolist()
-                return build_connections(rates, sel)
+                sel = ids if positions is None else ids[np.asarray(positions, dtype=np.int64)]
+                views: List[ConnView] = []
+                append = views.append
+                for cid, one, last, burst in zip(sel.tolist(), conn_rate[sel].tolist(), conn_last[sel].tolist(),
+                                                 conn_burst[sel].tolist()):
+                    c = order[cid]
+                    inf = c.in_flight
+                    if inf:
+                        if len(inf) == 1:
+                            r = one
+                        else:
+                            if not rates:
+                                rates.update(zip(flow_slots.tolist(), flow_rates.tolist()))
+                            r = sum(rates.get(i, 0.0) for i in inf)
+                        append(ConnView(flow_ids[inf[0]], c.five, c.path, r, r, c.cls, True))
+                    else:
+                        append(ConnView(flow_ids[last] if last >= 0 else "", c.five, c.path, 0.0, burst,
+                                        c.cls, False))
+                return views
             return build
 
         while done < n or t > (tick_no - 1) * self.poll + 1e-12 * max(1.0, t):
@@ -670,7 +672,8 @@ class Simulator:
                     view = TickView(t, self.links, link_bytes.copy(),
                                     interval * 8.0 / (self.poll * capacity), self._ports,
                                     conn_rows[ids], demand, conn_training[ids],
-                                    connection_builder(slots.flow[:m].copy(), slots.rate[:m].copy(), ids))
+                                    connection_builder(slots.flow[:m].copy(), slots.rate[:m].copy(), in_flight_rate,
+                                                       ids))
                     for change in self.hook(view):
                         c = by_five.get(change.five)
                         if c is None:
