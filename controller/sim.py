@@ -520,8 +520,9 @@ class Simulator:
             nonlocal link_rate
             m = slots.m
             is_new = np.zeros(m, dtype=bool)
-            new_slots = [slots.slot_of[i] for i in added]
-            is_new[[s for s in new_slots if s >= 0]] = True
+            if added:
+                new_slots = slots.slot_of[added]
+                is_new[new_slots[new_slots >= 0]] = True
             gone = np.concatenate(removed_rows) if removed_rows else np.zeros((0, width), dtype=np.int64)
             try:
                 link_rate, n_up = fairshare.resolve_event(
