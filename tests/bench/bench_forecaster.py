@@ -2,7 +2,10 @@
 
 1. Predict all 6,144 directed links of a k=16 fat-tree in one poll (the shipped model),
    against persistence over the same history in the same run.
-2. Train on one hour of k=4 data (96 directed links incl. host links, 1 s polls),
+2. The shipped model's regressor on the features of all 768 (k=8) and 6,144 (k=16)
+   links: scikit-learn's ``predict`` against the compiled evaluator (models.treeeval,
+   bit-identical, checked here too), one thread as the replay runs it, medians.
+3. Train on one hour of k=4 data (96 directed links incl. host links, 1 s polls),
    against one pass of feature extraction over the same rows.
 Prints the hardware; ratios are the portable figures, seconds depend on the machine.
 """
@@ -14,9 +17,11 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
+from models import treeeval  # noqa: E402
 from models.features import make_features, persistence  # noqa: E402
 from models.runtime import load_predictor  # noqa: E402
 from models.synth import SynthConfig, fabric_links, generate  # noqa: E402
@@ -43,6 +48,37 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
+def medians_of(fns, repeat: int):
+    """Median seconds of each function, the calls interleaved so that machine load hits all alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
+
+
+def tree_eval_section(pred, repeat: int = 15) -> None:
+    reg = pred.estimator.regressor_
+    forest = treeeval.flatten(reg)
+    if forest is None or not treeeval.COMPILED:
+        print("compiled tree evaluator: not available (Numba missing, SIDESTEP_NO_JIT set or model unsupported)")
+        return
+    for k in (8, 16):
+        links = fabric_links(k)
+        tr = generate(7, SynthConfig(k=k, duration_s=pred.window + 10), links=links)
+        hist = tr.util[:, -pred.window:].copy()
+        hist[::50, -3:] = np.nan
+        F = make_features(hist, pred.horizon)
+        with threadpool_limits(limits=1):
+            same = np.array_equal(reg.predict(F).view(np.int64), treeeval.predict(reg, forest, F).view(np.int64))
+            t_sk, t_jit = medians_of([lambda: reg.predict(F), lambda: treeeval.predict(reg, forest, F)], repeat)
+        print("regressor on %d links x %d features, 1 thread, median of %d: sklearn %.2f ms, compiled %.2f ms, "
+              "ratio %.1fx (bit-identical: %s)" % (len(links), F.shape[1], repeat, t_sk * 1e3, t_jit * 1e3,
+                                                   t_sk / t_jit, "yes" if same else "NO"))
+
+
 def main() -> int:
     print("hardware: %s, %d cores (os.cpu_count), Python %s" % (cpu_model(), os.cpu_count(), platform.python_version()))
     pred = load_predictor(None, sampling_period_s=1.0)
@@ -58,6 +94,7 @@ def main() -> int:
     print("predict one poll, all links: model %.1f ms (features %.1f ms), persistence %.2f ms, ratio %.0fx"
           % (t_pred * 1e3, t_feat * 1e3, t_pers * 1e3, t_pred / t_pers))
     print("  = %.1f%% of a 1 s poll interval" % (100 * t_pred / 1.0))
+    tree_eval_section(pred)
 
     tr4 = generate(6, SynthConfig(k=4, duration_s=3600))
     grid = GridTrace("k4-1h", tr4.links, tr4.util, 1.0, 0.0)
