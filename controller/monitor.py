@@ -22,6 +22,10 @@ produce a sample: the baseline restarts or is kept, and the next good pair of
 readings gives the next sample.
 
 The controller's own timestamp ``now_s`` only labels samples (``LinkSample.t_s``).
+
+A source that has every switch's counters at once (replay) feeds them as
+arrays through ``ingest_ports`` with a ``PortLayout``: the same state as
+``ingest`` switch by switch, bit for bit, without a Python loop per port.
 Nothing here imports OS-Ken: ``counters_from_stats`` reads OFPPortStats-like
 objects by attribute, so replay and tests can feed plain objects.
 """
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -40,6 +44,11 @@ UINT32_MAX = (1 << 32) - 1   # duration_sec unavailable
 OFPP_MAX = 0xFFFFFF00        # port numbers above are reserved (LOCAL, CONTROLLER, ...)
 
 _NO_LINK = -1
+# Baselines at or above this many bytes take the exact per-reading path in
+# ``ingest_ports``: below it a float64 holds every integer exactly, so the
+# baselines can be read as one float array (None -> NaN).  2**53 bytes is
+# about 2 years of a saturated 1 Gbit/s link.
+_EXACT_FLOAT_INT = float(1 << 53)
 
 
 class PortCounters(NamedTuple):
@@ -93,6 +102,119 @@ def counters_from_stats(body: Iterable[object]) -> List[PortCounters]:
         out.append(PortCounters(port_no, int(getattr(stat, "tx_bytes")),
                                 int(getattr(stat, "rx_bytes")), duration))
     return out
+
+
+class PortLayout:
+    """The row order of array-form port counters: which switch and port each row is.
+
+    Why a class: a batch source (replay, a poller that gathers every reply of
+    a round) reports the same switches and ports in the same order every poll.
+    ``LinkMonitor.ingest_ports`` resolves a layout to link indices once per
+    fabric version and then takes plain arrays per poll, one entry per row.
+    Rows are the switches' ports in the order given, switch after switch
+    (``offsets[s]:offsets[s + 1]`` are switch ``s``'s rows); feeding arrays in
+    this layout gives the same monitor state as calling ``ingest`` switch by
+    switch in this order.  Immutable, so the monitor may cache it by identity.
+    """
+
+    def __init__(self, switches: Iterable[Tuple[str, Sequence[int]]]) -> None:
+        names: List[str] = []
+        ports: List[int] = []
+        offsets = [0]
+        for switch, port_nos in switches:
+            names.append(switch)
+            ports.extend(int(p) for p in port_nos)
+            offsets.append(len(ports))
+        self.switches: Tuple[str, ...] = tuple(names)
+        self.port_no = np.array(ports, dtype=np.int64)
+        self.offsets = np.array(offsets, dtype=np.intp)
+        self.port_no.setflags(write=False)
+        self.offsets.setflags(write=False)
+
+    def __len__(self) -> int:
+        """Number of rows (ports over all switches)."""
+        return int(self.port_no.shape[0])
+
+
+class _LayoutPlan(NamedTuple):
+    """A ``PortLayout`` resolved against one fabric version (see ``LinkMonitor._plan``).
+
+    Channels are the counters that measure a link: first every row's tx
+    counter (in row order), then the rx counter of rows on host ports.
+    """
+
+    layout: PortLayout
+    version: Optional[int]
+    links: np.ndarray          # link index per channel
+    rows: np.ndarray           # layout row per channel
+    n_tx: int                  # channels [0, n_tx) are tx counters, the rest rx
+    unknown_switches: int      # layout switches the fabric does not have
+    duplicate: bool            # some link is measured by two channels
+    up: np.ndarray             # per channel: its link is up
+    cap: np.ndarray            # per channel: its link's capacity
+
+
+CounterValues = Union[np.ndarray, Sequence[int]]   # byte counters, one per layout row
+
+
+class _Counters(NamedTuple):
+    """One array of counter values as ``ingest_ports`` reads it.
+
+    ``values`` is int64.  A value outside int64 is -1 there, which the fast
+    path never takes (it needs a counter >= 0), and is read exactly from
+    ``objects`` on the per-reading path.
+    """
+
+    values: np.ndarray
+    objects: Optional[List[int]]    # the Python ints, when some do not fit int64
+
+    def item(self, row: int) -> int:
+        if self.objects is not None:
+            return self.objects[row]
+        return int(self.values[row])
+
+
+def _counter_array(values: CounterValues, n: int, name: str) -> _Counters:
+    """Read byte counters (int array or sequence of ints) without ever losing a value.
+
+    Why the care: counters go up to 2**64-1 (OVS "unavailable"), beyond int64,
+    and ``np.asarray`` turns such a list into float64, which would round
+    them silently.  Values outside int64 are kept as Python ints instead.
+    """
+    if isinstance(values, np.ndarray):
+        arr = values
+        if arr.dtype.kind == "O":
+            return _counter_objects(arr.tolist(), n, name)
+    else:
+        return _counter_objects(list(values), n, name)   # type: ignore[call-overload]
+    if arr.shape != (n,):
+        raise ValueError("%s has shape %s, the layout has %d rows" % (name, arr.shape, n))
+    kind = arr.dtype.kind
+    if kind == "i":
+        return _Counters(arr.astype(np.int64, copy=False), None)
+    if kind == "u":
+        exact = arr <= np.iinfo(np.int64).max
+        if exact.all():
+            return _Counters(arr.astype(np.int64), None)
+        values = np.where(exact, arr, 0).astype(np.int64)
+        values[~exact] = -1
+        return _Counters(values, [int(v) for v in arr.tolist()])
+    raise TypeError("%s must hold integer byte counters, got dtype %s" % (name, arr.dtype))
+
+
+def _counter_objects(items: List[object], n: int, name: str) -> _Counters:
+    if len(items) != n:
+        raise ValueError("%s has %d values, the layout has %d rows" % (name, len(items), n))
+    ints: List[int] = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError("%s must hold integer byte counters, got %r" % (name, v))
+        ints.append(int(v))
+    try:
+        return _Counters(np.array(ints, dtype=np.int64), None)
+    except OverflowError:
+        lo, hi = -(1 << 63), (1 << 63) - 1
+        return _Counters(np.array([v if lo <= v <= hi else -1 for v in ints], dtype=np.int64), ints)
 
 
 @dataclass
@@ -151,6 +273,7 @@ class LinkMonitor:
         self._latest = np.full(0, np.nan)
         self._latest_t = np.full(0, np.nan)
         self._latest_bytes = np.zeros(0, dtype=np.int64)
+        self._layout_plan: Optional[_LayoutPlan] = None   # ingest_ports: last layout resolved
         self._sync()
 
     # -- indexing ------------------------------------------------------
@@ -280,6 +403,153 @@ class LinkMonitor:
         self._record(idx, utils, nbytes, fills, now_s)
         return idx, utils, nbytes
 
+    def ingest_ports(self, layout: PortLayout, tx_bytes: CounterValues, rx_bytes: CounterValues,
+                     durations: Union[float, Sequence[float], np.ndarray], now_s: float) -> int:
+        """``ingest`` for every switch of ``layout`` at once, from arrays; returns the samples completed.
+
+        ``tx_bytes``/``rx_bytes`` hold one integer counter per layout row (an
+        integer numpy array, or a sequence of ints: values beyond int64 such as
+        2**64-1 are read exactly); ``durations`` one port duration per row, or
+        one value for all (NaN: the switch reports none).  The resulting state
+        (baselines, history, latest values, stats) is exactly that of
+        ``ingest(switch, rows of switch, now_s)`` for each switch in layout
+        order, bit for bit.
+
+        Why: replay feeds every switch every simulated poll, and the per-port
+        Python loop of ``ingest`` was most of the monitor's cost.  Here the
+        common reading (valid counter, link up, baseline present, no reset,
+        duration advanced, plausible, one period) is worked out on whole
+        arrays with the same float operations in the same order as ``_step``;
+        every other reading goes through ``_step`` itself.  Each link has at
+        most one counter per call (else the call goes switch by switch), so
+        the readings are independent and their order does not matter.
+        """
+        self._sync()
+        plan = self._plan(layout)
+        n = len(layout)
+        tx = _counter_array(tx_bytes, n, "tx_bytes")
+        rx = _counter_array(rx_bytes, n, "rx_bytes")
+        dur = np.asarray(durations, dtype=float)
+        if dur.ndim:
+            dur = np.broadcast_to(dur, (n,))   # (checks the length)
+        if plan.duplicate:
+            return self._ingest_by_switch(layout, tx, rx, dur, now_s)
+        self.stats.unknown_switch += plan.unknown_switches
+        links = plan.links
+        if links.size == 0:
+            return 0
+        k = plan.n_tx
+        rows = plan.rows
+        value = np.concatenate((tx.values[rows[:k]], rx.values[rows[k:]]))
+        d = dur[rows] if dur.ndim else np.full(links.size, float(dur))
+        base_dur_all = np.array(self._base_dur, dtype=float)
+        base_now_all = np.array(self._base_now, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            base_f = np.array(self._base_bytes, dtype=float)[links]      # None -> NaN
+            # candidates: valid counter in int64, link up, a baseline exact as a float
+            fast = plan.up & (value >= 0) & (base_f < _EXACT_FLOAT_INT)
+            base = np.where(fast, base_f, 0.0).astype(np.int64)
+            base_dur = base_dur_all[links]
+            fast &= (value >= base) & ~(d < base_dur)               # else a reset
+            dt = np.where(np.isnan(d) | np.isnan(base_dur), now_s - base_now_all[links], d - base_dur)
+            fast &= dt > 0                                           # else stale
+            delta = value - base
+            util = delta.astype(float) * 8.0 / dt / plan.cap         # _step's operations, in its order
+            if self.max_util is not None:
+                fast &= util < float(self.max_util)                  # ties go the exact way
+            if self.period_s is not None:
+                fast &= dt / self.period_s < 1.5                     # round() gives 1 period
+        pick = np.flatnonzero(fast)
+        slow = np.flatnonzero(~fast) if pick.size < links.size else pick[:0]
+        idx = links[pick]
+        if pick.size:
+            # New baselines, written whole-list at C speed (exact ints via object arrays).
+            base_obj = np.array(self._base_bytes, dtype=object)
+            base_obj[idx] = value[pick].astype(object)
+            self._base_bytes = base_obj.tolist()
+            base_dur_all[idx] = d[pick]
+            self._base_dur = base_dur_all.tolist()
+            base_now_all[idx] = now_s
+            self._base_now = base_now_all.tolist()
+        if not slow.size:
+            if pick.size:
+                self._record(idx, util[pick], delta[pick], [], now_s)
+            return int(pick.size)
+        # The rest reading by reading, through _step on the baselines just written
+        # (each touches only its own link, so running them after is equivalent).
+        s_idx: List[int] = []
+        s_util: List[float] = []
+        s_bytes: List[int] = []
+        fills: List[Tuple[int, int]] = []
+        step = self._step
+        link_of = links.tolist()
+        row_of = rows.tolist()
+        dur_of = d.tolist()
+        for c in slow.tolist():
+            counters = tx if c < k else rx
+            got = step(link_of[c], counters.item(row_of[c]), dur_of[c], now_s)
+            if got is not None:
+                s_idx.append(link_of[c])
+                s_util.append(got[0])
+                s_bytes.append(got[1])
+                if got[2] > 1:
+                    fills.append((pick.size + len(s_idx) - 1, got[2]))
+        if not pick.size and not s_idx:
+            return 0
+        all_idx = idx.tolist() + s_idx
+        all_util = util[pick].tolist() + s_util
+        all_bytes = delta[pick].tolist() + s_bytes
+        self._record(all_idx, all_util, all_bytes, fills, now_s)
+        return len(all_idx)
+
+    def _ingest_by_switch(self, layout: PortLayout, tx: _Counters, rx: _Counters, dur: np.ndarray,
+                          now_s: float) -> int:
+        """``ingest_ports`` when a link is measured twice (a switch or port repeated
+        in the layout): then order matters, so do exactly what ``ingest`` does."""
+        ports = layout.port_no.tolist()
+        offsets = layout.offsets.tolist()
+        durs = np.broadcast_to(dur, (len(layout),)).tolist()
+        total = 0
+        for s, switch in enumerate(layout.switches):
+            counters = [PortCounters(ports[r], tx.item(r), rx.item(r), durs[r])
+                        for r in range(offsets[s], offsets[s + 1])]
+            total += self.ingest(switch, counters, now_s)
+        return total
+
+    def _plan(self, layout: PortLayout) -> _LayoutPlan:
+        """``layout`` resolved to link indices for the current fabric version (cached)."""
+        plan = self._layout_plan
+        if plan is not None and plan.layout is layout and plan.version == self._version:
+            return plan
+        tx_rows: List[int] = []
+        tx_links: List[int] = []
+        rx_rows: List[int] = []
+        rx_links: List[int] = []
+        unknown = 0
+        ports = layout.port_no.tolist()
+        offsets = layout.offsets.tolist()
+        for s, switch in enumerate(layout.switches):
+            chans = self._chans.get(switch)
+            if chans is None:
+                unknown += 1
+                continue
+            for r in range(offsets[s], offsets[s + 1]):
+                pair = chans.get(ports[r])
+                if pair is None:
+                    continue
+                tx_rows.append(r)
+                tx_links.append(pair[0])
+                if pair[1] >= 0:
+                    rx_rows.append(r)
+                    rx_links.append(pair[1])
+        links = np.array(tx_links + rx_links, dtype=np.intp)
+        up = np.array([self._up[i] for i in links.tolist()], dtype=bool)
+        cap = np.array([self._cap[i] for i in links.tolist()], dtype=float)
+        plan = _LayoutPlan(layout, self._version, links, np.array(tx_rows + rx_rows, dtype=np.intp),
+                           len(tx_links), unknown, bool(np.unique(links).size < links.size), up, cap)
+        self._layout_plan = plan
+        return plan
+
     def _step(self, i: int, value: int, dur: float, now_s: float) -> Optional[Tuple[float, int, int]]:
         """Advance one counter; (util, bytes, periods covered) or None for no sample."""
         if value >= UINT64_MAX or value < 0:
@@ -357,9 +627,12 @@ class LinkMonitor:
         """Latest utilization of every up link that has one."""
         self._sync()
         n = len(self._links)
-        valid = np.flatnonzero(~np.isnan(self._latest[:n]))
-        links, up, latest = self._links, self._up, self._latest
-        return {links[i]: float(latest[i]) for i in valid.tolist() if up[i]}
+        latest = self._latest[:n]
+        valid = np.flatnonzero(~np.isnan(latest))
+        links, up = self._links, self._up
+        # values via tolist(): the same Python floats as float(latest[i]), without a
+        # numpy scalar per link (this dict is read every replay tick)
+        return {links[i]: v for i, v in zip(valid.tolist(), latest[valid].tolist()) if up[i]}
 
     def latest(self) -> Dict[Link, LinkSample]:
         """Latest sample of every up link that has one (for the API and logs)."""
