@@ -24,6 +24,7 @@ the flow_id (order-independent, stable across processes).
 from __future__ import annotations
 
 import heapq
+from itertools import chain
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -468,13 +469,12 @@ class Simulator:
         start_list = [f.start_s for f in flows]
         gap_list = [f.gap_s for f in flows]
         # who waits on a flow, as arrays (CSR): groups of flow i are wait_groups[wait_ptr[i]:wait_ptr[i + 1]]
+        waited = sorted(waiting)
         wait_ptr = np.zeros(n + 1, dtype=np.int64)
-        for i, gs in waiting.items():
-            wait_ptr[i + 1] = len(gs)
+        wait_ptr[np.array(waited, dtype=np.int64) + 1] = [len(waiting[i]) for i in waited]
         np.cumsum(wait_ptr, out=wait_ptr)
-        wait_groups = np.zeros(int(wait_ptr[-1]), dtype=np.int64)
-        for i, gs in waiting.items():
-            wait_groups[wait_ptr[i]:wait_ptr[i + 1]] = gs
+        wait_groups = np.fromiter(chain.from_iterable(waiting[i] for i in waited), dtype=np.int64,
+                                  count=int(wait_ptr[-1]))
         group_left = np.array(group_left, dtype=np.int64)
         released = np.zeros(len(group_members), dtype=np.int64)
         complete = _complete_jit if fairshare._use_compiled(self.compiled) else _complete
