@@ -5,7 +5,10 @@
 2. The shipped model's regressor on the features of all 768 (k=8) and 6,144 (k=16)
    links: scikit-learn's ``predict`` against the compiled evaluator (models.treeeval,
    bit-identical, checked here too), one thread as the replay runs it, medians.
-3. Train on one hour of k=4 data (96 directed links incl. host links, 1 s polls),
+3. Feature extraction for all 768 (k=8) and 6,144 (k=16) links: ``make_features_numpy`` (the
+   definition) against the compiled ``make_features`` (bit-identical, checked here too), one
+   thread, medians; and the whole ``predict`` of the shipped model at k=8 with either.
+4. Train on one hour of k=4 data (96 directed links incl. host links, 1 s polls),
    against one pass of feature extraction over the same rows.
 Prints the hardware; ratios are the portable figures, seconds depend on the machine.
 """
@@ -15,14 +18,15 @@ import os
 import platform
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from models import treeeval  # noqa: E402
-from models.features import make_features, persistence  # noqa: E402
+from models import estimators, features, treeeval  # noqa: E402
+from models.features import fill_gaps, make_features, make_features_numpy, persistence  # noqa: E402
 from models.runtime import load_predictor  # noqa: E402
 from models.synth import SynthConfig, fabric_links, generate  # noqa: E402
 from models.training import GridTrace, fit_forecaster, windows  # noqa: E402
@@ -79,6 +83,40 @@ def tree_eval_section(pred, repeat: int = 15) -> None:
                                                    t_sk / t_jit, "yes" if same else "NO"))
 
 
+def features_section(pred, repeat: int = 15) -> None:
+    if not features.COMPILED:
+        print("compiled features: not available (Numba missing or SIDESTEP_NO_JIT set)")
+        return
+    for k in (8, 16):
+        links = fabric_links(k)
+        tr = generate(7, SynthConfig(k=k, duration_s=pred.window + 10), links=links)
+        hist = tr.util[:, -pred.window:].copy()
+        hist[::50, -3:] = np.nan
+        with threadpool_limits(limits=1):
+            same = np.array_equal(make_features_numpy(hist, pred.horizon).view(np.int64),
+                                  make_features(hist, pred.horizon).view(np.int64))
+            t_np, t_jit = medians_of([lambda: make_features_numpy(hist, pred.horizon),
+                                      lambda: make_features(hist, pred.horizon)], repeat)
+        print("features of %d links x %d samples, 1 thread, median of %d: numpy %.2f ms, compiled %.2f ms, "
+              "ratio %.1fx (bit-identical: %s)" % (len(links), hist.shape[1], repeat, t_np * 1e3, t_jit * 1e3,
+                                                   t_np / t_jit, "yes" if same else "NO"))
+        if k != 8:
+            continue
+
+        def predict_before():
+            """The shipped model's predict with the numpy features and persistence filling the window."""
+            with mock.patch.object(estimators, "make_features", make_features_numpy), \
+                    mock.patch.object(estimators, "persistence", lambda h: fill_gaps(h)[:, -1]):
+                return pred.predict(hist)
+
+        with threadpool_limits(limits=1):
+            same = np.array_equal(predict_before().view(np.int64), pred.predict(hist).view(np.int64))
+            t_before, t_after = medians_of([predict_before, lambda: pred.predict(hist)], repeat)
+        print("  predict (shipped model) at %d links, 1 thread, median of %d: as before (numpy features, "
+              "persistence filling the window) %.2f ms, now %.2f ms, ratio %.1fx (bit-identical: %s)"
+              % (len(links), repeat, t_before * 1e3, t_after * 1e3, t_before / t_after, "yes" if same else "NO"))
+
+
 def main() -> int:
     print("hardware: %s, %d cores (os.cpu_count), Python %s" % (cpu_model(), os.cpu_count(), platform.python_version()))
     pred = load_predictor(None, sampling_period_s=1.0)
@@ -95,6 +133,7 @@ def main() -> int:
           % (t_pred * 1e3, t_feat * 1e3, t_pers * 1e3, t_pred / t_pers))
     print("  = %.1f%% of a 1 s poll interval" % (100 * t_pred / 1.0))
     tree_eval_section(pred)
+    features_section(pred)
 
     tr4 = generate(6, SynthConfig(k=4, duration_s=3600))
     grid = GridTrace("k4-1h", tr4.links, tr4.util, 1.0, 0.0)
