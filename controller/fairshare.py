@@ -24,10 +24,11 @@ levels freezes at its cap for the same reason.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from controller.jit import jit as _jit
 
 __all__ = ["FairShareError", "max_min_rates", "max_min_rates_numpy", "resolve_event",
            "resolve_event_numpy", "refill_threshold", "COMPILED"]
@@ -353,18 +354,6 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
     for l in range(n_links):
         out[l] = fixed_load[l] + out[l]
     return out[:n_links].copy(), n_up, True
-
-
-def _jit(fn):
-    """``fn`` compiled by Numba, or None (not installed, or SIDESTEP_NO_JIT=1 for checks)."""
-    if os.environ.get("SIDESTEP_NO_JIT"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    # error_model="numpy": x/0 gives inf/nan as in numpy instead of raising
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 
 _max_min_jit = _jit(_kernel)

@@ -35,6 +35,7 @@ from controller import fairshare
 from controller.ecmp import FiveTuple
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
 from controller.flowtrace import TraceFlow
+from controller.jit import jit
 from controller.planner import EqualCostPaths
 
 BIG_SWITCH = "bigswitch"
@@ -365,7 +366,7 @@ def _complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_las
     return n_rel
 
 
-_complete_jit = fairshare._jit(_complete)
+_complete_jit = jit(_complete)
 
 
 class Simulator:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from typing import Dict, List, Sequence
 
 import numpy as np
+
+from controller.jit import jit as _jit
 
 FEATURE_VERSION = 1
 
@@ -343,17 +344,6 @@ _REDUCTIONS = ((1, _C_MAX_R0, _ROLL0, "max"), (2, _C_MIN_R0, _ROLL0, "min"),
                (4, _C_MAX_R1, _ROLL1, "max"), (8, _C_MIN_R1, _ROLL1, "min"),
                (16, _C_MAX, 0, "max"), (32, _C_MIN, 0, "min"))
 _TWO_PI = 2 * np.pi
-
-
-def _jit(fn):
-    """``fn`` compiled by Numba, or None (not installed, or SIDESTEP_NO_JIT=1 for checks)."""
-    if os.environ.get("SIDESTEP_NO_JIT"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 
 def _jit_or_plain(fn):

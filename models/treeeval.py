@@ -31,10 +31,11 @@ trees with more than 64 leaves (the row's leaf set is one uint64; the default
 """
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
+
+from controller.jit import jit as _jit
 
 MAX_LEAVES = 64
 _BLOCK = 256          # rows per block: their masks and feature columns stay in cache across a tree
@@ -101,17 +102,6 @@ def _kernel(XT, node_offsets, leaf_offsets, feature, threshold, missing_left, ke
                 word = leaves[j]
                 lowest = word & (~word + np.uint64(1))
                 out[start + j] += leaf_value[first + _BIT_INDEX[(lowest * _DEBRUIJN) >> np.uint64(58)]]
-
-
-def _jit(fn):
-    """``fn`` compiled by Numba, or None (not installed, or SIDESTEP_NO_JIT=1 for checks)."""
-    if os.environ.get("SIDESTEP_NO_JIT"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 
 _kernel_jit = _jit(_kernel)
