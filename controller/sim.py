@@ -23,6 +23,7 @@ the flow_id (order-independent, stable across processes).
 """
 from __future__ import annotations
 
+import gc
 import heapq
 from itertools import chain
 import zlib
@@ -407,6 +408,25 @@ class Simulator:
 
     # ------------------------------------------------------------------
     def run(self) -> SimResult:
+        """Replay every flow to its finish; deterministic for the given flows and seed.
+
+        The objects that exist when the replay starts (the trace, the model, the
+        modules) are set aside from the garbage collector meanwhile
+        (``gc.freeze``): they outlive the replay, and a full collection walking
+        them cost ~0.2 s each time one fell inside a k=8 replay, a quarter of a
+        20 s reactive run.  Objects the replay creates are collected as usual.
+        Skipped if someone else froze objects already; undone on return.
+        """
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        try:
+            return self._run()
+        finally:
+            if freeze:
+                gc.unfreeze()
+
+    def _run(self) -> SimResult:
         flows = self.flows
         n = len(flows)
         n_links = len(self.links)

@@ -247,3 +247,28 @@ def test_dependency_groups_start_flows_at_their_rule(fabric):
     for f in flows:
         ready = max([r[d].finish_s for d in f.deps], default=-np.inf)
         assert r[f.flow_id].start_s == pytest.approx(max(f.start_s, ready + f.gap_s), abs=1e-9)
+
+
+def test_run_sets_the_heap_aside_from_the_gc_and_restores_it(fabric):
+    import gc
+
+    seen = []
+
+    def progress(t, done, total):
+        seen.append(gc.get_freeze_count())
+
+    flows = [TraceFlow("a", 0.0, "h1", "h16", 3e6)]
+    assert gc.get_freeze_count() == 0
+    Simulator(fabric, flows, progress=progress).run()
+    assert seen and min(seen) > 0            # frozen during the replay
+    assert gc.get_freeze_count() == 0        # and given back
+    gc.freeze()                              # someone else's freeze is left alone
+    try:
+        frozen = gc.get_freeze_count()
+        Simulator(fabric, flows).run()
+        assert 0 < gc.get_freeze_count() <= frozen   # not unfrozen (freed objects leave it)
+    finally:
+        gc.unfreeze()
+    with pytest.raises(Exception):           # also given back when the replay fails
+        Simulator(fabric, [TraceFlow("a", 0.0, "h1", "h16", 3e6)], hook=lambda view: 1 / 0).run()
+    assert gc.get_freeze_count() == 0
