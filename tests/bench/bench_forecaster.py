@@ -63,6 +63,15 @@ def medians_of(fns, repeat: int):
     return [float(np.median(t)) for t in times]
 
 
+def bench_history(pred, k: int):
+    """The links of a k-ary fat-tree and one window of generated history for them, with some gaps."""
+    links = fabric_links(k)
+    tr = generate(7, SynthConfig(k=k, duration_s=pred.window + 10), links=links)
+    hist = tr.util[:, -pred.window:].copy()
+    hist[::50, -3:] = np.nan
+    return links, hist
+
+
 def tree_eval_section(pred, repeat: int = 15) -> None:
     reg = pred.estimator.regressor_
     forest = treeeval.flatten(reg)
@@ -70,10 +79,7 @@ def tree_eval_section(pred, repeat: int = 15) -> None:
         print("compiled tree evaluator: not available (Numba missing, SIDESTEP_NO_JIT set or model unsupported)")
         return
     for k in (8, 16):
-        links = fabric_links(k)
-        tr = generate(7, SynthConfig(k=k, duration_s=pred.window + 10), links=links)
-        hist = tr.util[:, -pred.window:].copy()
-        hist[::50, -3:] = np.nan
+        links, hist = bench_history(pred, k)
         F = make_features(hist, pred.horizon)
         with threadpool_limits(limits=1):
             same = np.array_equal(reg.predict(F).view(np.int64), treeeval.predict(reg, forest, F).view(np.int64))
@@ -88,10 +94,7 @@ def features_section(pred, repeat: int = 15) -> None:
         print("compiled features: not available (Numba missing or SIDESTEP_NO_JIT set)")
         return
     for k in (8, 16):
-        links = fabric_links(k)
-        tr = generate(7, SynthConfig(k=k, duration_s=pred.window + 10), links=links)
-        hist = tr.util[:, -pred.window:].copy()
-        hist[::50, -3:] = np.nan
+        links, hist = bench_history(pred, k)
         with threadpool_limits(limits=1):
             same = np.array_equal(make_features_numpy(hist, pred.horizon).view(np.int64),
                                   make_features(hist, pred.horizon).view(np.int64))
