@@ -113,18 +113,28 @@ class ControlLoop:
         self._all_up = False
         self._pad = pad
         self._flow_cache: Dict[Tuple[str, Tuple[str, ...], float], object] = {}
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - a scikit-learn dependency
-            threadpool_limits = None
-        self._limits = threadpool_limits
+        self._threads: object = None    # threadpoolctl's controller, made at the first forecast
 
     def _forecast(self, history: np.ndarray) -> np.ndarray:
-        # One thread: the tick is serial anyway, and OpenMP threads on a busy machine
-        # made a forecast 40x slower here (same numbers either way).
-        if self._limits is None:
+        """The predictor's forecast, run on one thread.
+
+        Why one thread: the tick is serial anyway, and OpenMP threads on a busy
+        machine made a forecast 40x slower here (same numbers either way).  The
+        ``ThreadpoolController`` is made once: ``threadpool_limits`` makes a new
+        one per call, scanning the process's libraries (2.8 ms, a quarter of a
+        k=8 forecast).  It is made at the first forecast, after the predictor
+        has loaded its libraries.
+        """
+        if self._threads is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # pragma: no cover - a scikit-learn dependency
+                self._threads = False
+            else:
+                self._threads = ThreadpoolController()
+        if self._threads is False:
             return np.asarray(self.predictor.predict(history), dtype=float)
-        with self._limits(limits=1):
+        with self._threads.limit(limits=1):
             return np.asarray(self.predictor.predict(history), dtype=float)
 
     def all_links_up(self) -> bool:
