@@ -1137,6 +1137,19 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], infos:
         options.append(alts)
     if not group:
         return None
+    return _joint_search(placer, group, options, config, basis, greedy,
+                         {f.flow_id: f.rate_bps for f in candidates})
+
+
+def _joint_search(placer: "_Placer", group: Sequence[ActiveFlow], options: Sequence[Sequence[Path]],
+                  config: PlannerConfig, basis: str, greedy: Sequence[Reroute],
+                  rate_of: Mapping[str, float]) -> Optional[List[Reroute]]:
+    """``_joint_placement`` once its group is chosen: the search, and its answer if it beats greedy's.
+
+    ``options``: each group flow's equal-cost paths; ``rate_of``: the demand of
+    (at least) every flow greedy moved.  Shared with ``plan_arrays``, which
+    picks the same group on arrays.
+    """
     caps = placer.caps
     var = set()
     links_of = placer.links
@@ -1178,9 +1191,8 @@ def _joint_placement(placer: "_Placer", candidates: Sequence[ActiveFlow], infos:
         return None
     # Greedy's peak over the same links, for comparison.
     greedy_util = dict(placer.util)
-    by_id = {f.flow_id: f for f in candidates}
     for rr in greedy:
-        _move(greedy_util, caps, by_id[rr.flow_id].rate_bps, rr.old_path, rr.new_path)
+        _move(greedy_util, caps, rate_of[rr.flow_id], rr.old_path, rr.new_path)
     if value >= max(greedy_util.get(l, 0.0) for l in var) - _EPS:
         return None
     out = []

@@ -114,6 +114,10 @@ class ControlLoop:
         self._pad = pad
         self._flow_cache: Dict[Tuple[str, Tuple[str, ...], float], object] = {}
         self._threads: object = None    # threadpoolctl's controller, made at the first forecast
+        from controller.plan_arrays import ArrayPlanner
+        self.arrays = ArrayPlanner(fabric, self.paths, self.config, self.links)
+        self.use_arrays = True           # False: every round through plan_reroutes (for checks)
+        self.array_rounds = 0            # rounds answered by ArrayPlanner (the rest: plan_reroutes)
 
     def _forecast(self, history: np.ndarray) -> np.ndarray:
         """The predictor's forecast, run on one thread.
@@ -225,13 +229,48 @@ class ControlLoop:
         if not self.may_move(view, measured, forecast, cand):
             return []
         self.planner_calls += 1
+        positions: Optional[np.ndarray] = None
         if self.policy == "reactive" and not self.always_plan and self.all_links_up():
-            conns = view.connections_at(np.flatnonzero(cand).tolist())   # candidates only: see the class doc
+            positions = np.flatnonzero(cand)
+            conns = view.connections_at(positions.tolist())   # candidates only: see the class doc
         else:
             conns = view.connections
+        if self.use_arrays and view.links == self.links and self.all_links_up():
+            got = self._plan_arrays(view, conns, positions, measured, forecast)
+            if got is not None:
+                self.array_rounds += 1
+                return self._changes(view, conns, got)
         flows = self._active_flows(conns)
         return self._changes(view, conns, plan_reroutes(
             self.fabric, flows, measured, self._predicted(forecast), self.config, paths=self.paths))
+
+    def _plan_arrays(self, view: TickView, conns: Sequence[ConnView], positions: Optional[np.ndarray],
+                     measured: Mapping[Link, float], forecast: Optional[np.ndarray]) -> Optional[List[object]]:
+        """``plan_reroutes``' answer for ``conns`` from ``ArrayPlanner`` (None: it does not replicate
+        this round; see controller/plan_arrays.py).  Every link is up and numbered as ``self.links``.
+
+        The demands are the views' own (``demand_bps``, as ``ActiveFlow.rate_bps``); ``ActiveFlow``
+        records are built only for the flows a reason or the joint search names.
+        """
+        from controller.planner import ActiveFlow, TRAINING
+
+        if not self.arrays.compiled:     # plain Python kernels: plan_reroutes is faster
+            return None
+        rows = view.demand()[0]
+        if positions is not None:
+            rows = rows[positions]
+        rates = np.fromiter((c.demand_bps for c in conns), dtype=float, count=len(conns))
+        training = np.fromiter((c.cls == TRAINING for c in conns), dtype=bool, count=len(conns))
+        names = [c.flow_id for c in conns]
+        order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+        meas = np.fromiter((measured.get(l, np.nan) for l in self.links), dtype=float, count=self._pad)
+        util = self.arrays.planning_util(meas, forecast, rows, rates, order)
+
+        def flow(k: int) -> ActiveFlow:
+            c = conns[k]
+            return ActiveFlow.unchecked(c.flow_id, c.five, c.path, c.demand_bps, c.cls)
+
+        return self.arrays.plan(rows, rates, training, order, util, flow)
 
     def _predicted(self, forecast: Optional[np.ndarray]) -> Optional[Dict[Link, float]]:
         if forecast is None:

@@ -1,0 +1,168 @@
+"""ArrayPlanner gives plan_reroutes' answer (same moves, order and reasons) or declines with None."""
+from __future__ import annotations
+
+import math
+import random
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.ecmp import FiveTuple
+from controller.fabric import path_links
+from controller.plan_arrays import ArrayPlanner, _round9, _round9_jit
+from controller.planner import ActiveFlow, EqualCostPaths, PlannerConfig, plan_reroutes
+
+from test_planner import CAP, KINDS, fat, make_fabric, noisy_loads, random_flows
+
+from controller.plan_arrays import _greedy_jit
+
+COMPILED = [False] + ([True] if _greedy_jit is not None else [])   # plain kernels are checked too
+
+
+def _next_up(x: float) -> float:
+    return struct.unpack("<d", struct.pack("<q", struct.unpack("<q", struct.pack("<d", x))[0] + 1))[0]
+
+
+def _next_down(x: float) -> float:
+    return struct.unpack("<d", struct.pack("<q", struct.unpack("<q", struct.pack("<d", x))[0] - 1))[0]
+
+
+def _arrays(fab, flows):
+    links = fab.directed_links()
+    lid = {link: i for i, link in enumerate(links)}
+    width = max(len(f.path) - 1 for f in flows)
+    rows = np.full((len(flows), width), len(links), dtype=np.int64)
+    for k, f in enumerate(flows):
+        ids = [lid[link] for link in path_links(f.path)]
+        rows[k, :len(ids)] = ids
+    rates = np.array([f.rate_bps for f in flows], dtype=float)
+    training = np.array([f.cls == "training" for f in flows])
+    order = np.array(sorted(range(len(flows)), key=lambda k: flows[k].flow_id), dtype=np.int64)
+    return links, rows, rates, training, order
+
+
+def _plan(fab, flows, measured, predicted, config, planner=None, compiled=None):
+    links, rows, rates, training, order = _arrays(fab, flows)
+    planner = planner or ArrayPlanner(fab, EqualCostPaths(fab), config, links, compiled=compiled)
+    meas = np.array([measured.get(l, math.nan) for l in links], dtype=float)
+    forecast = None if predicted is None else np.array([predicted.get(l, math.nan) for l in links])
+    util = planner.planning_util(meas, forecast, rows, rates, order)
+    return planner.plan(rows, rates, training, order, util, lambda k: flows[k])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.floats(0.0, 4194303.0), st.integers(0, 4_000_000_000).map(lambda n: (n + 0.5) / 1e9),
+                 st.integers(0, 4_000_000).map(lambda n: n / 1e6)))
+def test_round9_is_pythons_round(x):
+    """Ties and near-ties of the 9th decimal included (N + 1/2) / 1e9 and its neighbours."""
+    for v in (x, _next_up(x), _next_down(x) if x > 0 else x):
+        assert _round9(v) == round(v, 9)
+        assert _round9_jit(v) == round(v, 9)
+
+
+def test_round9_declines_outside_its_range():
+    for v in (-1e-3, 4194304.0, math.inf, math.nan):
+        assert math.isnan(_round9(v)) and math.isnan(_round9_jit(v))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=KINDS, seed=st.integers(0, 10 ** 6), n=st.integers(1, 40),
+       policy=st.sampled_from(["reactive", "predictive"]), budget=st.integers(0, 6),
+       move_bg=st.booleans(), hysteresis=st.sampled_from([0.0, 0.1, 0.3]),
+       joint=st.sampled_from([0, 2000]), elephant=st.sampled_from([None, 0.2 * CAP]),
+       dirty=st.booleans(), compiled=st.sampled_from(COMPILED))
+def test_same_answer_as_plan_reroutes(kind, seed, n, policy, budget, move_bg, hysteresis, joint, elephant,
+                                      dirty, compiled):
+    fab = make_fabric(kind, seed)
+    rnd = random.Random(seed)
+    flows = random_flows(fab, rnd, n, ecmp=rnd.random() < 0.5)
+    measured = noisy_loads(fab, flows, rnd)
+    predicted = {l: rnd.random() * 1.5 for l in rnd.sample(fab.directed_links(), 4)}
+    if dirty:           # what the planner drops or clips: NaN, negative, missing
+        links = fab.directed_links()
+        measured[links[0]] = math.nan
+        measured[links[-1]] = -0.5
+        measured.pop(links[len(links) // 2], None)
+        predicted[links[1]] = math.nan
+    config = PlannerConfig(policy=policy, max_reroutes_per_tick=budget, move_background=move_bg,
+                           hysteresis=hysteresis, joint_search_nodes=joint, elephant_bps=elephant)
+    got = _plan(fab, flows, measured, predicted if policy == "predictive" else None, config,
+                compiled=compiled)
+    ref = plan_reroutes(fab, flows, measured, predicted if policy == "predictive" else None, config)
+    assert got is not None        # every flow is on one of its pair's paths, every link up
+    assert got == ref
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+@pytest.mark.parametrize("policy", ["reactive", "predictive"])
+@pytest.mark.parametrize("k", [4, 8])
+def test_same_moves_on_busy_fat_trees(policy, k, compiled):
+    """Many elephants on ECMP paths of a fat-tree: rounds that move flows and that run the joint search."""
+    fab = fat(k)
+    rnd = random.Random(k)
+    moved = 0
+    planner = None
+    for tick in range(12):
+        flows = random_flows(fab, rnd, 12 * k, ecmp=True)
+        flows = [ActiveFlow(f.flow_id, f.five, f.path, rnd.choice([0.2, 0.4, 0.6]) * CAP, "training")
+                 for f in flows]
+        measured = noisy_loads(fab, flows, rnd)
+        predicted = {l: rnd.random() for l in fab.directed_links()} if policy == "predictive" else None
+        config = PlannerConfig(policy=policy)
+        links = fab.directed_links()
+        planner = planner or ArrayPlanner(fab, EqualCostPaths(fab), config, links, compiled=compiled)
+        got = _plan(fab, flows, measured, predicted, config, planner)
+        ref = plan_reroutes(fab, flows, measured, predicted, config)
+        assert got == ref
+        moved += len(ref)
+    assert moved > 0
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_a_flow_off_its_pairs_equal_cost_paths_is_left_to_plan_reroutes(compiled):
+    fab = fat(4)
+    src, dst = "h1", "h2"                       # same edge switch: one equal-cost path
+    edge = fab.paths(src, dst)[0][1]
+    agg = next(n for n in fab.graph.neighbors(edge) if fab.is_switch(n))
+    detour = (src, edge, agg, edge, dst)          # a valid walk, but not a shortest path
+    flows = [ActiveFlow("f0", FiveTuple(src, dst, 6, 1, 2), detour, 0.9 * CAP)]
+    measured = {link: 0.95 for link in path_links(detour)}
+    assert _plan(fab, flows, measured, None, PlannerConfig(policy="reactive"), compiled=compiled) is None
+
+
+@pytest.mark.parametrize("policy,scenario,seed", [("reactive", "bursts", 0), ("predictive", "bursts", 1),
+                                                  ("reactive", "collide", 0), ("predictive", "collide", 3)])
+@pytest.mark.skipif(_greedy_jit is None, reason="replay uses ArrayPlanner only compiled (Numba not in use)")
+def test_replay_rounds_go_through_the_array_planner_with_the_same_answer(policy, scenario, seed):
+    """In a replay every planning round is answered by ArrayPlanner, and plan_reroutes agrees each time."""
+    from controller.fabric import Fabric
+    from controller.replay import ControlLoop, PersistencePredictor
+    from controller.scenarios import generate
+    from controller.sim import Simulator
+    from mininet_topos.fattree_spec import fat_tree
+
+    fabric = Fabric.from_spec(fat_tree(4, 1000.0))
+    loop = ControlLoop(fabric, policy, poll_interval_s=1.0,
+                       predictor=PersistencePredictor(1.0) if policy == "predictive" else None)
+    moves = []
+    fast_calls = [0]
+
+    def hook(view):
+        measured, forecast = loop.observe(view)
+        before = loop.planner_calls
+        fast = loop.decide(view, measured, forecast)
+        fast_calls[0] += loop.planner_calls - before
+        loop.use_arrays = False
+        try:
+            slow = loop.decide(view, measured, forecast)
+        finally:
+            loop.use_arrays = True
+        assert fast == slow
+        moves.extend(fast)
+        return fast
+    Simulator(fabric, generate(scenario, 4, 1000.0, seed), seed=seed, hook=hook).run()
+    assert moves
+    assert fast_calls[0] > 0 and loop.array_rounds == fast_calls[0]
