@@ -26,15 +26,16 @@ from __future__ import annotations
 import gc
 import heapq
 from itertools import chain
+from operator import attrgetter
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from controller import fairshare
 from controller.ecmp import FiveTuple
-from controller.fabric import Fabric, FabricError, Link, Path, path_links
+from controller.fabric import Fabric, FabricError, Link, Path
 from controller.flowtrace import TraceFlow
 from controller.jit import jit
 from controller.planner import EqualCostPaths
@@ -222,14 +223,101 @@ class SimResult:
         return self.interval_bytes * 8.0 / (dt[:, None] * self.capacity_bps[None, :])
 
 
-@dataclass
 class _Conn:
-    cid: int
-    five: FiveTuple
-    path: Path
-    cls: str
-    pending: int = 0                     # flows of this connection not yet finished
-    in_flight: List[int] = field(default_factory=list)
+    """A connection (5-tuple) of the trace: its path, class and flows in flight (in arrival order).
+
+    A plain class with slots, not a dataclass: a replay makes one per connection
+    of its trace (5,000 in the churny bench), and this is cheaper to create.
+    """
+
+    __slots__ = ("cid", "five", "path", "cls", "pending", "in_flight")
+
+    def __init__(self, cid: int, five: FiveTuple, path: Path, cls: str, pending: int = 0) -> None:
+        self.cid = cid
+        self.five = five
+        self.path = path
+        self.cls = cls
+        self.pending = pending               # flows of this connection not yet finished
+        self.in_flight: List[int] = []
+
+
+ConnKey = Tuple[str, str, int, int, int]
+_FIVE_FIELDS = attrgetter("src", "dst", "proto", "src_port", "dst_port")
+
+
+def _conn_keys(flows: Sequence[TraceFlow], flow_ids: Sequence[str], seed: int) -> List[ConnKey]:
+    """Each flow's ``five_tuple(f, seed)`` as a plain tuple of its fields.
+
+    Why: a replay indexes every flow of its trace before it starts; the fields
+    come out in one C-level call per flow, and only a flow whose trace leaves a
+    port out (src_port: ephemeral, dst_port: 0) takes the slow way.
+    """
+    return [k if k[3] is not None and k[4] else
+            (k[0], k[1], k[2], k[3] if k[3] is not None else ephemeral_port(seed, fid), k[4] or 0)
+            for k, fid in zip(map(_FIVE_FIELDS, flows), flow_ids)]
+
+
+def _connections(flows: Sequence[TraceFlow], keys: Sequence[ConnKey]
+                 ) -> Tuple[List[_Conn], np.ndarray, Dict[ConnKey, int]]:
+    """The trace's connections in 5-tuple order (cid = position), each flow's cid, and key -> cid.
+
+    A connection takes the class of its first flow and counts its flows as
+    ``pending``.  Why not a loop over flows: indexing runs over every flow of
+    the trace (8,000-11,000 in the k=8 bench), and the flow-by-flow loop was a
+    fifth of a 20 s ECMP replay; here only the dictionary numbering is per
+    flow, the rest per connection or in numpy.
+    """
+    first: Dict[ConnKey, int] = {}
+    seen = np.array([first.setdefault(k, len(first)) for k in keys], dtype=np.int64)   # by first appearance
+    uniq = list(first)
+    rank = sorted(range(len(uniq)), key=uniq.__getitem__)         # cid -> number of first appearance
+    cid_of_seen = np.empty(len(uniq), dtype=np.int64)
+    cid_of_seen[rank] = np.arange(len(uniq))
+    cid_of_flow = cid_of_seen[seen]
+    pending = np.bincount(cid_of_flow, minlength=len(uniq)).tolist()
+    # the first flow of each connection: where the running maximum of ``seen`` steps up
+    first_flow = np.flatnonzero(np.diff(np.maximum.accumulate(seen), prepend=-1)).tolist()
+    order = [_Conn(cid, FiveTuple(*uniq[a]), (), flows[first_flow[a]].cls, pending[cid])
+             for cid, a in enumerate(rank)]
+    return order, cid_of_flow, dict(zip(uniq, cid_of_seen.tolist()))
+
+
+def _dependency_groups(deps_of: Sequence[Sequence[str]], index_of: Dict[str, int]
+                       ) -> Tuple[List[List[int]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dependencies by group: flows that list the same deps share one countdown.
+
+    E.g. every flow of a ring iteration waits on the whole previous iteration,
+    so a trace of 27,000 flows with 8 deps each costs 3,000 group entries, not
+    200,000.  Groups are numbered in order of first appearance; a group's
+    members (flow order) become ready together, as flow by flow did.
+
+    Returns the members of each group, each group's count of deps (a dep
+    listed twice counts twice), who waits on each flow as CSR arrays (the
+    groups of flow ``i``, ascending and once per mention, are
+    ``wait_groups[wait_ptr[i]:wait_ptr[i + 1]]``) and the flows without deps.
+    Per flow only the dictionary numbering runs in Python (see ``_connections``).
+    """
+    n = len(deps_of)
+    group_of: Dict[Tuple[str, ...], int] = {}
+    if set(map(type, deps_of)) <= {tuple}:
+        gid = [group_of.setdefault(d, len(group_of)) if d else -1 for d in deps_of]
+    else:    # deps given as lists or other iterables: as tuples
+        gid = [group_of.setdefault(d if type(d) is tuple else tuple(d), len(group_of)) if d else -1
+               for d in deps_of]
+    n_groups = len(group_of)
+    group_left = np.fromiter(map(len, group_of), dtype=np.int64, count=n_groups)
+    gid_arr = np.array(gid, dtype=np.int64)
+    waits = np.flatnonzero(gid_arr >= 0)
+    by_group = waits[np.argsort(gid_arr[waits], kind="stable")].tolist()
+    ends = np.cumsum(np.bincount(gid_arr[waits], minlength=n_groups)).tolist()
+    group_members = [by_group[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    dep_flow = np.fromiter(map(index_of.__getitem__, chain.from_iterable(group_of)), dtype=np.int64,
+                           count=int(group_left.sum()))
+    dep_group = np.repeat(np.arange(n_groups, dtype=np.int64), group_left)
+    wait_groups = dep_group[np.argsort(dep_flow, kind="stable")]
+    wait_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(dep_flow, minlength=n), out=wait_ptr[1:])
+    return group_members, group_left, wait_ptr, wait_groups, np.flatnonzero(gid_arr < 0)
 
 
 class _Slots:
@@ -237,7 +325,8 @@ class _Slots:
 
     Why packed: every event works on all flows in flight (time to finish,
     bytes sent), so their state lives in contiguous numpy arrays; a finished
-    flow's slot is filled by the last one.
+    flow's slot is filled by the last one.  ``new`` marks the slots (re)placed
+    since the last solve (the solver's ``is_new``); it moves with its slot.
     """
 
     def __init__(self, n_flows: int, width: int, pad: int) -> None:
@@ -249,6 +338,7 @@ class _Slots:
         self.rem = np.zeros(size)
         self.rate = np.zeros(size)
         self.fcap = np.full(size, np.inf)
+        self.new = np.zeros(size, dtype=bool)
         self.slot_of = np.full(n_flows, -1, dtype=np.int64)
 
     def _grow(self) -> None:
@@ -260,6 +350,7 @@ class _Slots:
         self.rem = np.resize(self.rem, size)
         self.rate = np.resize(self.rate, size)
         self.fcap = np.resize(self.fcap, size)
+        self.new = np.resize(self.new, size)
 
     def widen(self, width: int) -> None:
         if width > self.links.shape[1]:
@@ -275,6 +366,7 @@ class _Slots:
         self.rem[s] = remaining
         self.rate[s] = 0.0
         self.fcap[s] = fcap
+        self.new[s] = True
         self.slot_of[i] = s
         self.m += 1
         return s
@@ -290,6 +382,7 @@ class _Slots:
         self.rem[a:b] = remaining
         self.rate[a:b] = 0.0
         self.fcap[a:b] = fcap
+        self.new[a:b] = True
         self.slot_of[ids] = np.arange(a, b)
         self.m = b
 
@@ -319,7 +412,37 @@ class _Slots:
             self.rem[dst] = self.rem[src]
             self.rate[dst] = self.rate[src]
             self.fcap[dst] = self.fcap[src]
+            self.new[dst] = self.new[src]
             self.slot_of[self.flow[dst]] = dst
+
+    def reserve(self, k: int) -> None:
+        """Room for ``k`` more flows in flight."""
+        while self.m + k > len(self.flow):
+            self._grow()
+
+    def retire(self, fin_slots: np.ndarray, link_count: np.ndarray, kernel: Optional[Callable]
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Remove the finished slots ``fin_slots`` (ascending) and count their links out of ``link_count``.
+
+        Returns their flows (sorted), link rows and rates.  ``kernel`` (the
+        compiled ``_retire``) does it in one call; without it, numpy and
+        ``remove_many``, the reference, give the same arrays and layout.
+        """
+        k = len(fin_slots)
+        if kernel is not None:
+            fin = np.empty(k, dtype=np.int64)
+            rows = np.empty((k, self.links.shape[1]), dtype=np.int64)
+            rates = np.empty(k)
+            kernel(fin_slots, self.m, self.flow, self.links, self.rem, self.rate, self.fcap, self.new,
+                   self.slot_of, link_count, fin, rows, rates)
+            self.m -= k
+            return fin, rows, rates
+        fin = np.sort(self.flow[fin_slots])
+        rows = self.links[fin_slots]
+        rates = self.rate[fin_slots]
+        np.subtract.at(link_count, rows.ravel(), 1)
+        self.remove_many(fin_slots.tolist())
+        return fin, rows, rates
 
     def remove(self, s: int) -> None:
         """Free slot ``s`` (callers remove in descending slot order within one event)."""
@@ -332,6 +455,7 @@ class _Slots:
             self.rem[s] = self.rem[last]
             self.rate[s] = self.rate[last]
             self.fcap[s] = self.fcap[last]
+            self.new[s] = self.new[last]
             self.slot_of[j] = s
         self.m = last
 
@@ -370,6 +494,172 @@ def _complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_las
 _complete_jit = jit(_complete)
 
 
+def _stacked(parts: List[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(parts)``, without the copy for one part (the usual event)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _advance_numpy(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_out):
+    """One event's step on whole arrays: when the next event is, the advance to it, who finishes then.
+
+    ``t_next`` is the first of the next completion (flows in flight ``rem[:m]``
+    bytes to go at ``rate[:m]`` bit/s), ``t_arr`` (next arrival) and ``next_tick``;
+    the flows' bytes to go and the links' cumulative bytes advance to it.  A flow
+    finishes with less than 1e-6 bytes (or a 1e-12 share of its rate) to go, and
+    the flow that set ``t_next`` does in any case.  Returns ``(t_next, n_fin)``
+    with the finished slots, ascending, in ``fin_out[:n_fin]``; ``n_fin`` is -1,
+    and nothing advanced, if ``t_next`` is not finite (a stall).
+    The reference of ``_advance``.
+    """
+    t_done = np.inf
+    first_done = -1
+    if m:
+        with np.errstate(divide="ignore"):
+            eta = rem[:m] / rate[:m] * 8.0   # inf where a rate is 0
+        first_done = int(np.argmin(eta))
+        t_done = t + eta[first_done]
+    t_next = min(t_done, t_arr, next_tick)
+    if not np.isfinite(t_next):
+        return t_next, -1
+    dt = max(t_next - t, 0.0)
+    if m and dt > 0:
+        rem[:m] -= rate[:m] * (dt / 8.0)
+        link_bytes += link_rate * (dt / 8.0)
+    if not m:
+        return t_next, 0
+    finished = rem[:m] <= np.maximum(1e-6, rate[:m] * 1e-12)
+    if t_next == t_done:
+        finished[first_done] = True
+    fin = np.flatnonzero(finished)
+    fin_out[:len(fin)] = fin
+    return t_next, len(fin)
+
+
+def _advance(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_out):
+    """``_advance_numpy`` as plain loops, for Numba: one call per event instead of a dozen numpy calls.
+
+    The same operations in the same order, so the same bits: ``eta = rem / rate
+    * 8.0``, ``np.argmin``'s choice (the first minimum, or the first NaN),
+    Python's ``min``/``max`` on the times, ``rem -= rate * (dt / 8.0)`` and
+    ``np.maximum``'s NaN in the finish test.
+    """
+    t_done = np.inf
+    first = -1
+    if m > 0:
+        first = 0
+        best = rem[0] / rate[0] * 8.0
+        if best == best:
+            for s in range(1, m):
+                eta = rem[s] / rate[s] * 8.0
+                if eta != eta:
+                    first = s
+                    best = eta
+                    break
+                if eta < best:
+                    first = s
+                    best = eta
+        t_done = t + best
+    t_next = t_done
+    if t_arr < t_next:
+        t_next = t_arr
+    if next_tick < t_next:
+        t_next = next_tick
+    if not np.isfinite(t_next):
+        return t_next, -1
+    dt = t_next - t
+    if 0.0 > dt:
+        dt = 0.0
+    if m > 0 and dt > 0:
+        step = dt / 8.0
+        for s in range(m):
+            rem[s] -= rate[s] * step
+        for k in range(link_bytes.shape[0]):
+            link_bytes[k] += link_rate[k] * step
+    hit = t_next == t_done
+    n_fin = 0
+    for s in range(m):
+        floor = rate[s] * 1e-12
+        if floor < 1e-6:            # np.maximum(1e-6, floor): a NaN floor stays NaN
+            floor = 1e-6
+        if rem[s] <= floor or (hit and s == first):
+            fin_out[n_fin] = s
+            n_fin += 1
+    return t_next, n_fin
+
+
+_advance_jit = jit(_advance)
+
+
+def _retire(fin_slots, m, flow, links, rem, rate, fcap, new, slot_of, link_count, fin, gone_rows, gone_rates):
+    """``_Slots.retire`` without numpy calls, for Numba (one call per event).
+
+    Writes the finished slots' flows (sorted), link rows and rates to ``fin``,
+    ``gone_rows`` and ``gone_rates``, counts their links out of ``link_count``,
+    and frees the slots as ``_Slots.remove`` one by one in descending order
+    (each takes the flow then last), which is ``remove_many``'s layout.
+    """
+    width = links.shape[1]
+    k = fin_slots.shape[0]
+    for j in range(k):
+        s = fin_slots[j]
+        fin[j] = flow[s]
+        gone_rates[j] = rate[s]
+        for w in range(width):
+            x = links[s, w]
+            gone_rows[j, w] = x
+            link_count[x] -= 1
+    fin.sort()
+    for j in range(k - 1, -1, -1):
+        s = fin_slots[j]
+        last = m - 1
+        slot_of[flow[s]] = -1
+        if s != last:
+            i = flow[last]
+            flow[s] = i
+            for w in range(width):
+                links[s, w] = links[last, w]
+            rem[s] = rem[last]
+            rate[s] = rate[last]
+            fcap[s] = fcap[last]
+            new[s] = new[last]
+            slot_of[i] = s
+        m = last
+
+
+_retire_jit = jit(_retire)
+
+
+def _admit(ids, t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow, conn_rows, size_of, fcap_of,
+           link_count, conn_inflight, start):
+    """The arrival of flows ``ids`` at ``t`` without numpy calls, for Numba (one call per event).
+
+    Fills slots ``m, m + 1, ...`` in the given order as ``_Slots.add_many`` does
+    (their connections' rows, full size to go, rate 0, their caps), counts
+    their links into ``link_count`` and their connections' flows in flight,
+    and sets their start; the caller has made room (``_Slots.reserve``).
+    """
+    width = links.shape[1]
+    for j in range(ids.shape[0]):
+        i = ids[j]
+        s = m + j
+        c = cid_of_flow[i]
+        flow[s] = i
+        for w in range(width):
+            x = conn_rows[c, w]
+            links[s, w] = x
+            link_count[x] += 1
+        rem[s] = size_of[i]
+        rate[s] = 0.0
+        fcap[s] = fcap_of[i]
+        new[s] = True
+        slot_of[i] = s
+        start[i] = t
+        conn_inflight[c] += 1
+
+
+_admit_jit = jit(_admit)
+
+
 class Simulator:
     """Replays ``flows`` on ``fabric``; ``run()`` returns a ``SimResult``.
 
@@ -397,6 +687,10 @@ class Simulator:
         self.compiled = compiled
         self.links: List[Link] = fabric.directed_links()
         self.link_index: Dict[Link, int] = {l: i for i, l in enumerate(self.links)}
+        # the same, as link_at[a][b]: a new connection's path row costs two string lookups per hop
+        self._link_at: Dict[str, Dict[str, int]] = {}
+        for (a, b), i in self.link_index.items():
+            self._link_at.setdefault(a, {})[b] = i
         self.capacity = np.array([fabric.capacity_bps(a, b) for a, b in self.links])
         self._ports = _PortLayout(fabric, self.link_index)
         # the planner's fast, equal-to-Fabric.paths path enumerator (same paths, same order)
@@ -432,43 +726,12 @@ class Simulator:
         n_links = len(self.links)
         pad = n_links
         capacity = self.capacity
-        index_of = {f.flow_id: i for i, f in enumerate(flows)}
-        # Dependencies by group: flows that list the same deps (e.g. every flow of a ring
-        # iteration waits on the whole previous iteration) share one countdown, so a trace
-        # of 27,000 flows with 8 deps each costs 3,000 group entries, not 200,000.
-        # A group's members become ready together, in flow order, as flow by flow did.
-        group_of: Dict[Tuple[str, ...], int] = {}
-        group_members: List[List[int]] = []
-        group_left: List[int] = []
-        waiting: Dict[int, List[int]] = {}   # flow -> groups (one entry per mention)
-        by_key: Dict[Tuple[str, str, int, int, int], _Conn] = {}
-        conn_of: List[_Conn] = []
-        seed = self.seed
-        for i, f in enumerate(flows):
-            deps = f.deps
-            if deps:
-                if type(deps) is not tuple:
-                    deps = tuple(deps)
-                g = group_of.get(deps)
-                if g is None:
-                    g = group_of[deps] = len(group_members)
-                    group_members.append([i])
-                    group_left.append(len(deps))
-                    for d in deps:
-                        waiting.setdefault(index_of[d], []).append(g)
-                else:
-                    group_members[g].append(i)
-            sp = f.src_port if f.src_port is not None else ephemeral_port(seed, f.flow_id)
-            key = (f.src, f.dst, f.proto, sp, f.dst_port or 0)   # five_tuple(f, seed), as a tuple
-            c = by_key.get(key)
-            if c is None:
-                c = by_key[key] = _Conn(-1, FiveTuple(*key), (), f.cls)
-            c.pending += 1
-            conn_of.append(c)
-        order = [by_key[key] for key in sorted(by_key)]
-        for cid, c in enumerate(order):
-            c.cid = cid
-        by_five: Dict[FiveTuple, _Conn] = {c.five: c for c in order}
+        flow_ids = [f.flow_id for f in flows]
+        index_of = dict(zip(flow_ids, range(n)))
+        group_members, group_left, wait_ptr, wait_groups, roots = _dependency_groups(
+            [f.deps for f in flows], index_of)
+        order, cid_of_flow, cid_of_key = _connections(flows, _conn_keys(flows, flow_ids, self.seed))
+        conn_of = [order[c] for c in cid_of_flow.tolist()]
         n_conns = len(order)
         width = 6  # links in the longest fat-tree path (host-edge-agg-core-agg-edge-host)
         conn_rows = np.full((n_conns, width), pad, dtype=np.int64)
@@ -477,31 +740,29 @@ class Simulator:
         conn_pending = np.array([c.pending for c in order], dtype=np.int64)
         conn_burst = np.zeros(n_conns)      # mean rate of the connection's last finished flow
         conn_last = np.full(n_conns, -1, dtype=np.int64)   # its last finished flow, -1: none yet
-        cid_of_flow = np.array([c.cid for c in conn_of], dtype=np.int64)
         path_of: List[Path] = [()] * n
         start = np.full(n, np.nan)
         self.start_s = start             # per flow, the start so far (NaN: not yet); for progress hooks
         finish = np.full(n, np.nan)
         slots = _Slots(n, width, pad)
         row_cache: Dict[Path, np.ndarray] = {}
+        link_at = self._link_at
 
-        flow_ids = [f.flow_id for f in flows]
         size_of = np.array([f.size_bytes for f in flows], dtype=float)
         start_list = [f.start_s for f in flows]
         gap_list = [f.gap_s for f in flows]
-        # who waits on a flow, as arrays (CSR): groups of flow i are wait_groups[wait_ptr[i]:wait_ptr[i + 1]]
-        waited = sorted(waiting)
-        wait_ptr = np.zeros(n + 1, dtype=np.int64)
-        wait_ptr[np.array(waited, dtype=np.int64) + 1] = [len(waiting[i]) for i in waited]
-        np.cumsum(wait_ptr, out=wait_ptr)
-        wait_groups = np.fromiter(chain.from_iterable(waiting[i] for i in waited), dtype=np.int64,
-                                  count=int(wait_ptr[-1]))
-        group_left = np.array(group_left, dtype=np.int64)
         released = np.zeros(len(group_members), dtype=np.int64)
-        complete = _complete_jit if fairshare._use_compiled(self.compiled) else _complete
-        fcap_of = np.array([f.rate_bps if f.rate_bps else np.inf for f in flows], dtype=float)
+        # the per-event steps: compiled (one call each), or their numpy/Python references
+        fast = fairshare._use_compiled(self.compiled)
+        complete = _complete_jit if fast else _complete
+        advance = _advance_jit if fast else _advance_numpy
+        retire = _retire_jit if fast else None
+        admit = _admit_jit if fast else None
+        fin_buf = np.empty(0, dtype=np.int64)      # the slots finishing at an event
+        heappush, heappop = heapq.heappush, heapq.heappop
+        fcap_of = np.array([f.rate_bps or np.inf for f in flows], dtype=float)
         ecmp_path = self._paths.ecmp_path   # == ecmp_choice(five, fabric.paths(src, dst))
-        heap: List[Tuple[float, int]] = [(f.start_s, i) for i, f in enumerate(flows) if not f.deps]
+        heap: List[Tuple[float, int]] = [(start_list[i], i) for i in roots.tolist()]
         heapq.heapify(heap)
         link_rate = np.zeros(n_links)
         link_count = np.zeros(n_links + 1, dtype=np.int64)
@@ -515,7 +776,7 @@ class Simulator:
         t = 0.0
         tick_no = 1
         # changes since the last solve
-        removed_rates: List[float] = []
+        removed_rates: List[np.ndarray] = []
         removed_rows: List[np.ndarray] = []
         added: List[int] = []            # flow indices (re)placed since the last solve
 
@@ -523,7 +784,7 @@ class Simulator:
             nonlocal width, conn_rows
             row = row_cache.get(path)
             if row is None:
-                idx = [self.link_index[l] for l in path_links(path)]
+                idx = [link_at[a][b] for a, b in zip(path, path[1:])]   # link_index of path_links(path)
                 if len(idx) > width:  # a longer path than any so far: widen the tables
                     extra = len(idx) - width
                     width = len(idx)
@@ -532,23 +793,21 @@ class Simulator:
                     for key in list(row_cache):
                         row_cache[key] = np.concatenate([row_cache[key],
                                                          np.full(extra, pad, dtype=np.int64)])
-                row = np.full(width, pad, dtype=np.int64)
-                row[:len(idx)] = idx
+                row = np.array(idx + [pad] * (width - len(idx)), dtype=np.int64)
                 row_cache[path] = row
             return row
 
         def solve() -> None:
             nonlocal link_rate
             m = slots.m
-            is_new = np.zeros(m, dtype=bool)
-            if added:
-                new_slots = slots.slot_of[added]
-                is_new[new_slots[new_slots >= 0]] = True
-            gone = np.concatenate(removed_rows) if removed_rows else np.zeros((0, width), dtype=np.int64)
+            is_new = slots.new[:m].copy()      # the slots of the flows in ``added``
+            slots.new[:m] = False
+            gone = _stacked(removed_rows) if removed_rows else np.zeros((0, width), dtype=np.int64)
+            gone_rates = _stacked(removed_rates) if removed_rates else np.zeros(0)
             try:
                 link_rate, n_up = fairshare.resolve_event(
                     slots.links[:m], slots.rate[:m], slots.fcap[:m], is_new, gone,
-                    np.asarray(removed_rates, dtype=float), link_rate, link_count, capacity,
+                    gone_rates, link_rate, link_count, capacity,
                     incremental=self.incremental, compiled=self.compiled)
             except fairshare.FairShareError as exc:
                 raise SimError(str(exc)) from None
@@ -565,9 +824,10 @@ class Simulator:
             if s >= 0:
                 old = slots.links[s].copy()
                 removed_rows.append(old[None, :])
-                removed_rates.append(float(slots.rate[s]))
+                removed_rates.append(slots.rate[s:s + 1].copy())
                 np.subtract.at(link_count, old, 1)
                 slots.links[s] = row
+                slots.new[s] = True
             else:
                 slots.add(i, row, flows[i].size_bytes, flows[i].rate_bps if flows[i].rate_bps else np.inf)
             np.add.at(link_count, row, 1)
@@ -611,51 +871,32 @@ class Simulator:
                 solve()
             m = slots.m
             next_tick = tick_no * self.poll
-            t_done = np.inf
-            first_done = -1
-            if m:
-                rate = slots.rate[:m]
-                with np.errstate(divide="ignore"):
-                    eta = slots.rem[:m] / rate * 8.0   # inf where a rate is 0
-                first_done = int(np.argmin(eta))
-                t_done = t + eta[first_done]
-            t_arr = heap[0][0] if heap else np.inf
-            t_next = min(t_done, t_arr, next_tick)
-            if not np.isfinite(t_next):
+            if len(fin_buf) < m:
+                fin_buf = np.empty(len(slots.flow), dtype=np.int64)
+            t_next, n_fin = advance(t, float(heap[0][0]) if heap else np.inf, next_tick, m, slots.rem, slots.rate,
+                                    link_bytes, link_rate, fin_buf)
+            if n_fin < 0:
                 raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
-            dt = max(t_next - t, 0.0)
-            if m and dt > 0:
-                slots.rem[:m] -= slots.rate[:m] * (dt / 8.0)
-                link_bytes += link_rate * (dt / 8.0)
             t = t_next
             events += 1
             # completions
-            if m:
-                rem = slots.rem[:m]
-                finished = rem <= np.maximum(1e-6, slots.rate[:m] * 1e-12)
-                if t_next == t_done:
-                    finished[first_done] = True
-                fin_slots = np.flatnonzero(finished)
-                if fin_slots.size:
-                    fin = np.sort(slots.flow[fin_slots])
-                    removed_rows.append(slots.links[fin_slots].copy())
-                    removed_rates.extend(slots.rate[fin_slots].tolist())
-                    np.subtract.at(link_count, slots.links[fin_slots].ravel(), 1)
-                    slots.remove_many(fin_slots.tolist())
-                    fin_list = fin.tolist()
-                    for i in fin_list:
-                        conn_of[i].in_flight.remove(i)
-                    done += len(fin_list)
-                    n_rel = complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
-                                     conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
-                    for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
-                        for k in group_members[g]:
-                            heapq.heappush(heap, (max(start_list[k], t + gap_list[k]), k))
+            if n_fin:
+                fin, gone_rows, gone_rates = slots.retire(fin_buf[:n_fin], link_count, retire)
+                removed_rows.append(gone_rows)
+                removed_rates.append(gone_rates)
+                for i in fin.tolist():
+                    conn_of[i].in_flight.remove(i)
+                done += n_fin
+                n_rel = complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
+                                 conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
+                for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
+                    for k in group_members[g]:
+                        heappush(heap, (max(start_list[k], t + gap_list[k]), k))
             # arrivals
             if heap and heap[0][0] <= t:
                 arrived: List[int] = []
                 while heap and heap[0][0] <= t:
-                    _, i = heapq.heappop(heap)
+                    _, i = heappop(heap)
                     c = conn_of[i]
                     if not c.path:
                         try:
@@ -667,13 +908,20 @@ class Simulator:
                     c.in_flight.append(i)
                     arrived.append(i)
                 # as place() one by one: new slots in arrival order
-                cids = cid_of_flow[arrived]
-                rows = conn_rows[cids]
-                slots.add_many(arrived, rows, size_of[arrived], fcap_of[arrived])
-                np.add.at(link_count, rows.ravel(), 1)
+                if admit is not None:
+                    slots.reserve(len(arrived))
+                    admit(np.array(arrived, dtype=np.int64), t, slots.m, slots.flow, slots.links, slots.rem,
+                          slots.rate, slots.fcap, slots.new, slots.slot_of, cid_of_flow, conn_rows, size_of,
+                          fcap_of, link_count, conn_inflight, start)
+                    slots.m += len(arrived)
+                else:
+                    cids = cid_of_flow[arrived]
+                    rows = conn_rows[cids]
+                    slots.add_many(arrived, rows, size_of[arrived], fcap_of[arrived])
+                    np.add.at(link_count, rows.ravel(), 1)
+                    start[arrived] = t
+                    np.add.at(conn_inflight, cids, 1)
                 added.extend(arrived)
-                start[arrived] = t
-                np.add.at(conn_inflight, cids, 1)
             # control tick
             if t >= next_tick - 1e-12 * max(1.0, t):
                 t = next_tick
@@ -697,7 +945,10 @@ class Simulator:
                                     connection_builder(slots.flow[:m].copy(), slots.rate[:m].copy(), in_flight_rate,
                                                        ids))
                     for change in self.hook(view):
-                        c = by_five.get(change.five)
+                        five = change.five    # by_five.get(five), on plain tuples (see _connections)
+                        cid = cid_of_key.get((five.src, five.dst, five.proto, five.src_port, five.dst_port)) \
+                            if type(five) is FiveTuple else None
+                        c = order[cid] if cid is not None else None
                         if c is None:
                             raise SimError("controller moved unknown connection %s" % change.five.key())
                         try:

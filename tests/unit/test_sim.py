@@ -224,7 +224,7 @@ def test_batched_slot_updates_match_one_by_one(data):
         if gone:
             b.remove_many(gone)
         assert a.m == b.m
-        for name in ("flow", "links", "rem", "rate", "fcap"):
+        for name in ("flow", "links", "rem", "rate", "fcap", "new"):
             assert np.array_equal(getattr(a, name)[:a.m], getattr(b, name)[:b.m]), name
         assert np.array_equal(a.slot_of, b.slot_of)
 
