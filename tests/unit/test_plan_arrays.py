@@ -200,3 +200,20 @@ def test_tick_planner_arrays_equal_the_views():
         return []
     Simulator(fabric, flows, seed=0, poll_interval_s=0.1, hook=hook).run()
     assert seen["ticks"] > 5
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_the_joint_search_answer_is_the_same(compiled):
+    """test_planner's local optimum: greedy stalls, the joint search moves two flows together."""
+    from controller.planner import flow_demand_utilization
+
+    fab = fat(4)
+    spec = [("f0", "h2", "h8", 0.7, "c0"), ("f1", "h4", "h5", 0.7, "c2"),
+            ("f2", "h3", "h7", 0.5, "c2"), ("f3", "h1", "h6", 0.5, "c0")]
+    flows = [ActiveFlow(fid, FiveTuple(s, d, 6, i, 80), next(p for p in fab.paths(s, d) if p[3] == core), r * CAP)
+             for i, (fid, s, d, r, core) in enumerate(spec)]
+    measured = flow_demand_utilization(fab, flows)
+    config = PlannerConfig(policy="reactive")
+    ref = plan_reroutes(fab, flows, measured, None, config)
+    assert ref and "joint" in ref[0].reason
+    assert _plan(fab, flows, measured, None, config, compiled=compiled) == ref
