@@ -428,7 +428,9 @@ class _PairTables:
     def __init__(self, index: "object", link_id: Dict[Link, int], n_hosts: int) -> None:
         self.index = index
         self.link_id = link_id
-        self.pid = np.full((n_hosts, n_hosts), -1, dtype=np.int64)
+        self.n_hosts = n_hosts
+        self._keys = np.zeros(0, dtype=np.int64)     # src * n_hosts + dst of the pairs built, sorted
+        self._ids = np.zeros(0, dtype=np.int64)      # their table rows
         self.paths: List[List[Path]] = []
         self.links = np.zeros((0, 1), dtype=np.int64)
         self.caps = np.ones((0, 1))
@@ -473,7 +475,21 @@ class _PairTables:
         self.rank[g, :len(alts)] = rank
         self.n_paths[g] = len(alts)
         self.n_union[g] = len(union)
-        self.pid[a, b] = g
+        key = a * self.n_hosts + b
+        at = int(np.searchsorted(self._keys, key))
+        self._keys = np.insert(self._keys, at, key)
+        self._ids = np.insert(self._ids, at, g)
+
+    def lookup(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Table rows of the pairs (src, dst) (host numbers), -1 for a pair not built yet.
+
+        A sorted key array, not a hosts x hosts table: that would be 512 MB at k=32.
+        """
+        keys = src * self.n_hosts + dst
+        at = np.searchsorted(self._keys, keys)
+        at[at == len(self._keys)] = 0
+        found = self._keys[at] == keys if len(self._keys) else np.zeros(len(keys), dtype=bool)
+        return np.where(found, self._ids[at] if len(self._ids) else -1, -1)
 
     def _fit(self, n: int, n_union: int, n_paths: int, n_pos: int) -> None:
         """Grow the tables to hold ``n`` pairs of these sizes (new entries padded)."""
@@ -599,13 +615,13 @@ class ArrayPlanner:
         dst = self.head_host[c_rows[np.arange(len(cand)), last]]
         if len(cand) and ((src < 0) | (dst < 0)).any():
             return None
-        c_pair = tables.pid[src, dst]
+        c_pair = tables.lookup(src, dst)
         missing = np.flatnonzero(c_pair < 0)
         if len(missing):
             hosts = sorted(self.host_no)
             for a, b in sorted(set(zip(src[missing].tolist(), dst[missing].tolist()))):
                 tables.add(hosts[a], hosts[b], a, b)
-            c_pair = tables.pid[src, dst]
+            c_pair = tables.lookup(src, dst)
         cur = np.empty(len(cand), dtype=np.int64)
         self._current(c_rows, c_pair, tables.links, tables.rows, tables.n_paths, self.pad, cur)
         if (cur < 0).any():
