@@ -440,40 +440,37 @@ class _PairTables:
         self.n_union = np.zeros(0, dtype=np.int64)
         self.rank = np.zeros((0, 1), dtype=np.int64)
 
-    def add(self, src: str, dst: str, a: int, b: int) -> None:
-        index = self.index
-        alts = index.pair_paths(src, dst)       # raises FabricError as plan_reroutes would
-        shared = index.shared(src, dst, alts)
-        pos: Dict[Link, int] = {}
-        union: List[Link] = []
-        rows: List[List[int]] = []
-        picks: List[List[bool]] = []
-        for path in alts:
-            row, pick = [], []
-            for link in index.links(path):
-                i = pos.get(link)
-                if i is None:
-                    i = pos[link] = len(union)
-                    union.append(link)
-                row.append(i)
-                pick.append(link not in shared)
-            rows.append(row)
-            picks.append(pick)
-        caps = [index.caps[link] for link in union]
-        order = sorted(range(len(alts)), key=lambda k: tuple(alts[k]))
-        rank = [0] * len(alts)
-        for r, k in enumerate(order):
-            rank[k] = r
+    def add(self, src: str, dst: str, a: int, b: int, capx: np.ndarray) -> None:
+        """Build the row of pair (src, dst), host numbers (a, b); ``capx``: capacity per link id."""
+        alts = self.index.pair_paths(src, dst)       # raises FabricError as plan_reroutes would
+        link_id = self.link_id
+        n_paths = len(alts)
+        width = max([1] + [len(p) - 1 for p in alts])
+        ids = np.full((n_paths, width), -1, dtype=np.int64)
+        for k, path in enumerate(alts):
+            ids[k, :len(path) - 1] = [link_id[(path[i], path[i + 1])] for i in range(len(path) - 1)]
+        flat = ids[ids >= 0]
+        links, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+        by_first = np.argsort(first, kind="stable")        # union in first-seen order, as _Choices
+        position = np.empty(len(links), dtype=np.int64)
+        position[by_first] = np.arange(len(links))
+        rows = np.full((n_paths, width), -1, dtype=np.int64)
+        rows[ids >= 0] = position[inverse.ravel()]
+        on_paths = np.bincount(inverse.ravel(), minlength=len(links))  # a link is once per path at most
+        pick = np.zeros((n_paths, width), dtype=bool)
+        pick[ids >= 0] = (on_paths < n_paths)[inverse.ravel()]     # not in every path: not shared
+        union = links[by_first]
+        rank = np.empty(n_paths, dtype=np.int64)
+        rank[sorted(range(n_paths), key=alts.__getitem__)] = np.arange(n_paths)
         g = len(self.paths)
-        self._fit(g + 1, max(1, len(union)), max(1, len(alts)), max([1] + [len(r) for r in rows]))
+        self._fit(g + 1, max(1, len(union)), max(1, n_paths), width)
         self.paths.append(list(alts))
-        self.links[g, :len(union)] = [self.link_id[link] for link in union]
-        self.caps[g, :len(union)] = caps
-        for k, (row, pick) in enumerate(zip(rows, picks)):
-            self.rows[g, k, :len(row)] = row
-            self.pick[g, k, :len(pick)] = pick
-        self.rank[g, :len(alts)] = rank
-        self.n_paths[g] = len(alts)
+        self.links[g, :len(union)] = union
+        self.caps[g, :len(union)] = capx[union]
+        self.rows[g, :n_paths, :width] = rows
+        self.pick[g, :n_paths, :width] = pick
+        self.rank[g, :n_paths] = rank
+        self.n_paths[g] = n_paths
         self.n_union[g] = len(union)
         key = a * self.n_hosts + b
         at = int(np.searchsorted(self._keys, key))
@@ -620,7 +617,7 @@ class ArrayPlanner:
         if len(missing):
             hosts = sorted(self.host_no)
             for a, b in sorted(set(zip(src[missing].tolist(), dst[missing].tolist()))):
-                tables.add(hosts[a], hosts[b], a, b)
+                tables.add(hosts[a], hosts[b], a, b, self.capx)
             c_pair = tables.lookup(src, dst)
         cur = np.empty(len(cand), dtype=np.int64)
         self._current(c_rows, c_pair, tables.links, tables.rows, tables.n_paths, self.pad, cur)
