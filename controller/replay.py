@@ -80,6 +80,11 @@ class ControlLoop:
     measured load, so other flows never change its answer (with no link down
     none is stranded).  ``predictive`` gets every connection, because their
     demand is part of its planning load.
+
+    A round is planned by ``ArrayPlanner`` (controller/plan_arrays.py) on the
+    tick's arrays, with ``plan_reroutes``' exact answer; ``plan_reroutes``
+    itself plans the rounds it declines (a link down, say) and every round
+    when ``use_arrays`` is False.
     """
 
     def __init__(self, fabric: Fabric, policy: str, *, poll_interval_s: float,
