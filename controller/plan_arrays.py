@@ -29,8 +29,7 @@ import numpy as np
 
 from controller.fabric import Fabric, Link, Path
 from controller.jit import jit
-from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, Reroute, _EPS, _Placer,
-                                _fmt, _index_for, _joint_search)
+from controller.planner import ActiveFlow, EqualCostPaths, PlannerConfig, Reroute, _EPS, _fmt, _index_for
 
 __all__ = ["ArrayPlanner"]
 
@@ -200,6 +199,190 @@ def _greedy(util, hot, hysteresis, eps, budget, c_rate, c_rows, c_pair, c_cur, c
     return n_moves
 
 
+def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_np, t_rank, nodes,
+           max_moves, eps, chosen):
+    """``_joint_search`` for a chosen group, on arrays: (found, value, current peak, greedy's peak).
+
+    ``util``: the utilization before greedy; ``after``: after greedy's moves
+    (``_move``'s arithmetic, as greedy's own copy).  The variable links are
+    those of the group's pairs a placement can change; loads start at ``util``
+    minus the group's own shares (``max(u - s, 0.0)``, group order), options are
+    each flow's current path, then the others by (peak, path), and the search
+    is ``_branch_and_bound`` made iterative with the same operations in the same
+    order (its loads are restored by subtraction, as there).  ``chosen`` receives
+    each flow's path index when found.
+    """
+    n = rates.shape[0]
+    n_links = util.shape[0]
+    n_pos = t_rows.shape[2]
+    max_paths = t_rows.shape[1]
+    var = np.zeros(n_links, dtype=np.bool_)
+    for g in range(n):
+        p_ = pairs[g]
+        for k in range(t_np[p_]):
+            for q in range(n_pos):
+                i = t_rows[p_, k, q]
+                if i >= 0 and t_pick[p_, k, q]:
+                    var[t_links[p_, i]] = True
+    load = util.copy()
+    for g in range(n):
+        p_ = pairs[g]
+        for q in range(n_pos):
+            i = t_rows[p_, curs[g], q]
+            if i < 0:
+                continue
+            link = t_links[p_, i]
+            if var[link]:
+                v = load[link] - rates[g] / t_caps[p_, i]
+                load[link] = 0.0 if 0.0 > v else v
+    floor = 0.0
+    first = True
+    for link in range(n_links):
+        if var[link] and (first or load[link] > floor):
+            floor = load[link]
+            first = False
+    # options: per flow, path indices (current first, then the others by (peak, path order)), and touches
+    n_opts = np.zeros(n, dtype=np.int64)
+    opt_path = np.empty((n, max_paths), dtype=np.int64)
+    peaks = np.empty(max_paths)
+    t_link = np.full((n, max_paths, n_pos), -1, dtype=np.int64)
+    t_share = np.zeros((n, max_paths, n_pos))
+    for g in range(n):
+        p_ = pairs[g]
+        cur = curs[g]
+        for k in range(t_np[p_]):           # each other path's peak: max(load + share) on its variable links
+            if k == cur:
+                continue
+            pk = 0.0
+            seen = False
+            for q in range(n_pos):
+                i = t_rows[p_, k, q]
+                if i < 0:
+                    continue
+                link = t_links[p_, i]
+                if var[link]:
+                    v = load[link] + rates[g] / t_caps[p_, i]
+                    if not seen or v > pk:
+                        pk = v
+                        seen = True
+            peaks[k] = pk
+        others = np.empty(t_np[p_] - 1, dtype=np.int64)
+        c = 0
+        for k in range(t_np[p_]):
+            if k != cur:
+                others[c] = k
+                c += 1
+        for a in range(1, c):
+            k = others[a]
+            b = a - 1
+            while b >= 0 and (peaks[others[b]] > peaks[k] or (peaks[others[b]] == peaks[k]
+                                                               and t_rank[p_, others[b]] > t_rank[p_, k])):
+                others[b + 1] = others[b]
+                b -= 1
+            others[b + 1] = k
+        opt_path[g, 0] = cur
+        for a in range(c):
+            opt_path[g, a + 1] = others[a]
+        n_opts[g] = c + 1
+        for o in range(c + 1):
+            k = opt_path[g, o]
+            w = 0
+            for q in range(n_pos):
+                i = t_rows[p_, k, q]
+                if i < 0:
+                    continue
+                link = t_links[p_, i]
+                if var[link]:
+                    t_link[g, o, w] = link
+                    t_share[g, o, w] = rates[g] / t_caps[p_, i]
+                    w += 1
+    for g in range(n):
+        for w in range(n_pos):
+            link = t_link[g, 0, w]
+            if link >= 0:
+                load[link] += t_share[g, 0, w]
+    current = 0.0
+    first = True
+    for link in range(n_links):
+        if var[link] and (first or load[link] > current):
+            current = load[link]
+            first = False
+    for g in range(n):
+        for w in range(n_pos):
+            link = t_link[g, 0, w]
+            if link >= 0:
+                load[link] -= t_share[g, 0, w]
+    # _branch_and_bound, iteratively
+    best_value = current
+    best_bar = current - eps
+    found = False
+    left = nodes
+    jn = np.zeros(n + 1, dtype=np.int64)
+    peak_in = np.zeros(n + 1)
+    moves_in = np.zeros(n + 1, dtype=np.int64)
+    pick = np.zeros(n, dtype=np.int64)
+    lvl = 0
+    peak_in[0] = floor
+    while lvl >= 0:
+        if lvl == n:
+            if peak_in[n] < best_bar:
+                best_value = peak_in[n]
+                best_bar = best_value - eps
+                found = True
+                for g in range(n):
+                    chosen[g] = opt_path[g, pick[g]]
+            lvl -= 1
+            if lvl >= 0:
+                j = pick[lvl]
+                for w in range(n_pos):
+                    link = t_link[lvl, j, w]
+                    if link >= 0:
+                        load[link] -= t_share[lvl, j, w]
+            continue
+        j = jn[lvl]
+        if j >= n_opts[lvl] or left <= 0:
+            lvl -= 1
+            if lvl >= 0:
+                jj = pick[lvl]
+                for w in range(n_pos):
+                    link = t_link[lvl, jj, w]
+                    if link >= 0:
+                        load[link] -= t_share[lvl, jj, w]
+            continue
+        jn[lvl] = j + 1
+        left -= 1
+        m = moves_in[lvl] + (1 if j > 0 else 0)
+        if m > max_moves:
+            continue
+        new_peak = peak_in[lvl]
+        for w in range(n_pos):
+            link = t_link[lvl, j, w]
+            if link >= 0:
+                v = load[link] + t_share[lvl, j, w]
+                if v > new_peak:
+                    new_peak = v
+        if new_peak >= best_bar:
+            continue
+        for w in range(n_pos):
+            link = t_link[lvl, j, w]
+            if link >= 0:
+                load[link] += t_share[lvl, j, w]
+        pick[lvl] = j
+        lvl += 1
+        jn[lvl] = 0
+        peak_in[lvl] = new_peak
+        moves_in[lvl] = m
+    if not found:
+        return False, best_value, current, 0.0
+    greedy_peak = 0.0
+    first = True
+    for link in range(n_links):
+        if var[link] and (first or after[link] > greedy_peak):
+            greedy_peak = after[link]
+            first = False
+    return True, best_value, current, greedy_peak
+
+
 def _current_paths(c_rows, c_pair, t_links, t_rows, t_np, pad, cur):
     """Per candidate, the index of its path among its pair's paths (-1: not one of them)."""
     n_c, width = c_rows.shape
@@ -227,6 +410,7 @@ def _current_paths(c_rows, c_pair, t_links, t_rows, t_np, pad, cur):
 _round9_jit = jit(_round9)
 _greedy_jit = jit(_greedy) if _round9_jit is not None else None
 _current_jit = jit(_current_paths)
+_joint_jit = jit(_joint)
 if _round9_jit is None:        # plain Python: the kernels call the plain round
     _round9_jit = _round9
 
@@ -244,7 +428,9 @@ class _PairTables:
     def __init__(self, index: "object", link_id: Dict[Link, int], n_hosts: int) -> None:
         self.index = index
         self.link_id = link_id
-        self.pid = np.full((n_hosts, n_hosts), -1, dtype=np.int64)
+        self.n_hosts = n_hosts
+        self._keys = np.zeros(0, dtype=np.int64)     # src * n_hosts + dst of the pairs built, sorted
+        self._ids = np.zeros(0, dtype=np.int64)      # their table rows
         self.paths: List[List[Path]] = []
         self.links = np.zeros((0, 1), dtype=np.int64)
         self.caps = np.ones((0, 1))
@@ -254,42 +440,53 @@ class _PairTables:
         self.n_union = np.zeros(0, dtype=np.int64)
         self.rank = np.zeros((0, 1), dtype=np.int64)
 
-    def add(self, src: str, dst: str, a: int, b: int) -> None:
-        index = self.index
-        alts = index.pair_paths(src, dst)       # raises FabricError as plan_reroutes would
-        shared = index.shared(src, dst, alts)
-        pos: Dict[Link, int] = {}
-        union: List[Link] = []
-        rows: List[List[int]] = []
-        picks: List[List[bool]] = []
-        for path in alts:
-            row, pick = [], []
-            for link in index.links(path):
-                i = pos.get(link)
-                if i is None:
-                    i = pos[link] = len(union)
-                    union.append(link)
-                row.append(i)
-                pick.append(link not in shared)
-            rows.append(row)
-            picks.append(pick)
-        caps = [index.caps[link] for link in union]
-        order = sorted(range(len(alts)), key=lambda k: tuple(alts[k]))
-        rank = [0] * len(alts)
-        for r, k in enumerate(order):
-            rank[k] = r
+    def add(self, src: str, dst: str, a: int, b: int, capx: np.ndarray) -> None:
+        """Build the row of pair (src, dst), host numbers (a, b); ``capx``: capacity per link id."""
+        alts = self.index.pair_paths(src, dst)       # raises FabricError as plan_reroutes would
+        link_id = self.link_id
+        n_paths = len(alts)
+        width = max([1] + [len(p) - 1 for p in alts])
+        ids = np.full((n_paths, width), -1, dtype=np.int64)
+        for k, path in enumerate(alts):
+            ids[k, :len(path) - 1] = [link_id[(path[i], path[i + 1])] for i in range(len(path) - 1)]
+        flat = ids[ids >= 0]
+        links, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+        by_first = np.argsort(first, kind="stable")        # union in first-seen order, as _Choices
+        position = np.empty(len(links), dtype=np.int64)
+        position[by_first] = np.arange(len(links))
+        rows = np.full((n_paths, width), -1, dtype=np.int64)
+        rows[ids >= 0] = position[inverse.ravel()]
+        on_paths = np.bincount(inverse.ravel(), minlength=len(links))  # a link is once per path at most
+        pick = np.zeros((n_paths, width), dtype=bool)
+        pick[ids >= 0] = (on_paths < n_paths)[inverse.ravel()]     # not in every path: not shared
+        union = links[by_first]
+        rank = np.empty(n_paths, dtype=np.int64)
+        rank[sorted(range(n_paths), key=alts.__getitem__)] = np.arange(n_paths)
         g = len(self.paths)
-        self._fit(g + 1, max(1, len(union)), max(1, len(alts)), max([1] + [len(r) for r in rows]))
+        self._fit(g + 1, max(1, len(union)), max(1, n_paths), width)
         self.paths.append(list(alts))
-        self.links[g, :len(union)] = [self.link_id[link] for link in union]
-        self.caps[g, :len(union)] = caps
-        for k, (row, pick) in enumerate(zip(rows, picks)):
-            self.rows[g, k, :len(row)] = row
-            self.pick[g, k, :len(pick)] = pick
-        self.rank[g, :len(alts)] = rank
-        self.n_paths[g] = len(alts)
+        self.links[g, :len(union)] = union
+        self.caps[g, :len(union)] = capx[union]
+        self.rows[g, :n_paths, :width] = rows
+        self.pick[g, :n_paths, :width] = pick
+        self.rank[g, :n_paths] = rank
+        self.n_paths[g] = n_paths
         self.n_union[g] = len(union)
-        self.pid[a, b] = g
+        key = a * self.n_hosts + b
+        at = int(np.searchsorted(self._keys, key))
+        self._keys = np.insert(self._keys, at, key)
+        self._ids = np.insert(self._ids, at, g)
+
+    def lookup(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Table rows of the pairs (src, dst) (host numbers), -1 for a pair not built yet.
+
+        A sorted key array, not a hosts x hosts table: that would be 512 MB at k=32.
+        """
+        keys = src * self.n_hosts + dst
+        at = np.searchsorted(self._keys, keys)
+        at[at == len(self._keys)] = 0
+        found = self._keys[at] == keys if len(self._keys) else np.zeros(len(keys), dtype=bool)
+        return np.where(found, self._ids[at] if len(self._ids) else -1, -1)
 
     def _fit(self, n: int, n_union: int, n_paths: int, n_pos: int) -> None:
         """Grow the tables to hold ``n`` pairs of these sizes (new entries padded)."""
@@ -340,6 +537,7 @@ class ArrayPlanner:
         self.compiled = compiled
         self._greedy = _greedy_jit if compiled else _greedy
         self._current = _current_jit if compiled else _current_paths
+        self._joint_kernel = _joint_jit if compiled else _joint
         self.fabric = fabric
         self.paths = paths
         self.config = config
@@ -414,13 +612,13 @@ class ArrayPlanner:
         dst = self.head_host[c_rows[np.arange(len(cand)), last]]
         if len(cand) and ((src < 0) | (dst < 0)).any():
             return None
-        c_pair = tables.pid[src, dst]
+        c_pair = tables.lookup(src, dst)
         missing = np.flatnonzero(c_pair < 0)
         if len(missing):
             hosts = sorted(self.host_no)
             for a, b in sorted(set(zip(src[missing].tolist(), dst[missing].tolist()))):
-                tables.add(hosts[a], hosts[b], a, b)
-            c_pair = tables.pid[src, dst]
+                tables.add(hosts[a], hosts[b], a, b, self.capx)
+            c_pair = tables.lookup(src, dst)
         cur = np.empty(len(cand), dtype=np.int64)
         self._current(c_rows, c_pair, tables.links, tables.rows, tables.n_paths, self.pad, cur)
         if (cur < 0).any():
@@ -435,29 +633,29 @@ class ArrayPlanner:
             return None
         basis = "forecast" if cfg.policy == "predictive" else "measured"
         greedy: List[Reroute] = []
-        rate_of: Dict[str, float] = {}
         for c, j, worst, peak, at in out[:n_moves].tolist():
             c, j, at = int(c), int(j), int(at)
             f = flow(int(cand[c]))
-            rate_of[f.flow_id] = f.rate_bps
             new = tables.paths[int(c_pair[c])][j]
             greedy.append(Reroute(f.flow_id, f.path, new, "%s: %s at %.2f (%s); new path peaks at %.2f"
                                   % (cfg.policy, _fmt(self.links[at] if at >= 0 else None), peak, basis,
                                      worst)))
         if cfg.joint_search_nodes > 0 and (work[:self.pad] > cfg.hot_threshold).any():
-            joint = self._joint(util, cand, c_rows, c_pair, cur, rates, flow, greedy, rate_of, basis)
+            joint = self._joint(util, work, cand, c_rows, c_pair, cur, rates, flow, basis)
             if joint is not None:
                 return joint
         return greedy
 
-    def _joint(self, util: np.ndarray, cand: np.ndarray, c_rows: np.ndarray, c_pair: np.ndarray,
-               cur: np.ndarray, rates: np.ndarray, flow: Callable[[int], ActiveFlow],
-               greedy: List[Reroute], rate_of: Dict[str, float], basis: str) -> Optional[List[Reroute]]:
-        """``_joint_placement``: its group picked on arrays, its search by the planner's own code.
+    def _joint(self, util: np.ndarray, after: np.ndarray, cand: np.ndarray, c_rows: np.ndarray,
+               c_pair: np.ndarray, cur: np.ndarray, rates: np.ndarray, flow: Callable[[int], ActiveFlow],
+               basis: str) -> Optional[List[Reroute]]:
+        """``_joint_placement`` on arrays (its answer replaces greedy's, or None).
 
         The group is the first ``joint_max_flows`` candidates that cross a hot
         link and whose bottleneck over the links a placement can change is
-        above ``hot_threshold``, on the utilization before greedy.
+        above ``hot_threshold``, on the utilization before greedy (``util``);
+        ``after`` is greedy's result, for the comparison.  The search is
+        ``_joint``, the kernel, with ``_joint_search``'s arithmetic.
         """
         cfg = self.config
         hot = cfg.hot_threshold
@@ -476,13 +674,21 @@ class ArrayPlanner:
         peak = np.where(choosable, own, -np.inf).max(axis=1)
         peak = np.where(choosable.any(axis=1), peak, 0.0)      # score's start value
         wanted = crosses & (tables.n_paths[c_pair] >= 2) & (peak > hot)
-        group: List[ActiveFlow] = []
-        options: List[List[Path]] = []
-        for c in np.flatnonzero(wanted)[:cfg.joint_max_flows].tolist():
-            group.append(flow(int(cand[c])))
-            options.append(list(tables.paths[int(c_pair[c])]))
-        if not group:
+        group = np.flatnonzero(wanted)[:cfg.joint_max_flows]
+        if not len(group):
             return None
-        util_map = {link: float(v) for link, v in zip(self.links, util.tolist())}
-        placer = _Placer(_index_for(self.fabric, self.paths), util_map, hot)
-        return _joint_search(placer, group, options, cfg, basis, greedy, rate_of)
+        chosen = cur[group].copy()
+        found, value, current, greedy_peak = self._joint_kernel(
+            np.ascontiguousarray(util, dtype=float), after, np.ascontiguousarray(rate[group]), c_pair[group],
+            cur[group], tables.links, tables.caps, tables.rows, tables.pick, tables.n_paths, tables.rank,
+            cfg.joint_search_nodes, cfg.max_reroutes_per_tick, _EPS, chosen)
+        if not found or value > current - cfg.hysteresis + _EPS or value >= greedy_peak - _EPS:
+            return None
+        moves = [(int(c), int(k)) for c, k, j in zip(group.tolist(), chosen.tolist(), cur[group].tolist()) if k != j]
+        out = []
+        for c, k in moves:
+            f = flow(int(cand[c]))
+            out.append(Reroute(f.flow_id, f.path, tables.paths[int(c_pair[c])][k],
+                               "%s: joint move of %d flows; peak %.2f -> %.2f (%s)"
+                               % (cfg.policy, len(moves), current, value, basis)))
+        return out

@@ -80,6 +80,11 @@ class ControlLoop:
     measured load, so other flows never change its answer (with no link down
     none is stranded).  ``predictive`` gets every connection, because their
     demand is part of its planning load.
+
+    A round is planned by ``ArrayPlanner`` (controller/plan_arrays.py) on the
+    tick's arrays, with ``plan_reroutes``' exact answer; ``plan_reroutes``
+    itself plans the rounds it declines (a link down, say) and every round
+    when ``use_arrays`` is False.
     """
 
     def __init__(self, fabric: Fabric, policy: str, *, poll_interval_s: float,
@@ -231,46 +236,43 @@ class ControlLoop:
         self.planner_calls += 1
         positions: Optional[np.ndarray] = None
         if self.policy == "reactive" and not self.always_plan and self.all_links_up():
-            positions = np.flatnonzero(cand)
-            conns = view.connections_at(positions.tolist())   # candidates only: see the class doc
-        else:
-            conns = view.connections
-        if self.use_arrays and view.links == self.links and self.all_links_up():
-            got = self._plan_arrays(view, conns, positions, measured, forecast)
+            positions = np.flatnonzero(cand)          # candidates only: see the class doc
+        if self.use_arrays and self.arrays.compiled and view.links == self.links and self.all_links_up():
+            got = self._plan_arrays(view, positions, measured, forecast)
             if got is not None:
                 self.array_rounds += 1
-                return self._changes(view, conns, got)
+                return got
+        conns = view.connections if positions is None else view.connections_at(positions.tolist())
         flows = self._active_flows(conns)
         return self._changes(view, conns, plan_reroutes(
             self.fabric, flows, measured, self._predicted(forecast), self.config, paths=self.paths))
 
-    def _plan_arrays(self, view: TickView, conns: Sequence[ConnView], positions: Optional[np.ndarray],
-                     measured: Mapping[Link, float], forecast: Optional[np.ndarray]) -> Optional[List[object]]:
-        """``plan_reroutes``' answer for ``conns`` from ``ArrayPlanner`` (None: it does not replicate
-        this round; see controller/plan_arrays.py).  Every link is up and numbered as ``self.links``.
+    def _plan_arrays(self, view: TickView, positions: Optional[np.ndarray], measured: Mapping[Link, float],
+                     forecast: Optional[np.ndarray]) -> Optional[List[PathChange]]:
+        """``plan_reroutes``' moves from ``ArrayPlanner`` (None: it does not replicate this round; see
+        controller/plan_arrays.py).  Every link is up and numbered as ``self.links``.
 
-        The demands are the views' own (``demand_bps``, as ``ActiveFlow.rate_bps``); ``ActiveFlow``
-        records are built only for the flows a reason or the joint search names.
+        The connections come as ``TickView.planner_arrays`` (the views' own demands, the flow_id
+        order); a view, and its ``ActiveFlow``, is built only for a flow a reason or the joint
+        search names.
         """
-        from controller.planner import ActiveFlow, TRAINING
+        from controller.planner import ActiveFlow
 
-        if not self.arrays.compiled:     # plain Python kernels: plan_reroutes is faster
-            return None
-        rows = view.demand()[0]
+        rows, rates, training, rank = view.planner_arrays()
         if positions is not None:
-            rows = rows[positions]
-        rates = np.fromiter((c.demand_bps for c in conns), dtype=float, count=len(conns))
-        training = np.fromiter((c.cls == TRAINING for c in conns), dtype=bool, count=len(conns))
-        names = [c.flow_id for c in conns]
-        order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+            rows, rates, training, rank = rows[positions], rates[positions], training[positions], rank[positions]
+        order = np.argsort(rank, kind="stable")
         meas = np.fromiter((measured.get(l, np.nan) for l in self.links), dtype=float, count=self._pad)
         util = self.arrays.planning_util(meas, forecast, rows, rates, order)
+        views: Dict[str, ConnView] = {}
 
         def flow(k: int) -> ActiveFlow:
-            c = conns[k]
+            c = view.connections_at([int(positions[k]) if positions is not None else k])[0]
+            views[c.flow_id] = c
             return ActiveFlow.unchecked(c.flow_id, c.five, c.path, c.demand_bps, c.cls)
 
-        return self.arrays.plan(rows, rates, training, order, util, flow)
+        got = self.arrays.plan(rows, rates, training, order, util, flow)
+        return None if got is None else self._changes(view, views, got)
 
     def _predicted(self, forecast: Optional[np.ndarray]) -> Optional[Dict[Link, float]]:
         if forecast is None:
@@ -295,9 +297,9 @@ class ControlLoop:
         self._flow_cache = new
         return out
 
-    def _changes(self, view: TickView, conns: Sequence[ConnView], reroutes: Sequence[object]
-                 ) -> List[PathChange]:
-        by_id: Dict[str, ConnView] = {c.flow_id: c for c in conns}
+    def _changes(self, view: TickView, conns: object, reroutes: Sequence[object]) -> List[PathChange]:
+        """PathChanges of ``reroutes`` (their reasons logged); ``conns``: the views, or a dict of them by flow_id."""
+        by_id: Dict[str, ConnView] = conns if isinstance(conns, dict) else {c.flow_id: c for c in conns}
         out = []
         for rr in reroutes:
             conn = by_id[rr.flow_id]

@@ -130,12 +130,15 @@ class TickView:
     * ``demand()``: per open connection (same order as ``connections``) its
       path's link indices (padded with ``len(links)``), ``demand_bps`` and
       whether it is a training connection.
+    * ``planner_arrays()``: what a planner needs of every open connection
+      without building its view (see there).
     """
 
     def __init__(self, now_s: float, links: List[Link], link_bytes: np.ndarray,
                  interval_util: np.ndarray, ports: "_PortLayout", conn_rows: np.ndarray,
                  conn_demand: np.ndarray, conn_training: np.ndarray,
-                 build_connections: Callable[[Optional[Sequence[int]]], List[ConnView]]) -> None:
+                 build_connections: Callable[[Optional[Sequence[int]]], List[ConnView]],
+                 build_arrays: Optional[Callable[[], Tuple[np.ndarray, np.ndarray]]] = None) -> None:
         self.now_s = now_s
         self.links = links
         self.link_bytes = link_bytes
@@ -145,6 +148,7 @@ class TickView:
         self._demand = conn_demand
         self._training = conn_training
         self._build = build_connections
+        self._build_arrays = build_arrays
         self._connections: Optional[List[ConnView]] = None
         self._counters: Optional[Dict[str, List[Tuple[int, int, int]]]] = None
 
@@ -177,6 +181,24 @@ class TickView:
 
     def demand(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._rows, self._demand, self._training
+
+    def planner_arrays(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per open connection (``connections`` order): link rows, ``demand_bps``, training?, name rank.
+
+        ``demand_bps`` is exactly the views' (a connection with several flows in
+        flight sums them in arrival order, as its view does; ``demand()`` has
+        the per-slot sum).  The name rank orders the connections as their
+        views' ``flow_id`` strings sort.  Neither needs a view built.
+        """
+        if self._build_arrays is None:
+            conns = self.connections
+            names = [c.flow_id for c in conns]
+            rank = np.empty(len(names), dtype=np.int64)
+            rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+            demand = np.array([c.demand_bps for c in conns], dtype=float)
+            return self._rows, demand, self._training, rank
+        demand, rank = self._build_arrays()
+        return self._rows, demand, self._training, rank
 
 
 class _PortLayout:
@@ -834,6 +856,29 @@ class Simulator:
             path_of[i] = path
             added.append(i)
 
+        flow_rank: List[np.ndarray] = []     # rank of each flow's id in string order, made on first need
+
+        def array_builder(flow_slots: np.ndarray, flow_rates: np.ndarray, demand: np.ndarray,
+                          ids: np.ndarray) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
+            """``TickView.planner_arrays``' demand and name rank for the open connections ``ids``."""
+            def build() -> Tuple[np.ndarray, np.ndarray]:
+                if not flow_rank:
+                    rank = np.empty(n, dtype=np.int64)
+                    rank[np.argsort(np.array(flow_ids), kind="stable")] = np.arange(n)
+                    flow_rank.append(rank)
+                busy = conn_inflight[ids]
+                name = conn_last[ids].copy()
+                sending = np.flatnonzero(busy > 0)
+                name[sending] = [order[cid].in_flight[0] for cid in ids[sending].tolist()]
+                exact = demand.copy()
+                several = np.flatnonzero(busy > 1)
+                if len(several):
+                    rates = dict(zip(flow_slots.tolist(), flow_rates.tolist()))
+                    for p, cid in zip(several.tolist(), ids[several].tolist()):
+                        exact[p] = sum(rates.get(i, 0.0) for i in order[cid].in_flight)
+                return exact, flow_rank[0][name]
+            return build
+
         def connection_builder(flow_slots: np.ndarray, flow_rates: np.ndarray, conn_rate: np.ndarray,
                                ids: np.ndarray) -> Callable[[Optional[Sequence[int]]], List[ConnView]]:
             """Builds the ConnViews of open connections ``ids[positions]`` (all by default), in that order.
@@ -939,11 +984,12 @@ class Simulator:
                     open_ = (conn_pending > 0) & ((conn_inflight > 0) | (conn_burst > 0))
                     ids = np.flatnonzero(open_)
                     demand = np.where(conn_inflight > 0, in_flight_rate, conn_burst)[ids]
+                    flow_slots, flow_rates = slots.flow[:m].copy(), slots.rate[:m].copy()
                     view = TickView(t, self.links, link_bytes.copy(),
                                     interval * 8.0 / (self.poll * capacity), self._ports,
                                     conn_rows[ids], demand, conn_training[ids],
-                                    connection_builder(slots.flow[:m].copy(), slots.rate[:m].copy(), in_flight_rate,
-                                                       ids))
+                                    connection_builder(flow_slots, flow_rates, in_flight_rate, ids),
+                                    array_builder(flow_slots, flow_rates, demand, ids))
                     for change in self.hook(view):
                         five = change.five    # by_five.get(five), on plain tuples (see _connections)
                         cid = cid_of_key.get((five.src, five.dst, five.proto, five.src_port, five.dst_port)) \

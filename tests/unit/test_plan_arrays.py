@@ -166,3 +166,54 @@ def test_replay_rounds_go_through_the_array_planner_with_the_same_answer(policy,
     Simulator(fabric, generate(scenario, 4, 1000.0, seed), seed=seed, hook=hook).run()
     assert moves
     assert fast_calls[0] > 0 and loop.array_rounds == fast_calls[0]
+
+
+def test_tick_planner_arrays_equal_the_views():
+    """planner_arrays' demand is each view's demand_bps (several flows in flight: summed in arrival
+    order, as the view does) and its rank orders connections as their flow_ids sort."""
+    from controller.fabric import Fabric
+    from controller.flowtrace import TraceFlow
+    from controller.sim import Simulator
+    from mininet_topos.fattree_spec import fat_tree
+
+    fabric = Fabric.from_spec(fat_tree(4, 10.0))
+    rnd = random.Random(5)
+    hosts = ["h%d" % i for i in range(1, 17)]
+    flows = []
+    for i in range(60):                     # few 5-tuples, overlapping flows: several in flight per connection
+        src, dst = rnd.sample(hosts[:6], 2)
+        flows.append(TraceFlow("f%02d" % rnd.randrange(100) + "_%d" % i, rnd.choice([0.0, 0.3, 0.6, 1.2]),
+                               src, dst, rnd.choice([2e5, 1e6, 3e6]), src_port=7000 + rnd.randrange(2),
+                               dst_port=5001, cls="training", rate_bps=rnd.choice([None, 3e6, 4e6])))
+    for j, cap in enumerate([3e6, None, 1.7e6]):   # one connection with three flows in flight from t=0
+        flows.append(TraceFlow("m%d" % j, 0.0, "h9", "h14", 5e6, src_port=7100, dst_port=5001, cls="training",
+                               rate_bps=cap))
+    seen = {"ticks": 0}
+
+    def hook(view):
+        rows, demand, training, rank = view.planner_arrays()
+        conns = view.connections
+        assert demand.tolist() == [c.demand_bps for c in conns]
+        assert [conns[p].flow_id for p in np.argsort(rank, kind="stable")] == sorted(c.flow_id for c in conns)
+        assert training.tolist() == [c.cls == "training" for c in conns]
+        seen["ticks"] += 1
+        return []
+    Simulator(fabric, flows, seed=0, poll_interval_s=0.1, hook=hook).run()
+    assert seen["ticks"] > 5
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_the_joint_search_answer_is_the_same(compiled):
+    """test_planner's local optimum: greedy stalls, the joint search moves two flows together."""
+    from controller.planner import flow_demand_utilization
+
+    fab = fat(4)
+    spec = [("f0", "h2", "h8", 0.7, "c0"), ("f1", "h4", "h5", 0.7, "c2"),
+            ("f2", "h3", "h7", 0.5, "c2"), ("f3", "h1", "h6", 0.5, "c0")]
+    flows = [ActiveFlow(fid, FiveTuple(s, d, 6, i, 80), next(p for p in fab.paths(s, d) if p[3] == core), r * CAP)
+             for i, (fid, s, d, r, core) in enumerate(spec)]
+    measured = flow_demand_utilization(fab, flows)
+    config = PlannerConfig(policy="reactive")
+    ref = plan_reroutes(fab, flows, measured, None, config)
+    assert ref and "joint" in ref[0].reason
+    assert _plan(fab, flows, measured, None, config, compiled=compiled) == ref
