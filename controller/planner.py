@@ -69,7 +69,7 @@ from typing import (AbstractSet, Callable, Dict, FrozenSet, Iterable, List, Mapp
 import numpy as np
 
 from controller.classify import BACKGROUND, TRAINING
-from controller.ecmp import FiveTuple, ecmp_choice
+from controller.ecmp import FiveTuple, ecmp_choice, ecmp_hash
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
 
 __all__ = [
@@ -250,6 +250,7 @@ class EqualCostPaths:
         self._adj: Dict[str, List[str]] = {}
         self._dist: Dict[str, Dict[str, int]] = {}
         self._segs: Dict[Tuple[str, str], List[Tuple[str, ...]]] = {}
+        self._counts: Dict[str, Dict[str, int]] = {}   # target -> node -> shortest paths to it
         self._attach: Dict[str, Optional[str]] = {}
         self.planner_index: Optional["_PathIndex"] = None  # plan_reroutes' per-path index (see _index_for)
 
@@ -264,6 +265,7 @@ class EqualCostPaths:
         self._adj = adj
         self._dist.clear()
         self._segs.clear()
+        self._counts.clear()
         self._attach.clear()
         self._version = self.fabric.version
 
@@ -320,6 +322,44 @@ class EqualCostPaths:
             self._segs[key] = segs
         return segs
 
+    def _count(self, a: str, b: str) -> int:
+        """How many shortest switch paths run from ``a`` to ``b`` (``len(self._segments(a, b))``)."""
+        counts = self._counts.setdefault(b, {})
+        got = counts.get(a)
+        if got is None:
+            dist = self._distances(b)
+            if a == b:
+                got = 1
+            elif a not in dist:
+                got = 0
+            else:
+                want = dist[a] - 1
+                got = sum(self._count(nbr, b) for nbr in self._adj[a] if dist.get(nbr) == want)
+            counts[a] = got
+        return got
+
+    def _segment_at(self, a: str, b: str, h: int) -> Tuple[str, ...]:
+        """``self._segments(a, b)[h]`` without building the others.
+
+        The segments are sorted, and since the switches' neighbour lists are
+        sorted they come grouped by next hop in that order: walk down, skipping
+        whole groups by their counts.
+        """
+        dist = self._distances(b)
+        node, seg = a, [a]
+        while node != b:
+            want = dist[node] - 1
+            for nbr in self._adj[node]:
+                if dist.get(nbr) != want:
+                    continue
+                c = self._count(nbr, b)
+                if h < c:
+                    node = nbr
+                    break
+                h -= c
+            seg.append(node)
+        return tuple(seg)
+
     def __call__(self, src: str, dst: str) -> List[Path]:
         self._sync()
         a, b = self._attachment(src), self._attachment(dst)
@@ -336,17 +376,25 @@ class EqualCostPaths:
         Why: replay of short random flows meets a new host pair at almost every
         arrival, and building all 16 paths of a k=8 pair to keep one was a
         tenth of its run time.  The segments are the paths minus their hosts,
-        in the same order, so the hash picks the same one.
+        in the same order, so the hash picks the same one.  Unless the pair's
+        segments are built already, not even they are: their number comes from
+        path counts and the chosen one from ``_segment_at`` (building every
+        segment of each new edge-switch pair was a tenth of a k=8 training replay).
         """
         self._sync()
         src, dst = five.src, five.dst
         a, b = self._attachment(src), self._attachment(dst)
         if a is None or b is None or src == dst:
             return ecmp_choice(five, self.fabric.paths(src, dst))
-        segs = self._segments(a, b)
-        if not segs:
+        segs = self._segs.get((a, b))
+        if segs is not None:
+            if not segs:
+                raise FabricError("no path from %s to %s over links that are up" % (src, dst))
+            return (src,) + ecmp_choice(five, segs) + (dst,)
+        n = self._count(a, b)
+        if n == 0:
             raise FabricError("no path from %s to %s over links that are up" % (src, dst))
-        return (src,) + ecmp_choice(five, segs) + (dst,)
+        return (src,) + self._segment_at(a, b, ecmp_hash(five) % n) + (dst,)
 
 
 class _Capacities(dict):

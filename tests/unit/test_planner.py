@@ -229,6 +229,31 @@ def test_equal_cost_paths_match_fabric_paths(kind, seed, downs):
         assert index(src, dst) == want
 
 
+@FAST
+@given(kind=KINDS, seed=st.integers(0, 10 ** 6), downs=st.integers(0, 3), warm=st.booleans())
+def test_ecmp_path_is_the_hash_choice_over_fabric_paths(kind, seed, downs, warm):
+    """ecmp_path picks by path counts without building the pair's paths (or from them once built)."""
+    fab = make_fabric(kind, seed)
+    rnd = random.Random(seed)
+    index = EqualCostPaths(fab)
+    hosts = fab.hosts()
+    for _ in range(downs):
+        a, b = rnd.choice(sorted(fab.graph.edges()))
+        fab.set_link_up(a, b, False)
+    for i in range(30):
+        src, dst = rnd.sample(hosts, 2)
+        five = FiveTuple(src, dst, 6, rnd.randrange(1024, 65535), rnd.choice([80, 5001]))
+        try:
+            want = ecmp_choice(five, fab.paths(src, dst))
+        except FabricError:
+            with pytest.raises(FabricError):
+                index.ecmp_path(five)
+            continue
+        if warm and i % 2:
+            index(src, dst)              # the pair's segments built: the other route
+        assert index.ecmp_path(five) == want
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10 ** 6), n=st.integers(2, 4),
        rates=st.lists(st.floats(0.45, 0.8), min_size=4, max_size=4),
