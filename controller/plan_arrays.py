@@ -431,6 +431,7 @@ class _PairTables:
         self.n_hosts = n_hosts
         self._keys = np.zeros(0, dtype=np.int64)     # src * n_hosts + dst of the pairs built, sorted
         self._ids = np.zeros(0, dtype=np.int64)      # their table rows
+        self._new: Dict[int, int] = {}               # key -> row, added since the last lookup
         self.paths: List[List[Path]] = []
         self.links = np.zeros((0, 1), dtype=np.int64)
         self.caps = np.ones((0, 1))
@@ -441,53 +442,64 @@ class _PairTables:
         self.rank = np.zeros((0, 1), dtype=np.int64)
 
     def add(self, src: str, dst: str, a: int, b: int, capx: np.ndarray) -> None:
-        """Build the row of pair (src, dst), host numbers (a, b); ``capx``: capacity per link id."""
+        """Build the row of pair (src, dst), host numbers (a, b); ``capx``: capacity per link id.
+
+        Plain lists: a pair has a few dozen links, where each numpy call would cost more than the loop.
+        """
         alts = self.index.pair_paths(src, dst)       # raises FabricError as plan_reroutes would
         link_id = self.link_id
+        pos: Dict[int, int] = {}
+        union: List[int] = []
+        rows: List[List[int]] = []
+        for path in alts:
+            row = []
+            for i in range(len(path) - 1):
+                lid = link_id[(path[i], path[i + 1])]
+                q = pos.get(lid)
+                if q is None:
+                    q = pos[lid] = len(union)
+                    union.append(lid)
+                row.append(q)
+            rows.append(row)
+        on_paths = [0] * len(union)                  # a link is once per path at most
+        for row in rows:
+            for q in row:
+                on_paths[q] += 1
         n_paths = len(alts)
-        width = max([1] + [len(p) - 1 for p in alts])
-        ids = np.full((n_paths, width), -1, dtype=np.int64)
-        for k, path in enumerate(alts):
-            ids[k, :len(path) - 1] = [link_id[(path[i], path[i + 1])] for i in range(len(path) - 1)]
-        flat = ids[ids >= 0]
-        links, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
-        by_first = np.argsort(first, kind="stable")        # union in first-seen order, as _Choices
-        position = np.empty(len(links), dtype=np.int64)
-        position[by_first] = np.arange(len(links))
-        rows = np.full((n_paths, width), -1, dtype=np.int64)
-        rows[ids >= 0] = position[inverse.ravel()]
-        on_paths = np.bincount(inverse.ravel(), minlength=len(links))  # a link is once per path at most
-        pick = np.zeros((n_paths, width), dtype=bool)
-        pick[ids >= 0] = (on_paths < n_paths)[inverse.ravel()]     # not in every path: not shared
-        union = links[by_first]
-        rank = np.empty(n_paths, dtype=np.int64)
-        rank[sorted(range(n_paths), key=alts.__getitem__)] = np.arange(n_paths)
+        width = max([1] + [len(row) for row in rows])
+        rank = [0] * n_paths
+        for r, k in enumerate(sorted(range(n_paths), key=alts.__getitem__)):
+            rank[k] = r
         g = len(self.paths)
         self._fit(g + 1, max(1, len(union)), max(1, n_paths), width)
         self.paths.append(list(alts))
         self.links[g, :len(union)] = union
         self.caps[g, :len(union)] = capx[union]
-        self.rows[g, :n_paths, :width] = rows
-        self.pick[g, :n_paths, :width] = pick
+        for k, row in enumerate(rows):
+            self.rows[g, k, :len(row)] = row
+            self.pick[g, k, :len(row)] = [on_paths[q] < n_paths for q in row]   # not shared by every path
         self.rank[g, :n_paths] = rank
         self.n_paths[g] = n_paths
         self.n_union[g] = len(union)
-        key = a * self.n_hosts + b
-        at = int(np.searchsorted(self._keys, key))
-        self._keys = np.insert(self._keys, at, key)
-        self._ids = np.insert(self._ids, at, g)
+        self._new[a * self.n_hosts + b] = g
 
     def lookup(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Table rows of the pairs (src, dst) (host numbers), -1 for a pair not built yet.
 
         A sorted key array, not a hosts x hosts table: that would be 512 MB at k=32.
         """
+        if self._new:                                # pairs added since the last lookup
+            keys = np.concatenate([self._keys, np.fromiter(self._new, dtype=np.int64, count=len(self._new))])
+            ids = np.concatenate([self._ids, np.fromiter(self._new.values(), dtype=np.int64,
+                                                         count=len(self._new))])
+            by_key = np.argsort(keys, kind="stable")
+            self._keys, self._ids = keys[by_key], ids[by_key]
+            self._new.clear()
         keys = src * self.n_hosts + dst
         at = np.searchsorted(self._keys, keys)
         at[at == len(self._keys)] = 0
         found = self._keys[at] == keys if len(self._keys) else np.zeros(len(keys), dtype=bool)
         return np.where(found, self._ids[at] if len(self._ids) else -1, -1)
-
     def _fit(self, n: int, n_union: int, n_paths: int, n_pos: int) -> None:
         """Grow the tables to hold ``n`` pairs of these sizes (new entries padded)."""
         g, u = self.links.shape
