@@ -274,6 +274,8 @@ class LinkMonitor:
         self._latest_t = np.full(0, np.nan)
         self._latest_bytes = np.zeros(0, dtype=np.int64)
         self._layout_plan: Optional[_LayoutPlan] = None   # ingest_ports: last layout resolved
+        # history: (links indexed, the links asked for, their ring rows) of the last call
+        self._rows_cache: Optional[Tuple[int, List[Link], np.ndarray]] = None
         self._sync()
 
     # -- indexing ------------------------------------------------------
@@ -651,19 +653,64 @@ class LinkMonitor:
 
         NaN where a link has fewer samples (or is unknown); at most
         ``history`` samples are kept, older columns are NaN.
+
+        The replay asks for every link's window once per tick, and every link then
+        has the same number of samples: their windows are then the same columns of
+        the ring buffer, copied as one or two blocks of columns instead of gathered
+        sample by sample (same values; other cases take the general gather).
         """
-        out = np.full((len(links), n), np.nan)
         if n <= 0 or not links:
-            return out
-        rows = np.fromiter((self._index.get(link, _NO_LINK) for link in links), dtype=np.intp,
-                           count=len(links))
+            return np.full((len(links), n), np.nan)
+        rows = self._history_rows(links)
         known = np.flatnonzero(rows >= 0)
         if known.size == 0:
-            return out
+            return np.full((len(links), n), np.nan)
         ix = rows[known]
-        count = self._count[ix][:, None]
+        h = self.history_len
+        count = self._count[ix]
+        newest = int(count[0])
+        if n <= h and bool((count == newest).all()):
+            # Sample numbers newest-n .. newest-1; those >= 0 exist and are all still in
+            # the ring (n <= h), in ring columns (newest-m .. newest-1) mod h.
+            m = min(n, newest)
+            if known.size == len(links) and m == n:
+                out = np.empty((len(links), n))
+            else:
+                out = np.full((len(links), n), np.nan)
+            if m == 0:
+                return out
+            start = (newest - m) % h
+            split = min(m, h - start)                     # columns before the ring wraps
+            first = self._ring[ix, start:start + split]
+            rest = self._ring[ix, :m - split] if split < m else None
+            if known.size == len(links):
+                out[:, n - m:n - m + split] = first
+                if rest is not None:
+                    out[:, n - m + split:] = rest
+            else:
+                out[known, n - m:] = first if rest is None else np.concatenate([first, rest], axis=1)
+            return out
+        out = np.full((len(links), n), np.nan)
+        count = count[:, None]
         seq = count - n + np.arange(n)[None, :]          # sample numbers, oldest..newest
-        ok = (seq >= 0) & (seq >= count - self.history_len)
-        vals = self._ring[ix[:, None], seq % self.history_len]
+        ok = (seq >= 0) & (seq >= count - h)
+        vals = self._ring[ix[:, None], seq % h]
         out[known] = np.where(ok, vals, np.nan)
         return out
+
+    def _history_rows(self, links: Sequence[Link]) -> np.ndarray:
+        """Ring rows of ``links`` (-1 = unknown), kept for the next call with the same links.
+
+        A link's row never changes once indexed, so the rows stay valid while no link
+        was added (an unknown link may have been indexed since) and the caller passes
+        equal links; the replay passes the same list every tick.
+        """
+        key = links if isinstance(links, list) else list(links)
+        cached = self._rows_cache
+        if cached is not None and cached[0] == len(self._links) and cached[1] == key:
+            return cached[2]
+        rows = np.fromiter((self._index.get(link, _NO_LINK) for link in key), dtype=np.intp,
+                           count=len(key))
+        rows.setflags(write=False)
+        self._rows_cache = (len(self._links), list(key), rows)
+        return rows

@@ -18,9 +18,11 @@ a feature's definition, order or count changes.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-from typing import Dict, List, Sequence
+import threading
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -303,7 +305,8 @@ def make_features_numpy(history: np.ndarray, horizon: int) -> np.ndarray:
 #   the whole batch: numpy's SIMD complex multiply uses FMA, so ``a * b`` and ``b * a`` differ
 #   in the last bit of the imaginary part, and for a temporary of 256 KiB or more numpy
 #   elides ``np.conj(f)`` and computes ``conj(f) * f`` in place.  The same expression on the
-#   same batch makes the same choice;
+#   same batch makes the same choice (``_power_order`` finds, per batch shape, the explicit
+#   call into a reused buffer that gives the expression's bits);
 # * ``x @ weights`` of ``ewma_mean`` (the BLAS summation order is its own);
 # * ``np.sin`` / ``np.cos`` of the phase (numpy's own SIMD implementations).
 #
@@ -740,6 +743,60 @@ COMPILED = None not in (_window_kernel_jit, _center_kernel_jit, _period_kernel_j
 
 _MAX_COMPILED_HORIZON = 1 << 20   # beyond: the numpy path (and its own errors or slowness)
 _IRFFT_HAS_OUT = "out" in inspect.signature(np.fft.irfft).parameters   # numpy >= 2.0
+_FFT_HAS_OUT = _IRFFT_HAS_OUT and "out" in inspect.signature(np.fft.rfft).parameters
+_WORKSPACE_MAX_BYTES = 64 << 20   # larger batches (training) allocate afresh and keep nothing
+_workspace = threading.local()
+
+
+class _Scratch(NamedTuple):
+    x: np.ndarray              # (n, w): the gap-filled windows, then autocorrelation's z
+    f: np.ndarray              # (n, w + 1) complex: the rfft, then (as floats) the irfft
+    product: np.ndarray        # (n, w + 1) complex: f * conj(f)
+    conj_first: Optional[bool]  # how f * conj(f) rounds at this shape (see _power), None = unknown
+
+
+def _power(f: np.ndarray, out: np.ndarray, conj_first: bool) -> np.ndarray:
+    """``f * np.conj(f)`` into ``out``, as ``conj(f) * f`` (numpy's elided temporary) or ``f * conj(f)``."""
+    np.conjugate(f, out=out)
+    return np.multiply(out, f, out=out) if conj_first else np.multiply(f, out, out=out)
+
+
+@functools.lru_cache(maxsize=64)
+def _power_order(n: int, w: int) -> Optional[bool]:
+    """Which ``_power`` gives the bits of the expression ``f * np.conj(f)`` for an ``(n, w + 1)`` batch.
+
+    numpy elides the temporary ``np.conj(f)`` from 256 KiB on and then multiplies in the
+    other operand order, which FMA rounds differently (see above).  Rather than restate
+    numpy's rule, the expression is run once per shape on random values and compared
+    with both calls; if neither matches, ``make_features`` keeps the expression.  Cached:
+    a pure function of the shape, asked again whenever a thread's batch shape changes.
+    """
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((n, w + 1)) + 1j * rng.standard_normal((n, w + 1))
+    expected = (f * np.conj(f)).view(np.int64)
+    for conj_first in (True, False):
+        if np.array_equal(_power(f, np.empty_like(f), conj_first).view(np.int64), expected):
+            return conj_first
+    return None
+
+
+def _scratch(n: int, w: int) -> Optional[_Scratch]:
+    """This thread's buffers for an ``(n, w)`` batch, reused from call to call (None: too big).
+
+    Why: a replay computes the features of the same batch shape every tick, and its three
+    largest temporaries (3 MB at 768 x 96) came back from the allocator as fresh pages each
+    time; faulting them in cost as much as a third of the FFTs.  Every buffer is written in
+    full before it is read, so reuse changes no value.  One shape per thread is kept
+    (threads never share buffers); batches above ``_WORKSPACE_MAX_BYTES`` (training) and
+    numpy without ``rfft(out=)`` get fresh arrays and keep nothing.
+    """
+    if not _FFT_HAS_OUT or n * (w + 1) * 40 > _WORKSPACE_MAX_BYTES:
+        return None
+    held = getattr(_workspace, "scratch", None)
+    if held is None or held.x.shape != (n, w):
+        held = _workspace.scratch = _Scratch(np.empty((n, w)), np.empty((n, w + 1), dtype=np.complex128),
+                                             np.empty((n, w + 1), dtype=np.complex128), _power_order(n, w))
+    return held
 
 
 def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
@@ -769,7 +826,8 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
         raw = contiguous
     horizon = int(horizon)
     n, w = raw.shape
-    x = np.empty((n, w))
+    scratch = _scratch(n, w)
+    x = np.empty((n, w)) if scratch is None else scratch.x
     out = np.empty((n, len(FEATURE_NAMES)))
     means = np.empty(n)
     zero_ties = np.empty(n, dtype=np.int64)
@@ -788,9 +846,15 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
     if max_period >= MIN_PERIOD + 1 and w >= 2 * (MIN_PERIOD + 1):
         # autocorrelation's own calls on the whole batch (see above why nothing else will do)
         _center_kernel_jit(x, means)               # x is z from here on (one matrix less to page in)
-        f = np.fft.rfft(x, n=2 * w, axis=1)
+        if scratch is None:
+            f = np.fft.rfft(x, n=2 * w, axis=1)
+        else:                                      # the same transform row by row, into the buffer
+            f = np.fft.rfft(x, n=2 * w, axis=1, out=scratch.f)
         del x
-        product = f * np.conj(f)                   # this expression, not conj(f) * f nor np.multiply
+        if scratch is None or scratch.conj_first is None:
+            product = f * np.conj(f)               # this expression, not conj(f) * f nor np.multiply
+        else:                                      # its bits, into the buffer (see _power_order)
+            product = _power(f, scratch.product, scratch.conj_first)
         if _IRFFT_HAS_OUT:
             # f is dead: its memory (paged in already) takes the result, the same bits as a new array
             r = f.view(np.float64).reshape(-1)[:n * 2 * w].reshape(n, 2 * w)

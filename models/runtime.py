@@ -55,13 +55,24 @@ class Predictor:
         if h.shape[0] == 0:
             return np.zeros(0)
         out = np.asarray(self.estimator.predict(h), dtype=float)
-        empty = np.isnan(h).all(axis=1)
-        out = np.where(empty | ~np.isfinite(out), 0.0, out)
+        out = np.where(_empty_rows(h) | ~np.isfinite(out), 0.0, out)
         return np.maximum(out, 0.0)
 
     def __repr__(self) -> str:
         return "Predictor(%s, window=%d, horizon=%d, sampling_period_s=%g)" % (
             self.name, self.window, self.horizon, self.sampling_period_s)
+
+
+def _empty_rows(h: np.ndarray) -> np.ndarray:
+    """``np.isnan(h).all(axis=1)``: only rows whose newest sample is missing can be empty, so
+    only those are read whole (the forecast runs every tick; most rows have a sample)."""
+    if h.shape[1] == 0:
+        return np.isnan(h).all(axis=1)
+    empty = np.isnan(h[:, -1])
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        empty[rows] = np.isnan(h[rows]).all(axis=1)
+    return empty
 
 
 class _PersistenceEstimator:

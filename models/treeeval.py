@@ -23,6 +23,9 @@ The rest copies ``gradient_boosting.py`` ``_raw_predict`` / ``_predict_iteration
   contract; ``0.0 +`` turns a -0.0 baseline into +0.0, as ``np.zeros`` does);
 * the output is ``link.inverse(raw)`` with the identity link, shape ``(n_samples,)``.
 
+Each row's prediction depends on that row's bits alone, so rows repeated in ``X`` (in a
+replay a third of the links share their window with another link) are evaluated once.
+
 Anything else is refused (``flatten`` returns None and the caller keeps sklearn's
 ``predict``): categorical splits, several trees per iteration (classifiers),
 subclasses, non-identity links (poisson, gamma), binned data inside ``fit``, and
@@ -91,12 +94,15 @@ def _kernel(XT, node_offsets, leaf_offsets, feature, threshold, missing_left, ke
             for k in range(node_offsets[t], node_offsets[t + 1]):
                 column = XT[feature[k], start:stop]
                 thr = threshold[k]
-                nan_left = missing_left[k]
                 strike = keep_if_right[k]
-                for j in range(m):
-                    x = column[j]
-                    go_left = (x <= thr) | (np.isnan(x) & nan_left)
-                    leaves[j] &= _ALL if go_left else strike
+                # left iff x <= thr, or x is NaN and missing values go left; the split's NaN
+                # direction is tested once per split, not per row (one compare per row)
+                if missing_left[k]:
+                    for j in range(m):
+                        leaves[j] &= strike if column[j] > thr else _ALL
+                else:
+                    for j in range(m):
+                        leaves[j] &= _ALL if column[j] <= thr else strike
             first = leaf_offsets[t]
             for j in range(m):
                 word = leaves[j]
@@ -106,6 +112,47 @@ def _kernel(XT, node_offsets, leaf_offsets, feature, threshold, missing_left, ke
 
 _kernel_jit = _jit(_kernel)
 COMPILED = _kernel_jit is not None
+
+
+def _first_copies(words, first):
+    """``first[i]``: the lowest row index whose bits equal row ``i``'s (``words`` is X as uint64).
+
+    Open addressing on a hash of each row's words; a hit is confirmed word by word, so
+    equal hashes of different rows never merge them.  Returns the number of distinct rows.
+    """
+    n, m = words.shape
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    mask = np.uint64(size - 1)
+    distinct = 0
+    for i in range(n):
+        h = np.uint64(0xCBF29CE484222325)
+        for j in range(m):
+            h = (h ^ words[i, j]) * np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(29)
+        slot = h & mask
+        while True:
+            k = table[slot]
+            if k < 0:
+                table[slot] = i
+                first[i] = i
+                distinct += 1
+                break
+            same = True
+            for j in range(m):
+                if words[k, j] != words[i, j]:
+                    same = False
+                    break
+            if same:
+                first[i] = k
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return distinct
+
+
+_first_copies_jit = _jit(_first_copies)
 
 
 def _tree(nodes: np.ndarray) -> Optional[tuple]:
@@ -201,23 +248,57 @@ def evaluate(forest: Forest, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X)
     if X.dtype != np.float64 or X.ndim != 2 or X.shape[1] != forest.n_features:
         raise ValueError("X must be float64 of shape (n, %d), got %s %r" % (forest.n_features, X.dtype, X.shape))
+    # Rows with the same bits get the same prediction (each row is evaluated on its own), so
+    # repeated rows are evaluated once: in a replay a third of the links share their window
+    # (idle links, links on the same ring hops), and so their features, with another link.
+    X = np.ascontiguousarray(X)
+    first = np.empty(X.shape[0], dtype=np.int64)
+    distinct = _first_copies_jit(X.view(np.uint64), first) if X.shape[0] > 1 else X.shape[0]
+    rows = None
+    if distinct < X.shape[0]:
+        rows = np.flatnonzero(first == np.arange(X.shape[0]))
+        X = X[rows]
     out = np.empty(X.shape[0], dtype=np.float64)
     _kernel_jit(np.ascontiguousarray(X.T), forest.node_offsets, forest.leaf_offsets, forest.feature,
                 forest.threshold, forest.missing_left, forest.keep_if_right, forest.leaf_value,
                 forest.baseline, out)
-    return out
+    if rows is None:
+        return out
+    slot = np.empty(len(first), dtype=np.int64)      # row -> its distinct row's place in ``out``
+    slot[rows] = np.arange(len(rows))
+    return out[slot[first]]
+
+
+def passes_validation(est: Any, X: Any) -> bool:
+    """True if ``X`` is what sklearn's ``check_is_fitted(est)`` + ``validate_data(est, X, reset=False)``
+    would accept and hand back as the same object, silently, before any check of its values.
+
+    Why: a replay forecasts once per tick, and that validation (tags, array namespaces,
+    dataframe probes) cost more than a tenth of a k=8 forecast for arrays that are
+    already float64 of the fitted width.  So: an exact ``ndarray``, float64, 2-D, at
+    least one row, the fitted ``n_features_in_`` columns, an estimator fitted without
+    feature names whose fittedness sklearn reads from its attributes.  Anything else
+    (lists, frames, other dtypes or widths, not fitted) takes sklearn's own path with
+    its errors and warnings.  Checking the values (``ensure_all_finite``) is the caller's.
+    """
+    return (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and X.shape[0] >= 1
+            and X.shape[1] == getattr(est, "__dict__", {}).get("n_features_in_", -1)
+            and not hasattr(est, "feature_names_in_") and not hasattr(est, "__sklearn_is_fitted__"))
 
 
 def predict(est: Any, forest: Forest, X: Any) -> np.ndarray:
     """``est.predict(X)``, bit for bit, given ``forest = flatten(est)`` (not None).
 
     Validation is sklearn's own (``validate_data`` with the arguments of
-    ``_preprocess_X``): the same errors, warnings and float64 conversion.
+    ``_preprocess_X``): the same errors, warnings and float64 conversion, skipped
+    where it would return ``X`` unchanged (``passes_validation``; ``ensure_all_finite``
+    is False here, so the values need no look).
     """
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    if not passes_validation(est, X):
+        from sklearn.utils.validation import check_is_fitted, validate_data
 
-    check_is_fitted(est)
-    X = validate_data(est, X, reset=False, dtype=[np.float64], ensure_all_finite=False)
+        check_is_fitted(est)
+        X = validate_data(est, X, reset=False, dtype=[np.float64], ensure_all_finite=False)
     return evaluate(forest, X)
 
 

@@ -4,7 +4,10 @@ import pytest
 from threadpoolctl import threadpool_limits
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from models import estimators
 from models.estimators import EWMA, LinkForecaster, Persistence, SeasonalNaive, baselines
+from models.model_file import load_model
+from models.runtime import DEFAULT_MODEL, _empty_rows
 from models.synth import SynthConfig, generate
 from models.training import GridTrace, evaluate
 
@@ -105,3 +108,45 @@ def test_shipped_model_on_held_out_generated_traces():
     assert scores["model"].mae <= 0.5 * scores["persistence"].mae
     assert scores["model"].recall >= 0.9
     assert scores["model"].precision >= 0.8
+
+
+def _outcome(fn):
+    """(bits, warnings) of a call, or (error type, message)."""
+    import warnings
+    try:
+        with warnings.catch_warnings(record=True) as ws:
+            warnings.simplefilter("always")
+            out = np.asarray(fn())
+        return out.dtype.str, out.shape, out.tobytes(), sorted(str(w.message) for w in ws)
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return type(exc).__name__, str(exc)
+
+
+def test_forecaster_predict_skips_validation_with_the_same_outcome(monkeypatch):
+    """The shortcut past sklearn's validation (plain float64 windows of the fitted width, no
+    infinities) gives what the validated path gives, bits, errors and warnings alike."""
+    est, _ = load_model(DEFAULT_MODEL)
+    rng = np.random.default_rng(4)
+    X = rng.random((300, est.n_features_in_))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:3] = np.nan
+    inf = X[:4].copy()
+    inf[1, 7] = np.inf
+    named = load_model(DEFAULT_MODEL)[0]
+    named.feature_names_in_ = np.array(["w%d" % i for i in range(est.n_features_in_)], dtype=object)
+    cases = [(est, X), (est, X[:1]), (est, np.asfortranarray(X)), (est, X[:, ::-1]), (est, inf),
+             (est, -inf), (est, X[:, 1:]), (est, X[:0]), (est, X.astype(np.float32)), (est, X[:5].tolist()),
+             (named, X[:5]), (LinkForecaster(), X[:5])]
+    fast = [_outcome(lambda: e.predict(x)) for e, x in cases]
+    assert len(fast[0]) == 4 and fast[4][0] == "ValueError" and fast[-1][0] == "NotFittedError"
+    monkeypatch.setattr(estimators, "passes_validation", lambda est, X: False)
+    assert [_outcome(lambda: e.predict(x)) for e, x in cases] == fast
+
+
+def test_predictor_empty_rows_are_the_all_nan_rows():
+    rng = np.random.default_rng(5)
+    for w in (0, 1, 2, 96):
+        h = rng.choice([np.nan, 0.0, 0.5], size=(200, w), p=[0.9, 0.05, 0.05])
+        h[:20] = np.nan
+        for view in (h, h[:, ::-1], np.asfortranarray(h), h[:0]):
+            assert np.array_equal(_empty_rows(view), np.isnan(view).all(axis=1))

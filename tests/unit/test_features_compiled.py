@@ -309,6 +309,70 @@ def test_layouts_dtypes_and_empty_batches_match():
 
 
 @needs_jit
+def test_reused_buffers_change_no_value(monkeypatch):
+    """The per-thread workspace (gap-filled matrix, FFT buffer) across shapes, with and without it,
+    and results already handed out stay as they were."""
+    big = np.vstack([rows(96, seed=s) for s in range(10)])
+    # 168 / 169 rows of 96: f * conj(f) just below / at numpy's 256 KiB elision threshold
+    batches = [big, rows(96, seed=20), big[::-1], rows(40, seed=21), big[:5], np.nan_to_num(big, nan=0.1), big,
+               big[:168], big[:169], big[1:169]]
+    kept = []
+    for x in batches:
+        kept.append((check(x, 2), x))
+    with np.errstate(all="ignore"):
+        for F, x in kept:
+            assert_same_bits(F, make_features_numpy(x, 2))
+    assert kept[0][0] is not kept[-1][0]
+    monkeypatch.setattr(features, "_WORKSPACE_MAX_BYTES", 0)    # as for a training-sized batch
+    check(big, 2)
+    monkeypatch.setattr(features, "_WORKSPACE_MAX_BYTES", 64 << 20)
+    monkeypatch.setattr(features, "_power_order", lambda n, w: None)   # no call matched the expression
+    check(big[:300], 2)
+    monkeypatch.setattr(features, "_FFT_HAS_OUT", False)        # numpy < 2.0: no rfft(out=)
+    monkeypatch.setattr(features, "_WORKSPACE_MAX_BYTES", 64 << 20)
+    check(big, 3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 100, 168, 169, 170, 768])
+def test_power_order_gives_the_bits_of_the_expression(n):
+    """Whichever call ``_power_order`` picks reproduces ``f * np.conj(f)`` on other values than its probe."""
+    w = 96
+    x = np.vstack([rows(w, seed=s) for s in range(n // 60 + 1)])[:n]
+    x = np.nan_to_num(x, nan=0.4, posinf=1.0, neginf=-1.0)
+    with np.errstate(all="ignore"):
+        f = np.fft.rfft(x - x.mean(axis=1, keepdims=True), n=2 * w, axis=1)
+        expected = f * np.conj(f)
+        order = features._power_order(n, w)
+        assert order is not None
+        got = features._power(f, np.empty_like(f), order)
+    assert np.array_equal(got.view(np.int64), expected.view(np.int64))
+
+
+@needs_jit
+def test_threads_have_their_own_buffers():
+    import threading
+
+    batches = [np.vstack([rows(96, seed=10 * t + s) for s in range(4)]) for t in range(4)]
+    with np.errstate(all="ignore"):
+        expected = [make_features_numpy(x, 2) for x in batches]
+    failures = []
+
+    def work(t):
+        with np.errstate(all="ignore"):
+            for _ in range(15):
+                got = make_features(batches[t], 2)
+                if not np.array_equal(got.view(np.int64), expected[t].view(np.int64)):
+                    failures.append(t)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not failures
+
+
+@needs_jit
 def test_input_is_not_modified():
     x = rows(96, seed=7)
     before = x.copy()

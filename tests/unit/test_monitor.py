@@ -327,6 +327,66 @@ def test_history_is_oldest_first_bounded_and_nan_padded(fabric):
     assert mon.history([], 3).shape == (0, 3)
 
 
+def _history_reference(mon: LinkMonitor, links: Sequence[Tuple[str, str]], n: int) -> np.ndarray:
+    """``history`` as a per-sample gather (what it was before its block-copy path)."""
+    out = np.full((len(links), n), np.nan)
+    rows = np.array([mon._index.get(link, -1) for link in links], dtype=np.intp)
+    known = np.flatnonzero(rows >= 0)
+    if n <= 0 or known.size == 0:
+        return out
+    ix = rows[known]
+    count = mon._count[ix][:, None]
+    seq = count - n + np.arange(n)[None, :]
+    ok = (seq >= 0) & (seq >= count - mon.history_len)
+    out[known] = np.where(ok, mon._ring[ix[:, None], seq % mon.history_len], np.nan)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), history=st.sampled_from([1, 3, 8, 128]),
+       counts=st.sampled_from(["same", "mixed", "zero"]), order=st.sampled_from(["index", "shuffled", "some"]))
+def test_history_block_copy_equals_gather(seed, history, counts, order):
+    """Every link with the same sample count (the replay) takes a block copy of ring columns: the
+    same bits as the gather, NaN, -0.0 and wrap-around included; asked again, the cached rows too."""
+    rng = np.random.default_rng(seed)
+    mon = LinkMonitor(Fabric.from_spec(fat_tree(4, 10)), history=history)
+    links = mon.links()
+    m = len(links)
+    mon._ring[:m] = rng.choice([np.nan, -0.0, 0.0, 0.25, 1.5, 1e-300], size=(m, history))
+    mon._ring[:m] += np.where(rng.random((m, history)) < 0.5, rng.random((m, history)), 0.0)
+    base = int(rng.integers(0, 3 * history + 2))
+    if counts == "same":
+        mon._count[:m] = base
+    elif counts == "mixed":
+        mon._count[:m] = base + rng.integers(0, 2, size=m)
+    else:
+        mon._count[:m] = 0
+    if order == "shuffled":
+        links = [links[i] for i in rng.permutation(m)]
+    elif order == "some":
+        links = [links[i] for i in rng.integers(0, m, size=7)] + [("no", "such")]
+    for n in (0, 1, 2, history - 1, history, history + 1, 2 * history + 3):
+        for _ in range(2):
+            got = mon.history(links, n)
+            want = _history_reference(mon, links, max(n, 0))
+            assert got.shape == want.shape and got.dtype == np.float64
+            assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (n, counts, order)
+
+
+def test_history_rows_follow_newly_indexed_links(fabric):
+    """A link unknown at one call (NaN row) reads its samples once the monitor indexes it."""
+    empty = Fabric()
+    for sw in ("s1", "s2"):
+        empty.add_switch(sw)
+    mon = LinkMonitor(empty)
+    links = [("s1", "s2")]
+    assert np.isnan(mon.history(links, 3)).all()
+    empty.add_link("s1", 3, "s2", 4, 10e6)
+    mon.observe("s1", counters([(3, 0, 0, 2.0)]), 1.0)
+    mon.observe("s1", counters([(3, 125_000, 0, 3.0)]), 2.0)
+    assert mon.history(links, 3)[0] == pytest.approx([np.nan, np.nan, 0.1], nan_ok=True)
+
+
 # -- recording round trip ------------------------------------------------------
 
 def test_samples_record_as_a_readable_link_load_trace(fabric, tmp_path):

@@ -241,6 +241,86 @@ def test_zero_and_one_row(shipped, monkeypatch):
     assert load_predictor(None, sampling_period_s=1.0).predict(np.zeros((0, 96))).shape == (0,)
 
 
+# repeated rows are evaluated once -----------------------------------------------------------------
+
+def first_copies_reference(X):
+    """numpy's answer: for each row, the first row with the same bytes."""
+    X = np.ascontiguousarray(X)
+    _, first, inverse = np.unique(X.view(np.dtype((np.void, X.shape[1] * 8))).ravel(), return_index=True,
+                                  return_inverse=True)
+    return first[inverse.ravel()]
+
+
+@pytest.mark.parametrize("compiled_twin", [False, True])
+def test_first_copies_finds_rows_with_the_same_bits(compiled_twin):
+    fn = treeeval._first_copies_jit if compiled_twin else treeeval._first_copies
+    if fn is None:
+        pytest.skip("Numba not installed or SIDESTEP_NO_JIT set")
+    rng = np.random.default_rng(21)
+    base = rng.choice([0.0, -0.0, 1.0, np.nan, np.inf], size=(40, 6))
+    base[5] = base[4]
+    base[6] = base[4]
+    base[7] = np.where(base[4] == 0, -base[4], base[4])         # only a zero sign differs
+    payload = base[8].copy()
+    payload.view(np.uint64)[0] = 0x7FF8000000000001           # another NaN payload
+    base[9] = payload
+    for X in (base, base[rng.integers(0, 40, 300)], base[:1], base[:0], np.zeros((50, 1)), rng.random((30, 38))):
+        X = np.ascontiguousarray(X)
+        first = np.empty(len(X), dtype=np.int64)
+        with np.errstate(over="ignore"):                      # the plain twin's uint64 hash wraps, as compiled
+            distinct = fn(X.view(np.uint64), first)
+        expected = first_copies_reference(X) if len(X) else np.zeros(0, dtype=np.int64)
+        assert np.array_equal(first, expected)
+        assert distinct == len(np.unique(expected))
+
+
+@needs_jit
+def test_repeated_rows_get_sklearns_bits(shipped):
+    reg = shipped.regressor_
+    rng = np.random.default_rng(22)
+    F = make_features(windows(shipped, 200, rng), shipped.horizon)
+    P = probe_rows(reg, 200, rng, F)
+    for X in (P[rng.integers(0, 200, 768)], np.vstack([P[:1]] * 5), P, np.vstack([P, P[::-1]])[::3]):
+        assert same_bits(compiled(reg, X), reg.predict(X))
+
+
+# sklearn's validation, skipped only where it returns the array unchanged ------------------------
+
+def test_validation_is_skipped_only_for_plain_float64_arrays_of_the_fitted_width(shipped):
+    reg = shipped.regressor_
+    F = make_features(windows(shipped, 20, np.random.default_rng(12)), shipped.horizon)
+    assert treeeval.passes_validation(reg, F) and treeeval.passes_validation(reg, np.asfortranarray(F))
+
+    class Sub(np.ndarray):
+        pass
+
+    for other in (F.astype(np.float32), F.tolist(), F[:, :-1], F[:0], F[None], F.view(Sub), F[:, 0]):
+        assert not treeeval.passes_validation(reg, other)
+    assert not treeeval.passes_validation(HistGradientBoostingRegressor(), F)    # not fitted
+    named = copy.deepcopy(reg)
+    named.feature_names_in_ = np.array(["f%d" % i for i in range(F.shape[1])], dtype=object)
+    assert not treeeval.passes_validation(named, F)
+
+
+@needs_jit
+def test_feature_name_warning_and_errors_are_sklearns(shipped):
+    reg = copy.deepcopy(shipped.regressor_)
+    F = make_features(windows(shipped, 20, np.random.default_rng(13)), shipped.horizon)
+    reg.feature_names_in_ = np.array(["f%d" % i for i in range(F.shape[1])], dtype=object)
+    forest = treeeval.flatten(reg)
+    with pytest.warns(UserWarning) as theirs:
+        expected = reg.predict(F)
+    with pytest.warns(UserWarning) as ours:
+        got = treeeval.predict(reg, forest, F)
+    assert same_bits(got, expected)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    with pytest.raises(Exception) as theirs_err:
+        HistGradientBoostingRegressor().predict(F)
+    with pytest.raises(Exception) as ours_err:
+        treeeval.predict(HistGradientBoostingRegressor(), forest, F)
+    assert type(ours_err.value) is type(theirs_err.value) and str(ours_err.value) == str(theirs_err.value)
+
+
 # fallback: what the evaluator does not replicate goes to sklearn ----------------------------------
 
 class SubclassedHGB(HistGradientBoostingRegressor):
