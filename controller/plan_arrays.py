@@ -199,6 +199,17 @@ def _greedy(util, hot, hysteresis, eps, budget, c_rate, c_rows, c_pair, c_cur, c
     return n_moves
 
 
+def _max_on(values, mask):
+    """The largest of ``values[mask]`` (0.0 if none): ``max`` over the variable links, as the planner takes it."""
+    best = 0.0
+    first = True
+    for i in range(values.shape[0]):
+        if mask[i] and (first or values[i] > best):
+            best = values[i]
+            first = False
+    return best
+
+
 def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_np, t_rank, nodes,
            max_moves, eps, chosen):
     """``_joint_search`` for a chosen group, on arrays: (found, value, current peak, greedy's peak).
@@ -235,12 +246,7 @@ def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_n
             if var[link]:
                 v = load[link] - rates[g] / t_caps[p_, i]
                 load[link] = 0.0 if 0.0 > v else v
-    floor = 0.0
-    first = True
-    for link in range(n_links):
-        if var[link] and (first or load[link] > floor):
-            floor = load[link]
-            first = False
+    floor = _max_on_jit(load, var)
     # options: per flow, path indices (current first, then the others by (peak, path order)), and touches
     n_opts = np.zeros(n, dtype=np.int64)
     opt_path = np.empty((n, max_paths), dtype=np.int64)
@@ -250,21 +256,28 @@ def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_n
     for g in range(n):
         p_ = pairs[g]
         cur = curs[g]
-        for k in range(t_np[p_]):           # each other path's peak: max(load + share) on its variable links
-            if k == cur:
-                continue
-            pk = 0.0
-            seen = False
+        for k in range(t_np[p_]):           # each path's touches: (link, share) on its variable links
+            w = 0
             for q in range(n_pos):
                 i = t_rows[p_, k, q]
                 if i < 0:
                     continue
                 link = t_links[p_, i]
                 if var[link]:
-                    v = load[link] + rates[g] / t_caps[p_, i]
-                    if not seen or v > pk:
-                        pk = v
-                        seen = True
+                    t_link[g, k, w] = link
+                    t_share[g, k, w] = rates[g] / t_caps[p_, i]
+                    w += 1
+        for k in range(t_np[p_]):           # each other path's peak: max(load + share) over its touches
+            if k == cur:
+                continue
+            pk = 0.0
+            for w in range(n_pos):
+                link = t_link[g, k, w]
+                if link < 0:
+                    break
+                v = load[link] + t_share[g, k, w]
+                if w == 0 or v > pk:
+                    pk = v
             peaks[k] = pk
         others = np.empty(t_np[p_] - 1, dtype=np.int64)
         c = 0
@@ -284,34 +297,17 @@ def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_n
         for a in range(c):
             opt_path[g, a + 1] = others[a]
         n_opts[g] = c + 1
-        for o in range(c + 1):
-            k = opt_path[g, o]
-            w = 0
-            for q in range(n_pos):
-                i = t_rows[p_, k, q]
-                if i < 0:
-                    continue
-                link = t_links[p_, i]
-                if var[link]:
-                    t_link[g, o, w] = link
-                    t_share[g, o, w] = rates[g] / t_caps[p_, i]
-                    w += 1
     for g in range(n):
         for w in range(n_pos):
-            link = t_link[g, 0, w]
+            link = t_link[g, curs[g], w]
             if link >= 0:
-                load[link] += t_share[g, 0, w]
-    current = 0.0
-    first = True
-    for link in range(n_links):
-        if var[link] and (first or load[link] > current):
-            current = load[link]
-            first = False
+                load[link] += t_share[g, curs[g], w]
+    current = _max_on_jit(load, var)
     for g in range(n):
         for w in range(n_pos):
-            link = t_link[g, 0, w]
+            link = t_link[g, curs[g], w]
             if link >= 0:
-                load[link] -= t_share[g, 0, w]
+                load[link] -= t_share[g, curs[g], w]
     # _branch_and_bound, iteratively
     best_value = current
     best_bar = current - eps
@@ -324,6 +320,7 @@ def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_n
     lvl = 0
     peak_in[0] = floor
     while lvl >= 0:
+        j = jn[lvl]
         if lvl == n:
             if peak_in[n] < best_bar:
                 best_value = peak_in[n]
@@ -331,42 +328,34 @@ def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_n
                 found = True
                 for g in range(n):
                     chosen[g] = opt_path[g, pick[g]]
-            lvl -= 1
+        if lvl == n or j >= n_opts[lvl] or left <= 0:
+            lvl -= 1                        # visit(lvl) returns: its caller takes its option back off
             if lvl >= 0:
-                j = pick[lvl]
+                k = opt_path[lvl, pick[lvl]]
                 for w in range(n_pos):
-                    link = t_link[lvl, j, w]
+                    link = t_link[lvl, k, w]
                     if link >= 0:
-                        load[link] -= t_share[lvl, j, w]
-            continue
-        j = jn[lvl]
-        if j >= n_opts[lvl] or left <= 0:
-            lvl -= 1
-            if lvl >= 0:
-                jj = pick[lvl]
-                for w in range(n_pos):
-                    link = t_link[lvl, jj, w]
-                    if link >= 0:
-                        load[link] -= t_share[lvl, jj, w]
+                        load[link] -= t_share[lvl, k, w]
             continue
         jn[lvl] = j + 1
         left -= 1
         m = moves_in[lvl] + (1 if j > 0 else 0)
         if m > max_moves:
             continue
+        k = opt_path[lvl, j]
         new_peak = peak_in[lvl]
         for w in range(n_pos):
-            link = t_link[lvl, j, w]
+            link = t_link[lvl, k, w]
             if link >= 0:
-                v = load[link] + t_share[lvl, j, w]
+                v = load[link] + t_share[lvl, k, w]
                 if v > new_peak:
                     new_peak = v
         if new_peak >= best_bar:
             continue
         for w in range(n_pos):
-            link = t_link[lvl, j, w]
+            link = t_link[lvl, k, w]
             if link >= 0:
-                load[link] += t_share[lvl, j, w]
+                load[link] += t_share[lvl, k, w]
         pick[lvl] = j
         lvl += 1
         jn[lvl] = 0
@@ -374,12 +363,7 @@ def _joint(util, after, rates, pairs, curs, t_links, t_caps, t_rows, t_pick, t_n
         moves_in[lvl] = m
     if not found:
         return False, best_value, current, 0.0
-    greedy_peak = 0.0
-    first = True
-    for link in range(n_links):
-        if var[link] and (first or after[link] > greedy_peak):
-            greedy_peak = after[link]
-            first = False
+    greedy_peak = _max_on_jit(after, var)
     return True, best_value, current, greedy_peak
 
 
@@ -408,6 +392,7 @@ def _current_paths(c_rows, c_pair, t_links, t_rows, t_np, pad, cur):
 
 
 _round9_jit = jit(_round9)
+_max_on_jit = jit(_max_on) if _round9_jit is not None else _max_on
 _greedy_jit = jit(_greedy) if _round9_jit is not None else None
 _current_jit = jit(_current_paths)
 _joint_jit = jit(_joint)

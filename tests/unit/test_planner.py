@@ -208,16 +208,21 @@ def test_ecmp_never_reroutes(kind, seed, n):
     assert plan_reroutes(fab, flows, measured, measured, PlannerConfig(policy="ecmp")) == []
 
 
-@FAST
-@given(kind=KINDS, seed=st.integers(0, 10 ** 6), downs=st.integers(0, 3))
-def test_equal_cost_paths_match_fabric_paths(kind, seed, downs):
+def fabric_with_links_down(kind: str, seed: int, downs: int):
+    """A generated fabric with ``downs`` random links down, its rng, a fresh EqualCostPaths and its hosts."""
     fab = make_fabric(kind, seed)
     rnd = random.Random(seed)
     index = EqualCostPaths(fab)
-    hosts = fab.hosts()
     for _ in range(downs):
         a, b = rnd.choice(sorted(fab.graph.edges()))
         fab.set_link_up(a, b, False)
+    return fab, rnd, index, fab.hosts()
+
+
+@FAST
+@given(kind=KINDS, seed=st.integers(0, 10 ** 6), downs=st.integers(0, 3))
+def test_equal_cost_paths_match_fabric_paths(kind, seed, downs):
+    fab, rnd, index, hosts = fabric_with_links_down(kind, seed, downs)
     for _ in range(10):
         src, dst = rnd.sample(hosts, 2)
         try:
@@ -233,13 +238,7 @@ def test_equal_cost_paths_match_fabric_paths(kind, seed, downs):
 @given(kind=KINDS, seed=st.integers(0, 10 ** 6), downs=st.integers(0, 3), warm=st.booleans())
 def test_ecmp_path_is_the_hash_choice_over_fabric_paths(kind, seed, downs, warm):
     """ecmp_path picks by path counts without building the pair's paths (or from them once built)."""
-    fab = make_fabric(kind, seed)
-    rnd = random.Random(seed)
-    index = EqualCostPaths(fab)
-    hosts = fab.hosts()
-    for _ in range(downs):
-        a, b = rnd.choice(sorted(fab.graph.edges()))
-        fab.set_link_up(a, b, False)
+    fab, rnd, index, hosts = fabric_with_links_down(kind, seed, downs)
     for i in range(30):
         src, dst = rnd.sample(hosts, 2)
         five = FiveTuple(src, dst, 6, rnd.randrange(1024, 65535), rnd.choice([80, 5001]))
