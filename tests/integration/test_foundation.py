@@ -53,18 +53,19 @@ def test_ecmp_spreads_flows_over_every_core(lab_k4):
     """
     h3, h13 = lab_k4.host("h3"), lab_k4.host("h13")
     paths = FABRIC_K4.paths("h3", "h13")
-    chosen = {}
-    for path in paths:
-        sport = next(p for p in range(43000, 48000) if p not in chosen.values()
-                     and ecmp_choice(FiveTuple("h3", "h13", PROTO_TCP, p, 5202), paths) == path)
-        chosen[path[3]] = sport
+    chosen = {}  # core -> (source port, server port): one one-off iperf3 server each
+    for i, path in enumerate(paths):
+        dport = 5210 + i
+        sport = next(p for p in range(43000, 48000)
+                     if ecmp_choice(FiveTuple("h3", "h13", PROTO_TCP, p, dport), paths) == path)
+        chosen[path[3]] = (sport, dport)
     assert sorted(chosen) == ["c0", "c1", "c2", "c3"]
-    for sport in chosen.values():
-        iperf3_server(h13, 5202)
-        result = iperf3_client(h3, h13.IP(), "-t", "1", "--cport", str(sport), port=5202)
+    for sport, dport in chosen.values():
+        iperf3_server(h13, dport)
+        result = iperf3_client(h3, h13.IP(), "-t", "1", "--cport", str(sport), port=dport)
         assert result["end"]["sum_received"]["bytes"] > 0
-    for core, sport in chosen.items():
-        assert sidestep_flow_lines(core, "tp_src=%d,tp_dst=5202" % sport), (core, sport, dump_flows(core))
+    for core, (sport, dport) in chosen.items():
+        assert sidestep_flow_lines(core, "tp_src=%d,tp_dst=%d" % (sport, dport)), (core, sport, dump_flows(core))
 
     iperf3_server(h13, 5203)
     result = iperf3_client(h3, h13.IP(), "-t", "3", "-P", "16", port=5203)
