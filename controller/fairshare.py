@@ -95,15 +95,25 @@ def max_min_rates_numpy(flow_links: np.ndarray, link_capacity: np.ndarray,
 
 
 def _kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the numpy twin is tested
-    """``max_min_rates_numpy`` as loops: same operations, same order.
+    """``max_min_rates_numpy`` as loops: the same rates, bit for bit.
 
-    ``rows`` is (flows, width), read row by row (cache-friendly); the per-link
-    sums of frozen rates are still accumulated position-major, in flow order,
-    as ``np.bincount`` over the transposed array does, then subtracted.
-    Returns (rates, ok); ok is False when a flow has no finite link and no cap.
+    Every value the reference computes is computed here with the same
+    operations: levels as ``avail / count``, a flow's minimum over its links
+    with NaN winning, and the frozen flows' rates summed per link
+    position-major, in flow order (``np.bincount`` over the transposed array),
+    before being subtracted.  What the loops skip is work whose result is
+    known: a link's level is recomputed only when flows froze on it, the
+    subtraction touches only those links, and the frozen flows are listed
+    once instead of scanned at every position.  A link is a bottleneck when no
+    unfrozen flow crossing it is held lower elsewhere; the loops keep, per
+    link, the lowest rate any crossing flow is held to (NaN ignored, as ``<``
+    ignores it) and compare that one value with the link's level, which
+    decides what counting the flows held lower decides.  Returns (rates, ok);
+    ok is False when a flow has no finite link and no cap.
     """
     n, width = rows.shape
     n_links = capacity.shape[0]
+    pad = n_links
     rate = np.zeros(n)
     for f in range(n):
         if not fc[f] < np.inf:
@@ -122,27 +132,30 @@ def _kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the nu
         for p in range(width):
             count[rows[f, p]] += 1.0
     count[n_links] = 0.0
+    level = np.empty(n_links + 1)
+    for l in range(n_links + 1):
+        level[l] = avail[l] / count[l]
+    level[n_links] = np.inf
+    loose = np.zeros(n_links + 1, dtype=np.bool_)
+    minfm = np.full(n_links + 1, np.inf)
+    sub = np.zeros(n_links + 1)
+    sub_n = np.zeros(n_links + 1)
     active = np.arange(n)
     m = n
-    level = np.empty(n_links + 1)
-    blocked = np.empty(n_links + 1)
-    sub = np.empty(n_links + 1)
-    sub_n = np.empty(n_links + 1)
     fmin = np.empty(n)
     lmin = np.empty(n)
-    freeze = np.empty(n, dtype=np.bool_)
+    fidx = np.empty(n, dtype=np.int64)
+    fval = np.empty(n)
     keep_tol = 1.0 - 1e-9
+    rnd = 0
     while m > 0:
-        for l in range(n_links + 1):
-            level[l] = avail[l] / count[l]
-            blocked[l] = 0.0
-        level[n_links] = np.inf
+        rnd += 1
         for j in range(m):
             f = active[j]
             low = level[rows[f, 0]]
             for p in range(1, width):
                 v = level[rows[f, p]]
-                if v < low or v != v:      # np.min propagates NaN
+                if v < low or v != v:
                     low = v
             lmin[j] = low
             cap = fc[f]
@@ -150,47 +163,49 @@ def _kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the nu
             fmin[j] = fm
             for p in range(width):
                 link = rows[f, p]
-                if fm < level[link] * keep_tol:
-                    blocked[link] += 1.0
-        blocked[n_links] = 1.0             # the pad link is never a bottleneck
-        all_frozen = True
-        n_frozen = 0
+                x = minfm[link]
+                minfm[link] = fm if fm < x else x
+        for l in range(n_links + 1):
+            loose[l] = minfm[l] < level[l] * keep_tol
+            minfm[l] = np.inf
+        loose[pad] = True
+        nf = 0
+        k = 0
         for j in range(m):
             f = active[j]
             fz = fc[f] <= lmin[j]
             if not fz:
                 for p in range(width):
-                    if blocked[rows[f, p]] == 0.0:
+                    if not loose[rows[f, p]]:
                         fz = True
                         break
-            freeze[j] = fz
             if fz:
                 rate[f] = fmin[j]
-                n_frozen += 1
+                fidx[nf] = f
+                fval[nf] = fmin[j]
+                nf += 1
             else:
-                all_frozen = False
-        if all_frozen:
-            break
-        if n_frozen:
-            for l in range(n_links + 1):
-                sub[l] = 0.0
-                sub_n[l] = 0.0
-            for p in range(width):         # np.bincount's order: position-major, flows in order
-                for j in range(m):
-                    if freeze[j]:
-                        link = rows[active[j], p]
-                        sub[link] += fmin[j]
-                        sub_n[link] += 1.0
-            for l in range(n_links + 1):
-                avail[l] -= sub[l]
-                count[l] -= sub_n[l]
-            count[n_links] = 0.0
-        k = 0
-        for j in range(m):
-            if not freeze[j]:
-                active[k] = active[j]
+                active[k] = f
                 k += 1
+        if k == 0:
+            break
         m = k
+        for p in range(width):
+            for i in range(nf):
+                link = rows[fidx[i], p]
+                sub[link] += fval[i]
+                sub_n[link] += 1.0
+        for p in range(width):
+            for i in range(nf):
+                link = rows[fidx[i], p]
+                if sub_n[link] != 0.0 and link != pad:
+                    avail[link] -= sub[link]
+                    count[link] -= sub_n[link]
+                    level[link] = avail[link] / count[link]
+                    sub[link] = 0.0
+                    sub_n[link] = 0.0
+        sub[pad] = 0.0
+        sub_n[pad] = 0.0
     for f in range(n):
         if rate[f] < 0.0:
             rate[f] = 0.0

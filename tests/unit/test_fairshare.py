@@ -34,6 +34,27 @@ def test_compiled_equals_numpy_bitwise(seed, n_flows, n_links, width, capped):
     assert fast.tobytes() == ref.tobytes()
 
 
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n_flows=st.integers(1, 40), n_links=st.integers(1, 8),
+       width=st.integers(2, 5))
+def test_compiled_equals_numpy_bitwise_with_zero_and_infinite_capacities(seed, n_flows, n_links, width):
+    """Links of capacity 0 or inf and caps of 0: levels of 0 and inf reach the loops.
+
+    Every flow keeps a finite limit (a finite link or a cap); a flow with none would
+    get an infinite rate and turn its links' levels into NaN, whose sign bit the two
+    implementations need not agree on.
+    """
+    rng = np.random.default_rng(seed)
+    rows, _, fcap = _problem(rng, n_flows, n_links, width, 0.5)
+    caps = rng.choice([0.0, 1.0, 3.0, np.inf], size=n_links)
+    fcap[rng.random(n_flows) < 0.2] = 0.0
+    finite_link = np.append(np.isfinite(caps), False)[rows].any(axis=1)
+    fcap[~finite_link & ~np.isfinite(fcap)] = 2.0
+    fast = fairshare.max_min_rates(rows, caps, fcap)
+    ref = fairshare.max_min_rates_numpy(rows, caps, fcap)
+    assert fast.tobytes() == ref.tobytes()
+
+
 def test_compiled_equals_numpy_on_a_large_problem():
     # k=8 sized: 1,000 flows over 768 links, many distinct fill levels and ties
     rows, caps, fcap = _problem(np.random.default_rng(7), 1000, 768, 6, 0.2)
