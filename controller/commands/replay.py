@@ -1,21 +1,28 @@
 """``sidestep replay``: run a flow trace through the simulated fabric under each policy.
 
     sidestep replay FLOWS.csv --k 4 [--link-mbps 10] [--policy all] [--model M] [--seed 0]
-                    [--poll-interval 1] --out DIR [--force]
+                    [--poll-interval 1] [--jobs N] --out DIR [--force]
     sidestep replay --scenario collide --k 4 --link-mbps 1000 --out DIR
 
 Writes DIR/summary.json, DIR/flows.csv, DIR/loads.csv (one policy: the one
 asked for, or ecmp under ``all``; ``summary.json`` names it as
 ``loads_policy``), DIR/iterations.png and DIR/heatmap-<policy>.png.  With
 ``--scenario`` the generated trace is kept as DIR/trace.csv.
+
+Under ``--policy all`` the policies are replayed side by side, one worker
+process each (``--jobs``, default one per CPU this process may use): each
+replay is deterministic and independent of the others, so the outputs are
+byte for byte those of ``--jobs 1``, and the wall time is that of the
+slowest policy instead of the sum.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 from controller.replay import POLICIES, ReplayError, comparison_table, run_policy, write_outputs
 
@@ -38,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    parser.add_argument("--jobs", default=None, metavar="N",
+                        help="policies replayed at once, one process each (default: one per CPU this "
+                             "process may use, at most one per policy; 1: one after another, in this process)")
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -65,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     policies: List[str] = list(POLICIES) if args.policy == "all" else [args.policy]
     if args.policy != "all" and args.policy not in POLICIES:
         return _error("unknown policy %r; choose one of %s or all" % (args.policy, "|".join(POLICIES)))
+    try:
+        jobs = _jobs(args.jobs, len(policies))
+    except ValueError as exc:
+        return _error(str(exc))
     out = os.path.abspath(args.out)
     if os.path.lexists(out) and not args.force:
         return _error("output folder %s exists; pick another --out or pass --force to replace it" % out)
@@ -92,21 +106,11 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # ModelError and friends: one line, no traceback
             return _error("cannot load the forecaster: %s" % exc)
 
-    runs = []
-    last = [0.0]
-    for policy in policies:
-        started = time.monotonic()
-
-        def progress(t: float, done: int, total: int, policy: str = policy) -> None:
-            now = time.monotonic()
-            if not args.quiet and now - last[0] >= 2.0 and now - started >= 2.0:
-                last[0] = now
-                print("%s: %s t=%.0fs %d/%d flows done" % (PROG, policy, t, done, total), file=sys.stderr)
-        try:
-            runs.append(run_policy(policy, fabric, flows, seed=seed, poll_interval_s=poll,
-                                   predictor=predictor, progress=progress))
-        except (ReplayError, ValueError, RuntimeError) as exc:
-            return _error("%s: %s" % (policy, exc), 1)
+    replay = _PolicyReplay(fabric, flows, seed, poll, predictor, args.quiet)
+    try:
+        runs = replay.all(policies, jobs)
+    except _PolicyFailed as exc:
+        return _error(str(exc), 1)
     meta = {"k": spec.k, "link_mbps": spec.bw_mbps, "seed": seed, "poll_interval_s": poll,
             "trace": os.path.basename(args.flows) if args.flows else "scenario:%s" % args.scenario,
             "model": getattr(predictor, "name", None)}
@@ -118,3 +122,98 @@ def run(args: argparse.Namespace) -> int:
     print(comparison_table(summary))
     print("wrote %s" % out)
     return 0
+
+
+def _jobs(text: Optional[str], n_policies: int) -> int:
+    """Worker processes for ``n_policies`` replays: ``--jobs``, or one per usable CPU."""
+    if text is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, n_policies))
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ValueError("--jobs must be a whole number >= 1, got %r" % text)
+    return min(jobs, n_policies)
+
+
+class _PolicyFailed(Exception):
+    """One policy's replay refused its input; the message names the policy."""
+
+
+class _PolicyReplay:
+    """The replays of one trace, one policy at a time or in worker processes.
+
+    Why processes: a replay is one Python thread of pure CPU work, and the
+    policies share nothing but their (read-only) inputs.  Workers are forked,
+    so the trace, fabric and model are inherited rather than pickled; only
+    each policy's result travels back.  Outputs are written by the caller,
+    after every policy has finished, so an interrupted or failed run writes
+    nothing.
+    """
+
+    # Slowest first, so that two workers finish close together.
+    ORDER = ("predictive", "reactive", "ecmp", "ideal")
+
+    def __init__(self, fabric, flows, seed: int, poll: float, predictor: object, quiet: bool) -> None:
+        self.fabric, self.flows, self.seed, self.poll = fabric, flows, seed, poll
+        self.predictor, self.quiet = predictor, quiet
+        self._last = 0.0
+
+    def one(self, policy: str) -> Tuple[str, object, Optional[str]]:
+        """(policy, PolicyRun or None, error message or None)."""
+        started = time.monotonic()
+
+        def progress(t: float, done: int, total: int) -> None:
+            now = time.monotonic()
+            if not self.quiet and now - self._last >= 2.0 and now - started >= 2.0:
+                self._last = now
+                print("%s: %s t=%.0fs %d/%d flows done" % (PROG, policy, t, done, total), file=sys.stderr)
+        try:
+            run = run_policy(policy, self.fabric, self.flows, seed=self.seed, poll_interval_s=self.poll,
+                             predictor=self.predictor, progress=progress)
+        except (ReplayError, ValueError, RuntimeError) as exc:
+            return policy, None, "%s: %s" % (policy, exc)
+        return policy, run, None
+
+    def all(self, policies: List[str], jobs: int) -> List[object]:
+        """Every policy's PolicyRun, in ``policies`` order; raises _PolicyFailed for the first refusal."""
+        if jobs <= 1 or len(policies) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            results = [self.one(p) for p in policies]
+        else:
+            results = self._in_workers(policies, jobs)
+        by_policy: Dict[str, Tuple[object, Optional[str]]] = {p: (run, err) for p, run, err in results}
+        for policy in policies:
+            error = by_policy[policy][1]
+            if error is not None:
+                raise _PolicyFailed(error)
+        return [by_policy[p][0] for p in policies]
+
+    def _in_workers(self, policies: List[str], jobs: int) -> List[Tuple[str, object, Optional[str]]]:
+        order = sorted(policies, key=lambda p: self.ORDER.index(p) if p in self.ORDER else len(self.ORDER))
+        pool = multiprocessing.get_context("fork").Pool(jobs, _worker_start, (self,))
+        try:
+            pending = [pool.apply_async(_worker_replay, (p,)) for p in order]
+            results = [r.get() for r in pending]
+        except BaseException:
+            pool.terminate()             # Ctrl-C or a lost worker: stop the others now
+            raise
+        finally:
+            pool.close()
+            pool.join()
+        return results
+
+
+_WORKER: List[_PolicyReplay] = []   # in a worker process: the replay it was forked with
+
+
+def _worker_start(replay: _PolicyReplay) -> None:
+    _WORKER[:] = [replay]
+
+
+def _worker_replay(policy: str) -> Tuple[str, object, Optional[str]]:
+    return _WORKER[0].one(policy)
