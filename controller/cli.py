@@ -18,6 +18,7 @@ COMMANDS = {
     "evaluate": ("controller.commands.evaluate", "evaluate a forecaster and the baselines on link-load traces"),
     "plan": ("controller.commands.plan", "run one offline planning round (what-if)"),
     "replay": ("controller.commands.replay", "replay a flow trace through the simulated fabric"),
+    "gen": ("controller.commands.gen", "write a generated flow trace (training jobs, Hedera patterns, web search)"),
     "lab": ("controller.commands.lab", "run the Mininet lab demo (root)"),
 }
 

@@ -6,6 +6,9 @@
 * ``bursts``    the same training jobs plus periodic background bursts: every
                 ``period`` seconds a set of bulk transfers between other hosts
                 loads a few core links for a few seconds.
+* ``multijob``  several training jobs with different periods (message size and
+                compute gap differ per job), so their all-reduce bursts drift
+                in and out of phase on the links they share.
 * ``stride1``, ``stride2``, ``stride4``, ``stride8``, ``staggered``,
   ``random``, ``bijection``: Hedera's patterns (Al-Fares et al., NSDI 2010),
                 one long-lived flow per host.
@@ -23,8 +26,8 @@ iteration's communication as one flow per ring connection of that size,
 depending on every flow of the previous iteration plus a compute gap
 (synchronous data parallelism: the next all-reduce needs the next gradients).
 
-    .venv/bin/python -m controller.scenarios NAME --k 4 [--link-mbps 1000] [--seed 0] -o FLOWS.csv
-    .venv/bin/python -m controller.scenarios table [--seeds 0 1 2] [--out-md FILE]
+    sidestep gen NAME --k 4 [--link-mbps 10] [--seed 0] [--duration S] -o FLOWS.csv   (controller/commands/gen.py)
+    .venv/bin/python -m controller.scenarios table [--seeds 0 1 2]
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+import math
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -82,6 +86,17 @@ def ring_job(name: str, workers: Sequence[str], *, message_bytes: float, iterati
     return flows
 
 
+def iterations_for(shape: Shape, duration_s: float, workers: int, message_bytes: float, compute_s: float) -> int:
+    """Iterations of a ring job that fill ``duration_s`` on the non-blocking fabric (at least 1).
+
+    One iteration there is its ring connection's bytes at the full link rate
+    plus the compute gap; a loaded fabric only makes iterations longer.
+    """
+    per_conn = 2.0 * (workers - 1) / workers * message_bytes
+    iteration_s = per_conn * 8.0 / (shape.link_mbps * 1e6) + compute_s
+    return max(1, int(math.ceil(duration_s / iteration_s - 1e-9)))
+
+
 def _spread_workers(shape: Shape, rng: np.random.Generator, jobs: int, per_job: int,
                     reserve: int = 0) -> List[List[str]]:
     """Place each job's workers in different pods (round-robin), so every ring hop crosses the core."""
@@ -101,30 +116,77 @@ def _spread_workers(shape: Shape, rng: np.random.Generator, jobs: int, per_job: 
     return out
 
 
-def collide(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: int = 12,
-            message_s: float = 0.8, compute_s: float = 0.5) -> List[TraceFlow]:
-    """Training jobs only; comm-heavy iterations (~1.6 s on the wire at full rate, 0.5 s compute)."""
+def collide(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: Optional[int] = None,
+            message_s: float = 0.8, compute_s: float = 0.5, message_bytes: Optional[float] = None,
+            duration_s: Optional[float] = None) -> List[TraceFlow]:
+    """Training jobs only; comm-heavy iterations (~1.6 s on the wire at full rate, 0.5 s compute).
+
+    ``message_bytes`` overrides ``message_s`` (the message as seconds at the link
+    rate); ``duration_s`` sets the iterations (see ``iterations_for``) unless
+    ``iterations`` is given; neither: 12.
+    """
     rng = np.random.default_rng(shape.seed)
+    message = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)
+    n_iter = _iterations(shape, iterations, duration_s, workers, message, compute_s)
     flows: List[TraceFlow] = []
     for j, ws in enumerate(_spread_workers(shape, rng, jobs, workers)):
-        flows += ring_job("job%d" % j, ws, message_bytes=shape.bytes_for(message_s), iterations=iterations,
+        flows += ring_job("job%d" % j, ws, message_bytes=message, iterations=n_iter,
                           compute_s=compute_s, start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
     return flows
 
 
-def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: int = 12,
+def _iterations(shape: Shape, iterations: Optional[int], duration_s: Optional[float], workers: int,
+                message_bytes: float, compute_s: float) -> int:
+    if iterations is not None:
+        return int(iterations)
+    if duration_s is not None:
+        return iterations_for(shape, duration_s, workers, message_bytes, compute_s)
+    return 12
+
+
+def multijob(shape: Shape, *, jobs: int = 3, workers: int = 4, iterations: Optional[int] = None,
+             message_s: float = 0.4, compute_s: float = 0.3, message_bytes: Optional[float] = None,
+             duration_s: Optional[float] = None) -> List[TraceFlow]:
+    """``jobs`` ring all-reduce jobs whose periods differ: job j's message and compute gap are
+    (1 + 0.6 j) times the first job's, so three jobs have periods in the ratio 1 : 1.6 : 2.2.
+
+    Every job runs for the same ``duration_s`` (default 30 s) on the non-blocking
+    fabric, so the slower jobs make fewer iterations; ``iterations`` fixes the
+    count for every job instead.
+    """
+    rng = np.random.default_rng(shape.seed)
+    base = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)
+    horizon = 30.0 if duration_s is None else duration_s
+    flows: List[TraceFlow] = []
+    for j, ws in enumerate(_spread_workers(shape, rng, jobs, workers)):
+        scale = 1.0 + 0.6 * j
+        message, compute = base * scale, compute_s * scale
+        n_iter = _iterations(shape, iterations, horizon, workers, message, compute)
+        flows += ring_job("job%d" % j, ws, message_bytes=message, iterations=n_iter,
+                          compute_s=round(compute, 6), start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
+    return flows
+
+
+def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: Optional[int] = None,
            message_s: float = 0.8, compute_s: float = 0.5, period_s: float = 6.0,
-           burst_s: float = 3.0, burst_flows: Optional[int] = None) -> List[TraceFlow]:
-    """Training jobs plus periodic inter-pod background bursts among the other hosts."""
+           burst_s: float = 3.0, burst_flows: Optional[int] = None, message_bytes: Optional[float] = None,
+           duration_s: Optional[float] = None) -> List[TraceFlow]:
+    """Training jobs plus periodic inter-pod background bursts among the other hosts.
+
+    Iterations as in ``collide``; the bursts cover ``duration_s`` when it is
+    given, else 1.5 times the jobs' iterations at ``2 * message_s + compute_s`` each.
+    """
     rng = np.random.default_rng(shape.seed)
     placed = _spread_workers(shape, rng, jobs, workers)
+    message = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)
+    n_iter = _iterations(shape, iterations, duration_s, workers, message, compute_s)
     flows: List[TraceFlow] = []
     for j, ws in enumerate(placed):
-        flows += ring_job("job%d" % j, ws, message_bytes=shape.bytes_for(message_s), iterations=iterations,
+        flows += ring_job("job%d" % j, ws, message_bytes=message, iterations=n_iter,
                           compute_s=compute_s, start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
     used = {h for ws in placed for h in ws}
     free = [h for h in shape.hosts if h not in used]
-    horizon = iterations * (2 * message_s + compute_s) * 1.5
+    horizon = duration_s if duration_s is not None else n_iter * (2 * message / shape.bytes_for(1.0) + compute_s) * 1.5
     n_burst = burst_flows if burst_flows is not None else max(1, len(free) // 2)
     t = period_s / 2
     b = 0
@@ -143,7 +205,7 @@ def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: int = 1
     return flows
 
 
-def hedera(shape: Shape, pattern: str, *, duration_s: float = 60.0) -> List[TraceFlow]:
+def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None) -> List[TraceFlow]:
     """One long-lived flow per host (``duration_s`` at full rate), Hedera's traffic patterns."""
     rng = np.random.default_rng(shape.seed)
     hosts = shape.hosts
@@ -177,7 +239,7 @@ def hedera(shape: Shape, pattern: str, *, duration_s: float = 60.0) -> List[Trac
             dst_of.append(int(cands[int(rng.integers(len(cands)))]))
     else:
         raise ValueError("unknown Hedera pattern %r" % pattern)
-    size = round(shape.bytes_for(duration_s))
+    size = round(shape.bytes_for(60.0 if duration_s is None else duration_s))
     return [TraceFlow("f%d" % i, 0.0, hosts[i], hosts[dst_of[i]], size, cls="training", job="",
                       src_port=50000 + i, dst_port=5001) for i in range(n)]
 
@@ -196,7 +258,7 @@ def read_cdf(path: str) -> np.ndarray:
     return arr
 
 
-def websearch(shape: Shape, *, load: float = 0.3, duration_s: float = 30.0,
+def websearch(shape: Shape, *, load: float = 0.3, duration_s: Optional[float] = None,
               cdf_path: Optional[str] = None) -> List[TraceFlow]:
     """Poisson background at ``load`` of the hosts' capacity, sizes from the DCTCP web-search CDF."""
     path = cdf_path or os.path.join(SHARED_DATA, "dc-flowsize-cdfs", "opera", "websearch.csv")
@@ -207,6 +269,8 @@ def websearch(shape: Shape, *, load: float = 0.3, duration_s: float = 30.0,
     mean = float(np.sum(np.diff(cdf[:, 1]) * (cdf[1:, 0] + cdf[:-1, 0]) / 2))
     hosts = shape.hosts
     rate = load * len(hosts) * shape.link_mbps * 1e6 / 8 / mean  # flows per second
+    if duration_s is None:
+        duration_s = 30.0
     flows = []
     t = 0.0
     i = 0
@@ -222,27 +286,40 @@ def websearch(shape: Shape, *, load: float = 0.3, duration_s: float = 30.0,
     return flows
 
 
-SCENARIOS: Dict[str, Callable[[Shape], List[TraceFlow]]] = {
+SCENARIOS: Dict[str, Callable[..., List[TraceFlow]]] = {
     "collide": collide,
     "bursts": bursts,
-    "stride1": lambda s: hedera(s, "stride1"),
-    "stride2": lambda s: hedera(s, "stride2"),
-    "stride4": lambda s: hedera(s, "stride4"),
-    "stride8": lambda s: hedera(s, "stride8"),
-    "staggered": lambda s: hedera(s, "staggered"),
-    "random": lambda s: hedera(s, "random"),
-    "bijection": lambda s: hedera(s, "bijection"),
+    "multijob": multijob,
+    "stride1": lambda s, **kw: hedera(s, "stride1", **kw),
+    "stride2": lambda s, **kw: hedera(s, "stride2", **kw),
+    "stride4": lambda s, **kw: hedera(s, "stride4", **kw),
+    "stride8": lambda s, **kw: hedera(s, "stride8", **kw),
+    "staggered": lambda s, **kw: hedera(s, "staggered", **kw),
+    "random": lambda s, **kw: hedera(s, "random", **kw),
+    "bijection": lambda s, **kw: hedera(s, "bijection", **kw),
     "websearch": websearch,
 }
 HEDERA = ("stride1", "stride2", "stride4", "stride8", "staggered", "random", "bijection")
+TRAINING = ("collide", "bursts", "multijob")     # the scenarios with ring all-reduce jobs (and their options)
 
 
-def generate(name: str, k: int = 4, link_mbps: float = 1000.0, seed: int = 0) -> List[TraceFlow]:
-    """The named scenario on a k-ary fat-tree; sorted by start time then flow_id."""
+def generate(name: str, k: int = 4, link_mbps: float = 1000.0, seed: int = 0, **options: object) -> List[TraceFlow]:
+    """The named scenario on a k-ary fat-tree; sorted by start time then flow_id.
+
+    ``options``: ``duration_s`` for every scenario; ``jobs``, ``workers``,
+    ``iterations``, ``message_bytes``, ``compute_s`` for the training ones
+    (``TRAINING``).  None means the scenario's default.
+    """
     if name not in SCENARIOS:
         raise ValueError("unknown scenario %r; choose one of %s" % (name, ", ".join(SCENARIOS)))
     fat_tree(k, link_mbps)  # validates k and the rate with the topology's own messages
-    flows = SCENARIOS[name](Shape(int(k), float(link_mbps), int(seed)))
+    given = {key: v for key, v in options.items() if v is not None}
+    if name not in TRAINING:
+        extra = sorted(set(given) - {"duration_s"})
+        if extra:
+            raise ValueError("%s applies to the training scenarios (%s), not %s"
+                             % (", ".join(extra), ", ".join(TRAINING), name))
+    flows = SCENARIOS[name](Shape(int(k), float(link_mbps), int(seed)), **given)
     return sorted(flows, key=lambda f: (f.start_s, f.flow_id))
 
 

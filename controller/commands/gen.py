@@ -1,0 +1,118 @@
+"""``sidestep gen``: write a generated flow trace, for ``sidestep replay`` or a lab run.
+
+    sidestep gen SCENARIO --k 4 [--link-mbps 10] [--seed 0] [--duration S] -o FLOWS.csv [--force]
+        training scenarios (collide, bursts, multijob) also take
+        [--training-jobs N] [--workers N] [--message-mb MB] [--compute-s S] [--iterations N]
+
+Scenarios are described in ``controller/scenarios.py`` and docs/replay.md.
+Sizes follow ``--link-mbps`` (a message is so many seconds at the link rate)
+unless ``--message-mb`` fixes them, so replay the trace with the same
+``--link-mbps``; the command prints the replay command line.  The file is
+written whole or not at all, and an existing file is kept unless ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from typing import Dict, Optional
+
+PROG = "sidestep gen"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from controller.scenarios import SCENARIOS, TRAINING
+
+    parser.add_argument("scenario", metavar="SCENARIO", help="one of: %s" % ", ".join(SCENARIOS))
+    parser.add_argument("--k", required=True, help="fat-tree arity (even, >= 2)")
+    parser.add_argument("--link-mbps", default="10",
+                        help="link capacity the sizes are scaled to, Mbit/s (default 10, as sidestep replay)")
+    parser.add_argument("--seed", default="0", help="seed of the host placement and random draws (default 0)")
+    parser.add_argument("--duration", default=None, metavar="S",
+                        help="seconds of traffic: training jobs get the iterations that fill it on the "
+                             "non-blocking fabric, Hedera flows that many seconds at line rate, websearch "
+                             "arrivals until then (default: the scenario's own)")
+    parser.add_argument("-o", "--output", required=True, metavar="FLOWS.csv", help="trace file to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing trace file")
+    group = parser.add_argument_group("training jobs (%s)" % ", ".join(TRAINING))
+    group.add_argument("--training-jobs", default=None, metavar="N", help="ring all-reduce jobs")
+    group.add_argument("--workers", default=None, metavar="N", help="workers per job (one per pod, round-robin)")
+    group.add_argument("--message-mb", default=None, metavar="MB",
+                       help="all-reduce message per iteration in MB (the NCCL traces in ../shared/data "
+                            "carry 11-419 MB; default: 0.8 s at the link rate, 100 MB at 1 Gbit/s)")
+    group.add_argument("--compute-s", default=None, metavar="S", help="compute gap between iterations, seconds")
+    group.add_argument("--iterations", default=None, metavar="N", help="iterations per job (overrides --duration)")
+
+
+def _error(msg: str) -> int:
+    print("%s: error: %s" % (PROG, msg), file=sys.stderr)
+    return 2
+
+
+def _number(name: str, text: Optional[str], *, minimum: float, integer: bool = False,
+            strict: bool = False) -> Optional[float]:
+    """``text`` as a finite number >= ``minimum`` (> when ``strict``), or None when not given."""
+    if text is None:
+        return None
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        raise ValueError("%s must be %s %s %g, got %r" % (
+            name, "a whole number" if integer else "a number", ">" if strict else ">=", minimum, text))
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.scenarios import generate, write
+
+    try:
+        k = int(args.k)
+    except ValueError:
+        return _error("--k must be an even whole number >= 2, got %r" % args.k)
+    try:
+        link_mbps = _number("--link-mbps", args.link_mbps, minimum=0.0, strict=True)
+        seed = int(_number("--seed", args.seed, minimum=0, integer=True))
+        message_mb = _number("--message-mb", args.message_mb, minimum=0.0, strict=True)
+        options: Dict[str, object] = {
+            "duration_s": _number("--duration", args.duration, minimum=0.0, strict=True),
+            "jobs": _number("--training-jobs", args.training_jobs, minimum=1, integer=True),
+            "workers": _number("--workers", args.workers, minimum=2, integer=True),
+            "iterations": _number("--iterations", args.iterations, minimum=1, integer=True),
+            "compute_s": _number("--compute-s", args.compute_s, minimum=0.0),
+            "message_bytes": None if message_mb is None else message_mb * 1e6,
+        }
+    except ValueError as exc:
+        return _error(str(exc))
+    out = os.path.abspath(args.output)
+    if os.path.lexists(out) and not args.force:
+        return _error("%s exists; pick another -o or pass --force to replace it" % out)
+    if not os.path.isdir(os.path.dirname(out)):
+        return _error("folder %s does not exist" % os.path.dirname(out))
+    from controller.scenarios import TRAINING
+    flags = {"jobs": "--training-jobs", "workers": "--workers", "iterations": "--iterations",
+             "compute_s": "--compute-s", "message_bytes": "--message-mb"}
+    extra = [flag for key, flag in flags.items() if options[key] is not None]
+    if extra and args.scenario not in TRAINING:
+        return _error("only the training scenarios (%s) take %s, not %r"
+                      % (", ".join(TRAINING), ", ".join(extra), args.scenario))
+    try:
+        flows = generate(args.scenario, k, link_mbps, seed, **options)
+    except (ValueError, OSError) as exc:    # TopologyError is a ValueError
+        return _error(str(exc))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(out), dir=os.path.dirname(out))
+    os.close(fd)
+    try:
+        write(tmp, flows)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    jobs = sorted({f.job for f in flows if f.job})
+    print("%s: wrote %d flows%s to %s; replay with: sidestep replay %s --k %d --link-mbps %g --out DIR" % (
+        PROG, len(flows), " (%d training jobs)" % len(jobs) if jobs else "", args.output, args.output, k,
+        link_mbps), file=sys.stderr)
+    return 0

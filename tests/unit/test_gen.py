@@ -1,0 +1,106 @@
+"""``sidestep gen``: generated traces that replay, fill --duration, and refuse bad input cleanly."""
+import os
+
+import numpy as np
+import pytest
+
+from controller.cli import main as cli_main
+from controller.fabric import Fabric
+from controller.flowtrace import read_flow_trace
+from controller.replay import iteration_times, run_policy
+from mininet_topos.fattree_spec import fat_tree
+
+HOSTS_K4 = Fabric.from_spec(fat_tree(4, 10)).hosts()
+
+
+def _gen(args, capsys):
+    code = cli_main(["gen"] + args)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _ideal(path, k, link_mbps):
+    fabric = Fabric.from_spec(fat_tree(k, link_mbps))
+    flows = read_flow_trace(path, fabric.hosts())
+    return flows, run_policy("ideal", fabric, flows)
+
+
+def test_a_generated_trace_is_deterministic_and_replays(tmp_path, capsys):
+    a, b = str(tmp_path / "a.csv"), str(tmp_path / "b.csv")
+    for path in (a, b):
+        code, _, err = _gen(["bursts", "--k", "4", "--seed", "3", "-o", path], capsys)
+        assert code == 0, err
+    assert open(a, "rb").read() == open(b, "rb").read()
+    assert "sidestep replay %s --k 4 --link-mbps 10" % b in err
+    flows, run = _ideal(a, 4, 10)
+    assert run.summary["jobs"] and len(run.result.flows) == len(flows)
+    assert all(np.isfinite(r.finish_s) for r in run.result.flows)
+
+
+def test_duration_sets_the_iterations_of_training_jobs(tmp_path, capsys):
+    # collide at 10 Mbit/s: 4 workers, a 0.8 s message -> 1.5 * 1 MB per ring connection = 1.2 s, + 0.5 s compute
+    path = str(tmp_path / "t.csv")
+    code, _, err = _gen(["collide", "--k", "4", "--duration", "30", "-o", path], capsys)
+    assert code == 0, err
+    flows, run = _ideal(path, 4, 10)
+    iterations = 30 / 1.7
+    assert {f.iter for f in flows} == set(range(int(np.ceil(iterations))))
+    last_finish = max(r.finish_s for r in run.result.flows)
+    assert 30.0 <= last_finish <= 30.0 + 1.7
+
+
+def test_multijob_jobs_have_different_periods(tmp_path, capsys):
+    path = str(tmp_path / "m.csv")
+    code, _, err = _gen(["multijob", "--k", "4", "--link-mbps", "1000", "--duration", "40", "-o", path], capsys)
+    assert code == 0, err
+    _, run = _ideal(path, 4, 1000)
+    per_job = {job: np.mean([t for _, t in times]) for job, times in iteration_times(run.result).items()}
+    assert sorted(per_job) == ["job0", "job1", "job2"]
+    ratios = [per_job["job%d" % j] / per_job["job0"] for j in (1, 2)]
+    assert ratios == pytest.approx([1.6, 2.2], rel=0.01)     # the same shape, scaled: no contention on ideal
+
+
+def test_training_options_and_other_scenarios_durations(tmp_path, capsys):
+    path = str(tmp_path / "o.csv")
+    code, _, err = _gen(["collide", "--k", "4", "--training-jobs", "3", "--workers", "3", "--iterations", "5",
+                         "--message-mb", "2", "--compute-s", "0.25", "-o", path], capsys)
+    assert code == 0, err
+    flows = read_flow_trace(path, HOSTS_K4)
+    assert len(flows) == 3 * 3 * 5
+    assert {f.size_bytes for f in flows} == {round(2 * (3 - 1) / 3 * 2e6)}
+    assert {f.gap_s for f in flows if f.iter} == {0.25}
+    hedera = str(tmp_path / "h.csv")
+    assert _gen(["stride4", "--k", "4", "--duration", "12", "-o", hedera], capsys)[0] == 0
+    assert {f.size_bytes for f in read_flow_trace(hedera, HOSTS_K4)} == {12 * 10e6 / 8}
+    web = str(tmp_path / "w.csv")
+    assert _gen(["websearch", "--k", "4", "--duration", "3", "-o", web], capsys)[0] == 0
+    starts = [f.start_s for f in read_flow_trace(web, HOSTS_K4)]
+    assert starts and max(starts) < 3.0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["nope", "--k", "4"], "unknown scenario 'nope'"),
+    (["collide", "--k", "5"], "even"),
+    (["collide", "--k", "4", "--duration", "0"], "--duration must be a number > 0"),
+    (["collide", "--k", "4", "--duration", "nan"], "--duration must be a number > 0"),
+    (["collide", "--k", "4", "--workers", "1"], "--workers must be a whole number >= 2"),
+    (["collide", "--k", "4", "--iterations", "2.5"], "--iterations must be a whole number >= 1"),
+    (["collide", "--k", "4", "--message-mb", "-1"], "--message-mb must be a number > 0"),
+    (["collide", "--k", "4", "--training-jobs", "4", "--workers", "5"], "not enough hosts for 4 jobs of 5 workers"),
+    (["stride2", "--k", "4", "--workers", "3"], "only the training scenarios"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    path = tmp_path / "x.csv"
+    code, _, err = _gen(args + ["-o", str(path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_existing_trace_is_kept_without_force(tmp_path, capsys):
+    path = tmp_path / "keep.csv"
+    path.write_text("mine\n")
+    code, _, err = _gen(["collide", "--k", "4", "-o", str(path)], capsys)
+    assert code == 2 and "--force" in err and path.read_text() == "mine\n"
+    code, _, err = _gen(["collide", "--k", "4", "-o", str(path), "--force"], capsys)
+    assert code == 0 and path.read_text().startswith("start_s,")
+    assert sorted(os.listdir(tmp_path)) == ["keep.csv"]      # no temporary file left
