@@ -66,6 +66,28 @@ def test_predictive_fixes_ecmp_collisions(fabric, small_collide, predictor):
     assert it["predictive"] <= 0.80 * it["ecmp"]
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_predictive_beats_reactive_with_periodic_bursts(fabric, predictor, seed):
+    """The README's bursts rows: predictive's mean iteration is below reactive's and ECMP's."""
+    flows = generate("bursts", 4, 1000.0, seed)
+    it = {pol: mean_iteration_s(run_policy(pol, fabric, flows, seed=seed, predictor=predictor).summary)
+          for pol in ("ecmp", "reactive", "predictive")}
+    assert it["predictive"] < it["reactive"] < it["ecmp"], it
+
+
+def test_plots_are_written(fabric, small_collide, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed: replay skips its plots")
+    runs = [run_policy(p, fabric, small_collide) for p in ("ecmp", "ideal")]
+    out = str(tmp_path / "plots")
+    write_outputs(out, runs, plots=True)
+    names = sorted(n for n in os.listdir(out) if n.endswith(".png"))
+    assert names == ["heatmap-ecmp.png", "heatmap-ideal.png", "iterations.png"], names
+    for name in names:
+        with open(os.path.join(out, name), "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert os.path.getsize(os.path.join(out, name)) > 5000
+
+
 def test_iteration_time_is_last_finish_to_last_finish(fabric):
     flows = [TraceFlow("a0", 0.0, "h1", "h2", 125e6, job="j", iter=0, cls="training"),
              TraceFlow("b0", 0.0, "h3", "h4", 250e6, job="j", iter=0, cls="training"),
