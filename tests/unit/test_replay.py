@@ -76,7 +76,6 @@ def test_predictive_beats_reactive_with_periodic_bursts(fabric, predictor, seed)
 
 
 def test_plots_are_written(fabric, small_collide, tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed: replay skips its plots")
     runs = [run_policy(p, fabric, small_collide) for p in ("ecmp", "ideal")]
     out = str(tmp_path / "plots")
     write_outputs(out, runs, plots=True)
