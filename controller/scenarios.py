@@ -36,7 +36,7 @@ import os
 import sys
 from dataclasses import dataclass
 import math
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -205,8 +205,18 @@ def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: Optiona
     return flows
 
 
-def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None) -> List[TraceFlow]:
-    """One long-lived flow per host (``duration_s`` at full rate), Hedera's traffic patterns."""
+def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None,
+           stagger: Optional[Tuple[float, float]] = None) -> List[TraceFlow]:
+    """One long-lived flow per host (``duration_s`` at full rate, default 60 s), Hedera's traffic patterns.
+
+    ``stagger``: staggered's (p_edge, p_pod), the chances that a host's destination is under
+    its own edge switch or elsewhere in its own pod (default Hedera's (0.2, 0.3)).
+    """
+    p_edge, p_pod = (0.2, 0.3) if stagger is None else stagger
+    if pattern != "staggered" and stagger is not None:
+        raise ValueError("stagger applies to the staggered pattern only")
+    if not (0.0 <= p_edge and 0.0 <= p_pod and p_edge + p_pod <= 1.0):
+        raise ValueError("stagger needs p_edge, p_pod >= 0 with p_edge + p_pod <= 1, got %g,%g" % (p_edge, p_pod))
     rng = np.random.default_rng(shape.seed)
     hosts = shape.hosts
     n = len(hosts)
@@ -226,13 +236,13 @@ def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None) ->
         for i in range(n):
             d = int(rng.integers(n - 1))
             dst_of.append(d if d < i else d + 1)
-    elif pattern == "staggered":  # Hedera's staggered(0.2, 0.3): same edge 0.2, same pod 0.3, else other pod
+    elif pattern == "staggered":  # staggered(p_edge, p_pod): same edge p_edge, same pod p_pod, else other pod
         for i in range(n):
             r = rng.random()
             edge0, pod0 = i // per_edge * per_edge, i // per_pod * per_pod
-            if r < 0.2 and per_edge > 1:
+            if r < p_edge and per_edge > 1:
                 cands = [j for j in range(edge0, edge0 + per_edge) if j != i]
-            elif r < 0.5:
+            elif r < p_edge + p_pod:
                 cands = [j for j in range(pod0, pod0 + per_pod) if j // per_edge != i // per_edge]
             else:
                 cands = [j for j in range(n) if j // per_pod != i // per_pod]
@@ -244,27 +254,64 @@ def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None) ->
                       src_port=50000 + i, dst_port=5001) for i in range(n)]
 
 
+# the measured flow-size distributions in ../shared/data/dc-flowsize-cdfs, by name (see its PROVENANCE.md)
+CDFS = {
+    "websearch": ("opera", "websearch.csv"),                       # DCTCP web search (pFabric's table)
+    "datamining": ("opera", "datamining.csv"),                     # VL2 data mining (pFabric's table)
+    "fb-hadoop": ("opera", "FB_Hadoop_Inter_Rack_FlowCDF.csv"),    # Facebook Hadoop, inter-rack
+    "alistorage": ("hpcc", "AliStorage2019.txt"),                  # Alibaba storage, 2019
+    "google-rpc": ("hpcc", "GoogleRPC2008.txt"),                   # Google RPCs, before 2008
+}
+
+
+def cdf_file(name: str) -> str:
+    """The file of a named distribution (``CDFS``), or ``name`` itself taken as a path."""
+    if name in CDFS:
+        folder, file = CDFS[name]
+        path = os.path.join(SHARED_DATA, "dc-flowsize-cdfs", folder, file)
+        if not os.path.exists(path):
+            raise FileNotFoundError("flow-size CDF %s not found (../shared/data is not here)" % path)
+        return path
+    if not os.path.exists(name):
+        raise FileNotFoundError("flow-size CDF %r is neither a file nor one of %s" % (name, ", ".join(CDFS)))
+    return name
+
+
 def read_cdf(path: str) -> np.ndarray:
-    """A size CDF as (size, fraction) rows; accepts the opera (0-1) and hpcc (0-100) formats."""
+    """A size CDF as (size, fraction) rows; accepts the opera (0-1) and hpcc (0-100) formats.
+
+    Homa's files (a first line with the mean alone) read too.  Anything else is refused:
+    fewer than two points, a negative size, sizes or fractions going down, or a last
+    fraction that is not 1 (100 in the percent format).
+    """
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for n, line in enumerate(fh, 1):
             parts = line.replace(",", " ").split()
             if len(parts) >= 2:
-                rows.append((float(parts[0]), float(parts[1])))
-    arr = np.asarray(rows)
-    if arr[-1, 1] > 1.5:
+                try:
+                    rows.append((float(parts[0]), float(parts[1])))
+                except ValueError:
+                    raise ValueError("%s:%d: not a size and a fraction: %r" % (path, n, line.strip())) from None
+    arr = np.asarray(rows, dtype=float).reshape(-1, 2)
+    if len(arr) >= 2 and arr[-1, 1] > 1.5:
         arr[:, 1] /= 100.0
+    if (len(arr) < 2 or not np.isfinite(arr).all() or (arr[:, 0] < 0).any() or (np.diff(arr, axis=0) < 0).any()
+            or abs(arr[-1, 1] - 1.0) > 1e-6):
+        raise ValueError("%s is not a flow-size CDF: it needs 'size fraction' lines with both going up and the "
+                         "last fraction 1 (or 100)" % path)
     return arr
 
 
-def websearch(shape: Shape, *, load: float = 0.3, duration_s: Optional[float] = None,
-              cdf_path: Optional[str] = None) -> List[TraceFlow]:
-    """Poisson background at ``load`` of the hosts' capacity, sizes from the DCTCP web-search CDF."""
-    path = cdf_path or os.path.join(SHARED_DATA, "dc-flowsize-cdfs", "opera", "websearch.csv")
-    if not os.path.exists(path):
-        raise FileNotFoundError("flow-size CDF %s not found (../shared/data is not here)" % path)
-    cdf = read_cdf(path)
+def websearch(shape: Shape, *, load: Optional[float] = None, duration_s: Optional[float] = None,
+              cdf: Optional[str] = None) -> List[TraceFlow]:
+    """Poisson background at ``load`` (default 0.3) of the hosts' capacity for ``duration_s`` (default 30 s),
+    sizes from a measured CDF (``cdf``: a name in ``CDFS`` or a file; default the DCTCP web search)."""
+    if load is None:
+        load = 0.3
+    if not 0.0 < load <= 1.0:
+        raise ValueError("background load must be in (0, 1], got %g" % load)
+    cdf = read_cdf(cdf_file(cdf or "websearch"))
     rng = np.random.default_rng(shape.seed)
     mean = float(np.sum(np.diff(cdf[:, 1]) * (cdf[1:, 0] + cdf[:-1, 0]) / 2))
     hosts = shape.hosts
@@ -306,21 +353,50 @@ TRAINING = ("collide", "bursts", "multijob")     # the scenarios with ring all-r
 def generate(name: str, k: int = 4, link_mbps: float = 1000.0, seed: int = 0, **options: object) -> List[TraceFlow]:
     """The named scenario on a k-ary fat-tree; sorted by start time then flow_id.
 
-    ``options``: ``duration_s`` for every scenario; ``jobs``, ``workers``,
-    ``iterations``, ``message_bytes``, ``compute_s`` for the training ones
-    (``TRAINING``).  None means the scenario's default.
+    ``options`` (None means the scenario's default): ``duration_s`` for every
+    scenario; ``jobs``, ``workers``, ``iterations``, ``message_bytes``,
+    ``compute_s`` for the training ones (``TRAINING``), which also take
+    ``load`` (add measured-size Poisson background at that fraction of the
+    hosts' capacity) and ``cdf`` (its size distribution: a name in ``CDFS`` or
+    a file); ``load`` and ``cdf`` for ``websearch``; ``stagger`` (p_edge, p_pod)
+    for ``staggered``.
     """
     if name not in SCENARIOS:
         raise ValueError("unknown scenario %r; choose one of %s" % (name, ", ".join(SCENARIOS)))
     fat_tree(k, link_mbps)  # validates k and the rate with the topology's own messages
     given = {key: v for key, v in options.items() if v is not None}
-    if name not in TRAINING:
-        extra = sorted(set(given) - {"duration_s"})
-        if extra:
-            raise ValueError("%s applies to the training scenarios (%s), not %s"
-                             % (", ".join(extra), ", ".join(TRAINING), name))
-    flows = SCENARIOS[name](Shape(int(k), float(link_mbps), int(seed)), **given)
+    allowed = {"duration_s"} | ({"jobs", "workers", "iterations", "message_bytes", "compute_s", "load", "cdf"}
+                                if name in TRAINING else {"load", "cdf"} if name == "websearch"
+                                else {"stagger"} if name == "staggered" else set())
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise ValueError("scenario %s does not take %s" % (name, ", ".join(extra)))
+    shape = Shape(int(k), float(link_mbps), int(seed))
+    if name in TRAINING:
+        load, cdf = given.pop("load", None), given.pop("cdf", None)
+        if cdf is not None and load is None:
+            raise ValueError("cdf applies to the background that load adds")
+        flows = SCENARIOS[name](shape, **given)
+        if load is not None:     # measured-size background among all hosts, over the jobs' span
+            horizon = given.get("duration_s") or training_span(shape, flows)
+            flows += websearch(shape, load=load, duration_s=horizon, cdf=cdf)
+    else:
+        flows = SCENARIOS[name](shape, **given)
     return sorted(flows, key=lambda f: (f.start_s, f.flow_id))
+
+
+def training_span(shape: Shape, flows: Sequence[TraceFlow]) -> float:
+    """Seconds the training jobs in ``flows`` last on the non-blocking fabric (the longest job)."""
+    per_job: Dict[str, List[TraceFlow]] = {}
+    for f in flows:
+        if f.job:
+            per_job.setdefault(f.job, []).append(f)
+    span = 0.0
+    for job in per_job.values():
+        iters = max(f.iter or 0 for f in job) + 1
+        one = max(f.size_bytes for f in job) * 8.0 / (shape.link_mbps * 1e6) + max(f.gap_s for f in job)
+        span = max(span, min(f.start_s for f in job) + iters * one)
+    return span
 
 
 def write(path: str, flows: Sequence[TraceFlow]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from mininet_topos.lab import ROOT, ControllerProcess, Lab, LabError, wait_for
+from mininet_topos.labtrace import write_lab_trace
 from mininet_topos.scenario import TRAIN_LISTEN_BASE, Scenario
 from mininet_topos.trainjob import summarize
 
@@ -74,18 +75,31 @@ def start_background(lab: Lab, scenario: Scenario, out_dir: str, duration_s: flo
         dst = lab.host(bg.five.dst)
         wait_for(lambda: ":%d " % bg.five.dst_port in dst.cmd("ss -ltnH"), 15,
                  "the background server on %s:%d" % (bg.five.dst, bg.five.dst_port))
-    for bg in scenario.background:
+    launched = []   # what mininet_topos.labtrace needs to turn this traffic into flow-trace rows
+    for i, bg in enumerate(scenario.background):
         src, dst = lab.host(bg.five.src), lab.host(bg.five.dst)
         if bg.kind == "long":
+            # text with a flush per second, not -J: iperf3 3.12 can crash in malloc writing its JSON
+            # from the SIGTERM handler, and then writes nothing (seen in the lab)
+            out = "iperf%d.txt" % i
             cmd = ["iperf3", "-c", dst.IP(), "-p", str(bg.five.dst_port), "--cport", str(bg.five.src_port),
-                   "-t", str(int(duration_s)), "-J"]
-            procs.append(src.popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
+                   "-t", str(int(duration_s)), "-i", "1", "--forceflush"]
+            with open(os.path.join(out_dir, out), "wb") as report:
+                started = time.time()
+                procs.append(src.popen(cmd, stdout=report, stderr=log))
         else:
+            out = "burst%d.json" % i
             cmd = [sys.executable, "-m", "mininet_topos.burst", "send", "--dst", dst.IP(), "--port",
                    str(bg.five.dst_port), "--src-port", str(bg.five.src_port), "--on-s", str(bg.on_s),
-                   "--off-s", str(bg.off_s), "--rate-mbps", "0", "--duration-s", str(int(duration_s)), "-q"]
+                   "--off-s", str(bg.off_s), "--rate-mbps", "0", "--duration-s", str(int(duration_s)), "-q",
+                   "--out", os.path.join(out_dir, out)]
+            started = time.time()
             procs.append(src.popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
+        launched.append({"kind": bg.kind, "src": bg.five.src, "dst": bg.five.dst, "src_port": bg.five.src_port,
+                         "dst_port": bg.five.dst_port, "launched_s": started, "report": out})
     log.close()
+    with open(os.path.join(out_dir, "background.json"), "w") as handle:
+        json.dump({"format": "sidestep-lab-background/1", "flows": launched}, handle, indent=1)
     return procs
 
 
@@ -149,6 +163,10 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
             after = ctrl.get("/health")
             with open(os.path.join(run_dir, "job.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)
+            try:   # the run as a flow trace, for `sidestep replay` (docs/replay.md)
+                write_lab_trace(run_dir, os.path.join(run_dir, "trace.csv"), sc.k, sc.bw_mbps)
+            except (ValueError, OSError) as exc:
+                print("sidestep lab: no trace.csv for %s: %s" % (run_dir, exc), file=sys.stderr)
             label = "no hotspot" if (tag == "reference" or not sc.background) else policy
             results.append(RunResult(
                 label, sc.name,

@@ -3,6 +3,8 @@
     sidestep gen SCENARIO --k 4 [--link-mbps 10] [--seed 0] [--duration S] -o FLOWS.csv [--force]
         training scenarios (collide, bursts, multijob) also take
         [--training-jobs N] [--workers N] [--message-mb MB] [--compute-s S] [--iterations N]
+        [--background-load F [--cdf NAME|FILE]]      (measured-size background mixed in)
+        websearch takes [--background-load F] [--cdf NAME|FILE]; staggered takes [--stagger P_EDGE,P_POD]
 
 Scenarios are described in ``controller/scenarios.py`` and docs/replay.md.
 Sizes follow ``--link-mbps`` (a message is so many seconds at the link rate)
@@ -17,7 +19,7 @@ import math
 import os
 import sys
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 PROG = "sidestep gen"
 
@@ -44,6 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "carry 11-419 MB; default: 0.8 s at the link rate, 100 MB at 1 Gbit/s)")
     group.add_argument("--compute-s", default=None, metavar="S", help="compute gap between iterations, seconds")
     group.add_argument("--iterations", default=None, metavar="N", help="iterations per job (overrides --duration)")
+    from controller.scenarios import CDFS
+    bg = parser.add_argument_group("background traffic (websearch; training scenarios with --background-load)")
+    bg.add_argument("--background-load", default=None, metavar="F",
+                    help="Poisson background at this fraction (0-1] of the hosts' capacity (websearch: default 0.3; "
+                         "training scenarios: none unless given)")
+    bg.add_argument("--cdf", default=None, metavar="NAME|FILE",
+                    help="its flow sizes: %s (../shared/data/dc-flowsize-cdfs), or a 'size fraction' file "
+                         "(default websearch)" % ", ".join(CDFS))
+    parser.add_argument("--stagger", default=None, metavar="P_EDGE,P_POD",
+                        help="staggered only: chances of a destination under the same edge switch and in the "
+                             "same pod (default Hedera's 0.2,0.3)")
 
 
 def _error(msg: str) -> int:
@@ -66,6 +79,19 @@ def _number(name: str, text: Optional[str], *, minimum: float, integer: bool = F
     return value
 
 
+def _stagger(text: Optional[str]) -> Optional[Tuple[float, float]]:
+    """``"0.2,0.3"`` -> (0.2, 0.3): two chances >= 0 adding up to at most 1."""
+    if text is None:
+        return None
+    try:
+        p_edge, p_pod = (float(x) for x in text.split(","))
+    except ValueError:
+        p_edge = p_pod = math.nan
+    if not (p_edge >= 0 and p_pod >= 0 and p_edge + p_pod <= 1):
+        raise ValueError("--stagger must be P_EDGE,P_POD: two chances >= 0 adding up to at most 1, got %r" % text)
+    return p_edge, p_pod
+
+
 def run(args: argparse.Namespace) -> int:
     from controller.scenarios import generate, write
 
@@ -84,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
             "iterations": _number("--iterations", args.iterations, minimum=1, integer=True),
             "compute_s": _number("--compute-s", args.compute_s, minimum=0.0),
             "message_bytes": None if message_mb is None else message_mb * 1e6,
+            "load": _number("--background-load", args.background_load, minimum=0.0, strict=True),
+            "cdf": args.cdf,
+            "stagger": _stagger(args.stagger),
         }
+        if options["load"] is not None and options["load"] > 1.0:
+            raise ValueError("--background-load must be a fraction in (0, 1], got %r" % args.background_load)
     except ValueError as exc:
         return _error(str(exc))
     out = os.path.abspath(args.output)
@@ -99,6 +130,14 @@ def run(args: argparse.Namespace) -> int:
     if extra and args.scenario not in TRAINING:
         return _error("only the training scenarios (%s) take %s, not %r"
                       % (", ".join(TRAINING), ", ".join(extra), args.scenario))
+    if args.scenario in TRAINING + ("websearch",):
+        if options["cdf"] is not None and options["load"] is None and args.scenario != "websearch":
+            return _error("--cdf sets the sizes of the background --background-load adds; give both")
+    elif options["load"] is not None or options["cdf"] is not None:
+        return _error("--background-load and --cdf apply to websearch and the training scenarios, not %r"
+                      % args.scenario)
+    if options["stagger"] is not None and args.scenario != "staggered":
+        return _error("--stagger applies to the staggered scenario only")
     try:
         flows = generate(args.scenario, k, link_mbps, seed, **options)
     except (ValueError, OSError) as exc:    # TopologyError is a ValueError

@@ -8,7 +8,11 @@ import time
 
 import pytest
 
+from controller.fabric import Fabric
+from controller.flowtrace import read_flow_trace
 from controller.loadtrace import read_link_loads
+from controller.replay import iteration_times, run_policy
+from mininet_topos.fattree_spec import fat_tree
 from mininet_topos.lab import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
@@ -46,6 +50,15 @@ def test_lab_quick_prints_the_table_and_the_planner_beats_ecmp(tmp_path):
     for policy in ("ecmp", "reactive", "predictive"):
         trace = read_link_loads(os.path.join(out, policy, "loads.csv"))
         assert len(trace.series) >= 64  # every directed switch link, at least
+    # each run is also written as a flow trace of what the hosts measured, and it replays
+    fabric = Fabric.from_spec(fat_tree(4, 10))
+    for policy in ("ecmp", "reactive", "predictive"):
+        flows = read_flow_trace(os.path.join(out, policy, "scenario", "trace.csv"), fabric.hosts())
+        assert {f.iter for f in flows if f.cls == "training"} == set(range(summary["iterations"]))
+        assert any(f.cls == "background" for f in flows)        # the hotspot's long flows and bursts
+        result = run_policy("ecmp", fabric, flows).result
+        assert len(result.flows) == len(flows)
+        assert len(iteration_times(result)["train"]) == summary["iterations"] - 1
     assert os.path.getsize(os.path.join(out, "iterations.png")) > 0
     assert leftovers() == ([], [])
 

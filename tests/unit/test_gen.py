@@ -78,6 +78,42 @@ def test_training_options_and_other_scenarios_durations(tmp_path, capsys):
     assert starts and max(starts) < 3.0
 
 
+def test_background_from_a_measured_distribution_mixes_with_training(tmp_path, capsys):
+    from controller.scenarios import CDFS, cdf_file, read_cdf
+    path = str(tmp_path / "mix.csv")
+    code, _, err = _gen(["collide", "--k", "4", "--link-mbps", "1000", "--duration", "20", "--background-load", "0.2",
+                         "--cdf", "fb-hadoop", "-o", path], capsys)
+    assert code == 0, err
+    flows = read_flow_trace(path, HOSTS_K4)
+    background = [f for f in flows if f.cls == "background"]
+    assert {f.cls for f in flows} == {"training", "background"} and len(background) > 100
+    assert max(f.start_s for f in background) < 20.0
+    cdf = read_cdf(cdf_file("fb-hadoop"))
+    assert all(cdf[0, 0] <= f.size_bytes <= cdf[-1, 0] for f in background)
+    # the offered load: 20% of 16 hosts x 1 Gbit/s for 20 s, within the sampling noise of a heavy tail
+    offered = sum(f.size_bytes for f in background) * 8 / (0.2 * 16 * 1e9 * 20)
+    assert 0.3 < offered < 3.0
+    for name in CDFS:                       # every named distribution reads as a proper CDF
+        arr = read_cdf(cdf_file(name))
+        assert arr[-1, 1] == pytest.approx(1.0) and (np.diff(arr, axis=0) >= 0).all()
+    web = str(tmp_path / "dm.csv")
+    assert _gen(["websearch", "--k", "4", "--cdf", "datamining", "--background-load", "0.5", "--duration", "4",
+                 "-o", web], capsys)[0] == 0
+    assert all(f.cls == "background" for f in read_flow_trace(web, HOSTS_K4))
+
+
+def test_staggered_takes_its_two_chances(tmp_path, capsys):
+    path = str(tmp_path / "s.csv")
+    assert _gen(["staggered", "--k", "4", "--stagger", "1,0", "-o", path], capsys)[0] == 0
+    spec = fat_tree(4, 10)
+    edge = {h.name: h.edge for h in spec.hosts}
+    flows = read_flow_trace(path, HOSTS_K4)
+    assert len(flows) == 16 and all(edge[f.src] == edge[f.dst] for f in flows)     # p_edge = 1: same edge
+    assert _gen(["staggered", "--k", "4", "--stagger", "0,0", "-o", path, "--force"], capsys)[0] == 0
+    pod = {h.name: spec.pod_of_host(h.name) for h in spec.hosts}
+    assert all(pod[f.src] != pod[f.dst] for f in read_flow_trace(path, HOSTS_K4))   # neither: another pod
+
+
 @pytest.mark.parametrize("args,message", [
     (["nope", "--k", "4"], "unknown scenario 'nope'"),
     (["collide", "--k", "5"], "even"),
@@ -88,6 +124,12 @@ def test_training_options_and_other_scenarios_durations(tmp_path, capsys):
     (["collide", "--k", "4", "--message-mb", "-1"], "--message-mb must be a number > 0"),
     (["collide", "--k", "4", "--training-jobs", "4", "--workers", "5"], "not enough hosts for 4 jobs of 5 workers"),
     (["stride2", "--k", "4", "--workers", "3"], "only the training scenarios"),
+    (["stride2", "--k", "4", "--background-load", "0.2"], "apply to websearch and the training scenarios"),
+    (["collide", "--k", "4", "--cdf", "datamining"], "give both"),
+    (["websearch", "--k", "4", "--cdf", "nope"], "neither a file nor one of websearch, datamining"),
+    (["websearch", "--k", "4", "--background-load", "1.5"], "--background-load must be a fraction in (0, 1]"),
+    (["staggered", "--k", "4", "--stagger", "0.8,0.4"], "--stagger must be P_EDGE,P_POD"),
+    (["random", "--k", "4", "--stagger", "0.2,0.3"], "--stagger applies to the staggered scenario only"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     path = tmp_path / "x.csv"
