@@ -86,6 +86,50 @@ def ring_job(name: str, workers: Sequence[str], *, message_bytes: float, iterati
     return flows
 
 
+NCCL_TRACES = os.path.join(SHARED_DATA, "dl-training-nccl-traces-hta")
+
+
+def nccl_iteration_bytes(folder: str = NCCL_TRACES) -> List[float]:
+    """All-reduce bytes per training iteration in the real NCCL traces, one value per (trace, profiler step).
+
+    Why per iteration: a step all-reduces its gradients in several calls (buckets); the
+    ring jobs here send one message per iteration, so their message is a step's total.
+    Each trace is one rank's view; its CPU-side annotations are counted, or its GPU
+    kernels where it has no annotations with sizes (never both: they are the same calls).
+    """
+    import csv
+    import glob
+
+    files = sorted(glob.glob(os.path.join(folder, "*_comm_events.csv")))
+    if not files:
+        raise FileNotFoundError("no NCCL traces (*_comm_events.csv) in %s (../shared/data is not here)" % folder)
+    totals: List[float] = []
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        for event in ("cpu_nccl_annotation", "gpu_nccl_kernel"):
+            sized = [r for r in rows if r.get("event") == event and r.get("collective") in ("all_reduce", "AllReduce")
+                     and r.get("msg_bytes_est")]
+            if sized:
+                break
+        steps: Dict[str, float] = {}
+        for r in sized:
+            steps[r["profiler_step"]] = steps.get(r["profiler_step"], 0.0) + float(r["msg_bytes_est"])
+        totals += [steps[k] for k in sorted(steps)]
+    return totals
+
+
+def _job_messages(shape: Shape, jobs: int, message_s: float, message_bytes: object) -> List[float]:
+    """Each job's all-reduce message: ``message_s`` at the link rate, ``message_bytes``, or "nccl":
+    drawn (seeded, apart from the placement's random stream) from ``nccl_iteration_bytes``."""
+    if message_bytes == "nccl":
+        sizes = nccl_iteration_bytes()
+        rng = np.random.default_rng([shape.seed, 6])
+        return [float(sizes[int(rng.integers(len(sizes)))]) for _ in range(jobs)]
+    one = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)   # type: ignore[arg-type]
+    return [one] * jobs
+
+
 def iterations_for(shape: Shape, duration_s: float, workers: int, message_bytes: float, compute_s: float) -> int:
     """Iterations of a ring job that fill ``duration_s`` on the non-blocking fabric (at least 1).
 
@@ -117,20 +161,21 @@ def _spread_workers(shape: Shape, rng: np.random.Generator, jobs: int, per_job: 
 
 
 def collide(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: Optional[int] = None,
-            message_s: float = 0.8, compute_s: float = 0.5, message_bytes: Optional[float] = None,
+            message_s: float = 0.8, compute_s: float = 0.5, message_bytes: object = None,
             duration_s: Optional[float] = None) -> List[TraceFlow]:
     """Training jobs only; comm-heavy iterations (~1.6 s on the wire at full rate, 0.5 s compute).
 
     ``message_bytes`` overrides ``message_s`` (the message as seconds at the link
-    rate); ``duration_s`` sets the iterations (see ``iterations_for``) unless
+    rate); "nccl" draws each job's from the real traces (``nccl_iteration_bytes``).
+    ``duration_s`` sets the iterations (see ``iterations_for``) unless
     ``iterations`` is given; neither: 12.
     """
     rng = np.random.default_rng(shape.seed)
-    message = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)
-    n_iter = _iterations(shape, iterations, duration_s, workers, message, compute_s)
     flows: List[TraceFlow] = []
+    messages = _job_messages(shape, jobs, message_s, message_bytes)
     for j, ws in enumerate(_spread_workers(shape, rng, jobs, workers)):
-        flows += ring_job("job%d" % j, ws, message_bytes=message, iterations=n_iter,
+        n_iter = _iterations(shape, iterations, duration_s, workers, messages[j], compute_s)
+        flows += ring_job("job%d" % j, ws, message_bytes=messages[j], iterations=n_iter,
                           compute_s=compute_s, start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
     return flows
 
@@ -145,22 +190,24 @@ def _iterations(shape: Shape, iterations: Optional[int], duration_s: Optional[fl
 
 
 def multijob(shape: Shape, *, jobs: int = 3, workers: int = 4, iterations: Optional[int] = None,
-             message_s: float = 0.4, compute_s: float = 0.3, message_bytes: Optional[float] = None,
+             message_s: float = 0.4, compute_s: float = 0.3, message_bytes: object = None,
              duration_s: Optional[float] = None) -> List[TraceFlow]:
     """``jobs`` ring all-reduce jobs whose periods differ: job j's message and compute gap are
     (1 + 0.6 j) times the first job's, so three jobs have periods in the ratio 1 : 1.6 : 2.2.
 
     Every job runs for the same ``duration_s`` (default 30 s) on the non-blocking
     fabric, so the slower jobs make fewer iterations; ``iterations`` fixes the
-    count for every job instead.
+    count for every job instead.  With ``message_bytes="nccl"`` each job's message
+    is drawn from the real traces and only the compute gaps scale.
     """
     rng = np.random.default_rng(shape.seed)
-    base = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)
+    drawn = message_bytes == "nccl"
+    bases = _job_messages(shape, jobs, message_s, message_bytes)
     horizon = 30.0 if duration_s is None else duration_s
     flows: List[TraceFlow] = []
     for j, ws in enumerate(_spread_workers(shape, rng, jobs, workers)):
         scale = 1.0 + 0.6 * j
-        message, compute = base * scale, compute_s * scale
+        message, compute = (bases[j] if drawn else bases[j] * scale), compute_s * scale
         n_iter = _iterations(shape, iterations, horizon, workers, message, compute)
         flows += ring_job("job%d" % j, ws, message_bytes=message, iterations=n_iter,
                           compute_s=round(compute, 6), start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
@@ -169,7 +216,7 @@ def multijob(shape: Shape, *, jobs: int = 3, workers: int = 4, iterations: Optio
 
 def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: Optional[int] = None,
            message_s: float = 0.8, compute_s: float = 0.5, period_s: float = 6.0,
-           burst_s: float = 3.0, burst_flows: Optional[int] = None, message_bytes: Optional[float] = None,
+           burst_s: float = 3.0, burst_flows: Optional[int] = None, message_bytes: object = None,
            duration_s: Optional[float] = None) -> List[TraceFlow]:
     """Training jobs plus periodic inter-pod background bursts among the other hosts.
 
@@ -178,12 +225,14 @@ def bursts(shape: Shape, *, jobs: int = 2, workers: int = 4, iterations: Optiona
     """
     rng = np.random.default_rng(shape.seed)
     placed = _spread_workers(shape, rng, jobs, workers)
-    message = shape.bytes_for(message_s) if message_bytes is None else float(message_bytes)
-    n_iter = _iterations(shape, iterations, duration_s, workers, message, compute_s)
+    messages = _job_messages(shape, jobs, message_s, message_bytes)
     flows: List[TraceFlow] = []
+    n_iter = 0
     for j, ws in enumerate(placed):
-        flows += ring_job("job%d" % j, ws, message_bytes=message, iterations=n_iter,
+        n_iter = _iterations(shape, iterations, duration_s, workers, messages[j], compute_s)
+        flows += ring_job("job%d" % j, ws, message_bytes=messages[j], iterations=n_iter,
                           compute_s=compute_s, start_s=round(0.1 * j, 3), port_base=NCCL_PORT + 1000 * j)
+    message = messages[-1] if messages else shape.bytes_for(message_s)
     used = {h for ws in placed for h in ws}
     free = [h for h in shape.hosts if h not in used]
     horizon = duration_s if duration_s is not None else n_iter * (2 * message / shape.bytes_for(1.0) + compute_s) * 1.5

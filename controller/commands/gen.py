@@ -2,7 +2,7 @@
 
     sidestep gen SCENARIO --k 4 [--link-mbps 10] [--seed 0] [--duration S] -o FLOWS.csv [--force]
         training scenarios (collide, bursts, multijob) also take
-        [--training-jobs N] [--workers N] [--message-mb MB] [--compute-s S] [--iterations N]
+        [--training-jobs N] [--workers N] [--message-mb MB|nccl] [--compute-s S] [--iterations N]
         [--background-load F [--cdf NAME|FILE]]      (measured-size background mixed in)
         websearch takes [--background-load F] [--cdf NAME|FILE]; staggered takes [--stagger P_EDGE,P_POD]
 
@@ -41,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training jobs (%s)" % ", ".join(TRAINING))
     group.add_argument("--training-jobs", default=None, metavar="N", help="ring all-reduce jobs")
     group.add_argument("--workers", default=None, metavar="N", help="workers per job (one per pod, round-robin)")
-    group.add_argument("--message-mb", default=None, metavar="MB",
-                       help="all-reduce message per iteration in MB (the NCCL traces in ../shared/data "
-                            "carry 11-419 MB; default: 0.8 s at the link rate, 100 MB at 1 Gbit/s)")
+    group.add_argument("--message-mb", default=None, metavar="MB|nccl",
+                       help="all-reduce message per iteration in MB (default: 0.8 s at the link rate, 100 MB at "
+                            "1 Gbit/s), or nccl: each job's drawn from the per-iteration all-reduce totals of the "
+                            "real NCCL traces in ../shared/data/dl-training-nccl-traces-hta (102 MB to 1.8 GB)")
     group.add_argument("--compute-s", default=None, metavar="S", help="compute gap between iterations, seconds")
     group.add_argument("--iterations", default=None, metavar="N", help="iterations per job (overrides --duration)")
     from controller.scenarios import CDFS
@@ -102,14 +103,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         link_mbps = _number("--link-mbps", args.link_mbps, minimum=0.0, strict=True)
         seed = int(_number("--seed", args.seed, minimum=0, integer=True))
-        message_mb = _number("--message-mb", args.message_mb, minimum=0.0, strict=True)
+        nccl = args.message_mb == "nccl"
+        message_mb = None if nccl else _number("--message-mb", args.message_mb, minimum=0.0, strict=True)
         options: Dict[str, object] = {
             "duration_s": _number("--duration", args.duration, minimum=0.0, strict=True),
             "jobs": _number("--training-jobs", args.training_jobs, minimum=1, integer=True),
             "workers": _number("--workers", args.workers, minimum=2, integer=True),
             "iterations": _number("--iterations", args.iterations, minimum=1, integer=True),
             "compute_s": _number("--compute-s", args.compute_s, minimum=0.0),
-            "message_bytes": None if message_mb is None else message_mb * 1e6,
+            "message_bytes": "nccl" if nccl else None if message_mb is None else message_mb * 1e6,
             "load": _number("--background-load", args.background_load, minimum=0.0, strict=True),
             "cdf": args.cdf,
             "stagger": _stagger(args.stagger),

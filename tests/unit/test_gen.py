@@ -102,6 +102,23 @@ def test_background_from_a_measured_distribution_mixes_with_training(tmp_path, c
     assert all(f.cls == "background" for f in read_flow_trace(web, HOSTS_K4))
 
 
+def test_messages_drawn_from_the_real_nccl_traces(tmp_path, capsys):
+    from controller.scenarios import nccl_iteration_bytes
+    real = nccl_iteration_bytes()
+    assert len(real) >= 10 and 50e6 < min(real) and max(real) < 5e9     # 101 MB .. 1.8 GB per iteration
+    path = str(tmp_path / "n.csv")
+    code, _, err = _gen(["multijob", "--k", "4", "--link-mbps", "1000", "--message-mb", "nccl", "--seed", "4",
+                         "-o", path], capsys)
+    assert code == 0, err
+    per_job = {}
+    for f in read_flow_trace(path, HOSTS_K4):
+        per_job.setdefault(f.job, set()).add(f.size_bytes)
+    assert sorted(per_job) == ["job0", "job1", "job2"]
+    for sizes in per_job.values():          # one size per job: a ring connection's 2(n-1)/n of a real step
+        assert len(sizes) == 1
+        assert min(abs(sizes.pop() - round(1.5 * m)) for m in real) <= 1
+
+
 def test_staggered_takes_its_two_chances(tmp_path, capsys):
     path = str(tmp_path / "s.csv")
     assert _gen(["staggered", "--k", "4", "--stagger", "1,0", "-o", path], capsys)[0] == 0
@@ -122,6 +139,7 @@ def test_staggered_takes_its_two_chances(tmp_path, capsys):
     (["collide", "--k", "4", "--workers", "1"], "--workers must be a whole number >= 2"),
     (["collide", "--k", "4", "--iterations", "2.5"], "--iterations must be a whole number >= 1"),
     (["collide", "--k", "4", "--message-mb", "-1"], "--message-mb must be a number > 0"),
+    (["collide", "--k", "4", "--message-mb", "ncl"], "--message-mb must be a number > 0"),
     (["collide", "--k", "4", "--training-jobs", "4", "--workers", "5"], "not enough hosts for 4 jobs of 5 workers"),
     (["stride2", "--k", "4", "--workers", "3"], "only the training scenarios"),
     (["stride2", "--k", "4", "--background-load", "0.2"], "apply to websearch and the training scenarios"),
