@@ -140,7 +140,9 @@ def _run_training(scenario, policies: List[str], out: str, args: argparse.Namesp
         pass
     print(table)
     print("\nsidestep lab: %d runs in %.0f s; controller logs, link-load recordings (loads.csv), worker "
-          "timings and iterations.png are in %s" % (len(rows), time.time() - started, out))
+          "timings and iterations.png are in %s; each run as a flow trace: sidestep replay "
+          "%s/%s/scenario/trace.csv --k %d --link-mbps %g --out DIR"
+          % (len(rows), time.time() - started, out, out, policies[0], scenario.k, scenario.bw_mbps))
     return 0
 
 
