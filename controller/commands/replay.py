@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
@@ -196,22 +197,33 @@ class _PolicyReplay:
     def _in_workers(self, policies: List[str], jobs: int) -> List[Tuple[str, object, Optional[str]]]:
         order = sorted(policies, key=lambda p: self.ORDER.index(p) if p in self.ORDER else len(self.ORDER))
         pool = multiprocessing.get_context("fork").Pool(jobs, _worker_start, (self,))
+        # SIGTERM as Ctrl-C while workers run, so that they are stopped, not left behind
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             pending = [pool.apply_async(_worker_replay, (p,)) for p in order]
             results = [r.get() for r in pending]
         except BaseException:
-            pool.terminate()             # Ctrl-C or a lost worker: stop the others now
+            pool.terminate()             # Ctrl-C, SIGTERM or a lost worker: stop the others now
             raise
         finally:
+            signal.signal(signal.SIGTERM, previous)
             pool.close()
             pool.join()
         return results
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 _WORKER: List[_PolicyReplay] = []   # in a worker process: the replay it was forked with
 
 
 def _worker_start(replay: _PolicyReplay) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers (Pool.terminate),
+    # so a worker ignores SIGINT rather than print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER[:] = [replay]
 
 

@@ -156,6 +156,36 @@ def test_policies_in_worker_processes_write_the_same_bytes(tmp_path, capsys):
         ["ecmp", "ideal", "predictive", "reactive"]
 
 
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_stopping_a_parallel_replay_stops_its_workers_and_writes_nothing(tmp_path, how):
+    """Ctrl-C (SIGINT to the process group) or SIGTERM to the command while two workers replay."""
+    import signal
+    import time
+
+    trace = str(tmp_path / "busy.csv")
+    write(trace, generate("websearch", 8, 1000.0, 0, duration_s=15.0, load=0.3))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "replay", trace, "--k", "8", "--link-mbps",
+                             "1000", "--jobs", "2", "--no-plots", "--out", str(out)], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    line = ""
+    while "flows done" not in line:          # a progress line: the workers are replaying
+        assert time.monotonic() < deadline and proc.poll() is None, "no progress from the replay"
+        line = proc.stderr.readline()
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted" in proc.stderr.read()
+    assert not out.exists()
+    for pid in workers:
+        assert not os.path.exists("/proc/%s" % pid) or open("/proc/%s/stat" % pid).read().split()[2] == "Z"
+
+
 def test_bad_jobs_is_refused_before_any_work(tmp_path, capsys):
     for bad in ("0", "-1", "two"):
         code, _, err = _cli(["--scenario", "bursts", "--k", "4", "--jobs", bad, "--out", str(tmp_path / "o")], capsys)
