@@ -52,10 +52,12 @@ def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = ()
     if unknown:
         handle.close()
         raise TraceError(path, "unknown column(s) %s; allowed columns are %s"
-                         % (",".join(unknown), ",".join(list(required) + list(optional))), line=1)
+                         % (",".join(unknown), ",".join(list(required) + list(optional))), line=1,
+                         column=unknown[0])
     if len(set(header)) != len(header):
         handle.close()
-        raise TraceError(path, "a column name appears twice in the header", line=1)
+        twice = next(c for i, c in enumerate(header) if c in header[:i])
+        raise TraceError(path, "a column name appears twice in the header", line=1, column=twice)
 
     def rows() -> Iterator[Tuple[int, Dict[str, str]]]:
         with handle:
@@ -65,8 +67,10 @@ def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = ()
                     if not row or all(not cell.strip() for cell in row):
                         continue
                     if len(row) != len(header):
+                        # the column where the row and the header part: the first missing or extra one
+                        first = header[len(row)] if len(row) < len(header) else "(extra field %d)" % (len(header) + 1)
                         raise TraceError(path, "has %d fields, the header has %d"
-                                         % (len(row), len(header)), line=line)
+                                         % (len(row), len(header)), line=line, column=first)
                     yield line, {h: cell.strip() for h, cell in zip(header, row)}
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise TraceError(path, "not a readable CSV row (%s)" % exc,

@@ -55,7 +55,8 @@ def test_round_trip_through_writer(tmp_path):
     ("0,h1,h2,10,a,a\n", 2, "deps", "itself"),
     ("0,h1,h1,10,a,\n", 2, "dst", "two hosts"),
     ("0,h1,h2,10,a,;\n", 2, "deps", "empty flow_id"),
-    ("0,h1,h2\n", 2, None, "fields"),
+    ("0,h1,h2\n", 2, "size_bytes", "fields"),
+    ("0,h1,h2,5,a,,9\n", 2, "(extra field 7)", "fields"),
 ])
 def test_reader_errors(tmp_path, body, line, column, words):
     path = _write(tmp_path, "start_s,src,dst,size_bytes,flow_id,deps\n" + body)
