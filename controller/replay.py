@@ -371,13 +371,13 @@ class PolicyRun:
 def run_policy(policy: str, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                poll_interval_s: float = 1.0, model: Optional[str] = None, predictor: object = None,
                planner_overrides: Optional[Dict[str, object]] = None,
-               progress: Optional[ProgressHook] = None) -> PolicyRun:
+               progress: Optional[ProgressHook] = None, quantum_s: float = 0.0) -> PolicyRun:
     """Simulate ``flows`` under one policy and summarise the run."""
     hook = make_hook(policy, fabric, poll_interval_s=poll_interval_s, model=model,
                      predictor=predictor, planner_overrides=planner_overrides)
     net = big_switch_fabric(fabric) if policy == "ideal" else fabric
     result = Simulator(net, flows, seed=seed, poll_interval_s=poll_interval_s, hook=hook,
-                       progress=progress).run()
+                       progress=progress, quantum_s=quantum_s).run()
     return PolicyRun(policy, result, summarize(result))
 
 

@@ -1,7 +1,7 @@
 """``sidestep replay``: run a flow trace through the simulated fabric under each policy.
 
     sidestep replay FLOWS.csv --k 4 [--link-mbps 10] [--policy all] [--model M] [--seed 0]
-                    [--poll-interval 1] [--jobs N] --out DIR [--force]
+                    [--poll-interval 1] [--quantum 0] [--jobs N] --out DIR [--force]
     sidestep replay --scenario collide --k 4 --link-mbps 1000 --out DIR
 
 Writes DIR/summary.json, DIR/flows.csv, DIR/loads.csv (one policy: the one
@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    parser.add_argument("--quantum", default="0", metavar="S",
+                        help="handle flow completions less than S seconds apart as one event, at the rates "
+                             "as they were (faster, approximate: docs/replay.md); default 0, every completion "
+                             "exact")
     parser.add_argument("--jobs", default=None, metavar="N",
                         help="policies replayed at once, one process each (default: one per CPU this "
                              "process may use, at most one per policy; 1: one after another, in this process)")
@@ -73,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         return _error("--seed must be an integer and --poll-interval a number of seconds > 0")
+    try:
+        quantum = float(args.quantum)
+    except ValueError:
+        quantum = float("nan")
+    if not (quantum >= 0 and quantum < poll):
+        return _error("--quantum must be a number of seconds >= 0 and below --poll-interval, got %r" % args.quantum)
     policies: List[str] = list(POLICIES) if args.policy == "all" else [args.policy]
     if args.policy != "all" and args.policy not in POLICIES:
         return _error("unknown policy %r; choose one of %s or all" % (args.policy, "|".join(POLICIES)))
@@ -107,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # ModelError and friends: one line, no traceback
             return _error("cannot load the forecaster: %s" % exc)
 
-    replay = _PolicyReplay(fabric, flows, seed, poll, predictor, args.quiet)
+    replay = _PolicyReplay(fabric, flows, seed, poll, predictor, args.quiet, quantum)
     try:
         runs = replay.all(policies, jobs)
     except _PolicyFailed as exc:
@@ -115,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     meta = {"k": spec.k, "link_mbps": spec.bw_mbps, "seed": seed, "poll_interval_s": poll,
             "trace": os.path.basename(args.flows) if args.flows else "scenario:%s" % args.scenario,
             "model": getattr(predictor, "name", None)}
+    if quantum:
+        meta["quantum_s"] = quantum       # only when approximate: exact runs keep their summary as before
     try:
         summary = write_outputs(out, runs, force=args.force, plots=not args.no_plots, meta=meta,
                                 trace=flows if args.scenario else None)
@@ -160,9 +172,10 @@ class _PolicyReplay:
     # Slowest first, so that two workers finish close together.
     ORDER = ("predictive", "reactive", "ecmp", "ideal")
 
-    def __init__(self, fabric, flows, seed: int, poll: float, predictor: object, quiet: bool) -> None:
+    def __init__(self, fabric, flows, seed: int, poll: float, predictor: object, quiet: bool,
+                 quantum: float = 0.0) -> None:
         self.fabric, self.flows, self.seed, self.poll = fabric, flows, seed, poll
-        self.predictor, self.quiet = predictor, quiet
+        self.predictor, self.quiet, self.quantum = predictor, quiet, quantum
         self._last = 0.0
 
     def one(self, policy: str) -> Tuple[str, object, Optional[str]]:
@@ -176,7 +189,7 @@ class _PolicyReplay:
                 print("%s: %s t=%.0fs %d/%d flows done" % (PROG, policy, t, done, total), file=sys.stderr)
         try:
             run = run_policy(policy, self.fabric, self.flows, seed=self.seed, poll_interval_s=self.poll,
-                             predictor=self.predictor, progress=progress)
+                             predictor=self.predictor, progress=progress, quantum_s=self.quantum)
         except (ReplayError, ValueError, RuntimeError) as exc:
             return policy, None, "%s: %s" % (policy, exc)
         return policy, run, None

@@ -149,7 +149,7 @@ class _Horizon(Exception):
 
 
 def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model=None,
-          compiled=None) -> Dict[str, float]:
+          compiled=None, quantum: float = 0.0) -> Dict[str, float]:
     fabric = Fabric.from_spec(fat_tree(k, 1000.0))
     hook = None
     if policy != "ecmp":
@@ -164,7 +164,7 @@ def bench(k: int, flows: List[TraceFlow], sim_seconds: float, policy: str, model
         if t >= sim_seconds:
             raise _Horizon
     sim = Simulator(fabric, flows, seed=0, poll_interval_s=1.0, hook=hook, progress=progress,
-                    compiled=compiled)
+                    compiled=compiled, quantum_s=quantum)
     t0 = time.perf_counter()
     try:
         result = sim.run()
@@ -189,6 +189,8 @@ def main() -> None:
                     choices=["ecmp", "reactive", "predictive"])
     ap.add_argument("--model", default=None, help="predictive's forecaster (default: shipped; 'persistence')")
     ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported")
+    ap.add_argument("--quantum", type=float, nargs="+", default=[0.0], metavar="S",
+                    help="completion quantum(s) (Simulator(quantum_s=)); 0 = exact; each is a column")
     ap.add_argument("--numpy-baseline", action="store_true",
                     help="also run each cell with the numpy fair-share solver and print the ratio")
     args = ap.parse_args()
@@ -203,11 +205,11 @@ def main() -> None:
             flows = workload(name, k, args.flows, args.sim_seconds)
             cells = []
             info = None
-            for policy in args.policy:
+            for policy, quantum in [(p, q) for p in args.policy for q in args.quantum]:
                 runs, base = [], []
                 bench(k, flows, min(args.sim_seconds, 3.0), policy, args.model)   # warm-up: imports, caches
                 for _ in range(args.repeat):
-                    runs.append(bench(k, flows, args.sim_seconds, policy, args.model))
+                    runs.append(bench(k, flows, args.sim_seconds, policy, args.model, quantum=quantum))
                     if args.numpy_baseline:
                         base.append(bench(k, flows, args.sim_seconds, policy, args.model,
                                           compiled=False))
@@ -219,9 +221,9 @@ def main() -> None:
                     print("    numpy solver: median %.1fx (runs: %s); compiled / numpy = %.2f"
                           % (bmed, ", ".join("%.1f" % v for v in bspeeds), med / bmed), flush=True)
                 info = runs[0]
-                print("k=%-3d workload=%-8s policy=%-10s flows=%d reached=%.0fs in_flight=%.0f completions/sim_s=%.1f "
-                      "solves/sim_s=%.1f planner_calls=%d/%d ticks  speed median %.1fx (runs: %s)"
-                      % (k, name, policy, len(flows), info["reached"], info["in_flight"], info["completions"],
+                print("k=%-3d workload=%-8s policy=%-10s quantum=%g flows=%d reached=%.0fs in_flight=%.0f "
+                      "completions/sim_s=%.1f solves/sim_s=%.1f planner_calls=%d/%d ticks  speed median %.1fx (runs: %s)"
+                      % (k, name, policy, quantum, len(flows), info["reached"], info["in_flight"], info["completions"],
                          info["events"],
                          info["planner_calls"], info["ticks"], med, ", ".join("%.1f" % s for s in speeds)),
                       flush=True)
@@ -229,8 +231,9 @@ def main() -> None:
             rows.append("| %d | %s | %.0f | %.0f | %s |" % (k, name, info["in_flight"], info["completions"],
                                                            " | ".join(cells)))
     print()
-    print("| k | workload | flows in flight | completions per sim-s | %s |" % " | ".join(args.policy))
-    print("|---|---|---|---|%s" % ("---|" * len(args.policy)))
+    columns = [p if args.quantum == [0.0] else "%s q=%g" % (p, q) for p in args.policy for q in args.quantum]
+    print("| k | workload | flows in flight | completions per sim-s | %s |" % " | ".join(columns))
+    print("|---|---|---|---|%s" % ("---|" * len(columns)))
     print("\n".join(rows))
 
 

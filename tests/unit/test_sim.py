@@ -109,6 +109,57 @@ def test_sharing_a_host_link(fabric):
     assert r["b"].finish_s == pytest.approx(3.0)   # then b alone at 1 MB/s for its last 1 MB
 
 
+def test_a_quantum_finishes_nearby_completions_together_at_the_old_rates(fabric):
+    """Three flows share h1's 1 MB/s link.  Exact: a at 2.25 s (1/3 MB/s each), b's last 0.01 MB at
+    0.5 MB/s by 2.27 s, c's last 0.74 MB alone by 3.01 s.  With a 0.05 s quantum, b (due at 2.28 s at
+    the old rate) joins a's event: both finish at 2.28 s, and c's last 0.74 MB ends at 3.02 s.
+    (A control tick also ends a window: none falls in this one.)"""
+    flows = [TraceFlow("a", 0.0, "h1", "h2", 0.75e6), TraceFlow("b", 0.0, "h1", "h3", 0.76e6),
+             TraceFlow("c", 0.0, "h1", "h4", 1.5e6)]
+    exact, r = run(fabric, flows)
+    assert [r[f].finish_s for f in "abc"] == pytest.approx([2.25, 2.27, 3.01])
+    batched, q = run(fabric, flows, quantum_s=0.05)
+    assert [q[f].finish_s for f in "abc"] == pytest.approx([2.28, 2.28, 3.02])
+    uplink = batched.links.index(("h1", fabric.host_edge("h1")[0]))
+    for res in (exact, batched):     # what a finished early is not counted as sent: 3.01 MB either way
+        assert res.interval_bytes[:, uplink].sum() == pytest.approx(3.01e6)
+    narrow, n = run(fabric, flows, quantum_s=0.02)   # b is due 0.03 s after a: outside, so exact
+    assert [n[f].finish_s for f in "abc"] == [r[f].finish_s for f in "abc"]
+    assert narrow.interval_bytes.tobytes() == exact.interval_bytes.tobytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), quantum=st.sampled_from([0.001, 0.01, 0.05, 0.3]))
+def test_a_quantum_keeps_every_byte_and_is_late_by_little(seed, quantum):
+    """Random chains at k=4: the same bytes on every link; the mean completion time moves by less
+    than the quantum (a flow's own completion waits at most that long; knock-on effects are small)."""
+    fab = Fabric.from_spec(fat_tree(4, 1000.0))
+    rng = np.random.default_rng(seed)
+    hosts = ["h%d" % i for i in range(1, 17)]
+    flows = []
+    for c in range(20):
+        prev = None
+        for j in range(4):
+            a, b = rng.choice(16, size=2, replace=False)
+            fid = "c%d.%d" % (c, j)
+            flows.append(TraceFlow(fid, float(rng.uniform(0, 0.5)) if prev is None else 0.0, hosts[a], hosts[b],
+                                   float(rng.uniform(1e6, 5e7)), deps=(prev,) if prev else ()))
+            prev = fid
+    exact = Simulator(fab, flows, seed=1).run()
+    sim = Simulator(fab, flows, seed=1, quantum_s=quantum)
+    approx = sim.run()
+    assert np.allclose(approx.interval_bytes.sum(axis=0), exact.interval_bytes.sum(axis=0), rtol=1e-9, atol=1e-3)
+    fct = lambda res: np.mean([r.finish_s - r.start_s for r in res.flows])
+    assert abs(fct(approx) - fct(exact)) < quantum
+    assert all(np.isfinite(r.finish_s) for r in approx.flows)
+
+
+def test_a_bad_quantum_is_refused(fabric):
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="quantum"):
+            Simulator(fabric, [], quantum_s=bad)
+
+
 def test_rate_cap_and_start_time(fabric):
     _, r = run(fabric, [TraceFlow("a", 1.5, "h1", "h16", 1e6, rate_bps=4e6)])
     assert r["a"].start_s == 1.5 and r["a"].finish_s == pytest.approx(3.5)

@@ -41,8 +41,9 @@ def _values(rng: np.random.Generator, m: int, nan: bool) -> Tuple[np.ndarray, np
 
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2 ** 32 - 1), m=st.integers(0, 40), nan=st.booleans(),
-       t_arr=st.sampled_from([None, "now", "inf"]), t=st.sampled_from([0.0, 0.25, 3.0]))
-def test_advance_equals_the_numpy_step(seed, m, nan, t_arr, t):
+       t_arr=st.sampled_from([None, "now", "inf"]), t=st.sampled_from([0.0, 0.25, 3.0]),
+       quantum=st.sampled_from([0.0, 1e-3, 0.05, 2.0]))
+def test_advance_equals_the_numpy_step(seed, m, nan, t_arr, t, quantum):
     rng = np.random.default_rng(seed)
     rem, rate = _values(rng, m, nan)
     size = m + int(rng.integers(0, 5))          # arrays longer than the flows in flight, as in _Slots
@@ -55,9 +56,9 @@ def test_advance_equals_the_numpy_step(seed, m, nan, t_arr, t):
     with np.errstate(all="ignore"):
         out = [np.full(size + 1, -7, dtype=np.int64) for _ in range(1 + len(ADVANCE))]
         state = [(rem.copy(), link_bytes.copy()) for _ in out]
-        got = [sim._advance_numpy(t, arr, next_tick, m, state[0][0], rate, state[0][1], link_rate, out[0])]
+        got = [sim._advance_numpy(t, arr, next_tick, m, state[0][0], rate, state[0][1], link_rate, out[0], quantum)]
         for k, step in enumerate(ADVANCE, start=1):
-            got.append(step(t, arr, next_tick, m, state[k][0], rate, state[k][1], link_rate, out[k]))
+            got.append(step(t, arr, next_tick, m, state[k][0], rate, state[k][1], link_rate, out[k], quantum))
     t_ref, n_ref = got[0]
     for (t_next, n_fin), fin, (r, lb) in zip(got[1:], out[1:], state[1:]):
         assert n_fin == n_ref
@@ -79,7 +80,7 @@ def test_advance_takes_the_first_of_tied_flows(step):
     rate = np.array([1e9, 1e9, 1e9, 1e9, 1e9])
     for fn in (sim._advance_numpy, step):
         fin = np.zeros(5, dtype=np.int64)
-        t_next, n_fin = fn(1e6, np.inf, 1e6 + 1.0, 5, rem.copy(), rate, np.zeros(1), np.zeros(1), fin)
+        t_next, n_fin = fn(1e6, np.inf, 1e6 + 1.0, 5, rem.copy(), rate, np.zeros(1), np.zeros(1), fin, 0.0)
         assert t_next == 1e6 and fin[:n_fin].tolist() == [1]
 
 
