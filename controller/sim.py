@@ -944,14 +944,19 @@ class Simulator:
             t = t_next
             events += 1
             # completions
+            early_flows: Optional[np.ndarray] = None
             if n_fin and self.quantum > 0:
-                # a flow that finished before the batch's end sent its bytes, not rate x (whole step)
+                # a flow that finished before the batch's end sent its bytes, not rate x (whole step),
+                # and finished when those bytes were done, at the rate it had
                 over = slots.rem[fin_buf[:n_fin]]
                 early = over < 0
                 if early.any():
-                    rows_early = slots.links[fin_buf[:n_fin][early]]
+                    slots_early = fin_buf[:n_fin][early]
+                    rows_early = slots.links[slots_early]
                     link_bytes += np.bincount(rows_early.ravel(), weights=np.repeat(over[early], rows_early.shape[1]),
                                               minlength=n_links + 1)[:n_links]
+                    early_flows = slots.flow[slots_early].copy()
+                    early_s = over[early] * 8.0 / slots.rate[slots_early]      # <= 0: how much earlier
             if n_fin:
                 fin, gone_rows, gone_rates = slots.retire(fin_buf[:n_fin], link_count, retire)
                 removed_rows.append(gone_rows)
@@ -961,6 +966,8 @@ class Simulator:
                 done += n_fin
                 n_rel = complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
                                  conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
+                if early_flows is not None:
+                    finish[early_flows] = np.maximum(t + early_s, start[early_flows])
                 for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
                     for k in group_members[g]:
                         heappush(heap, (max(start_list[k], t + gap_list[k]), k))

@@ -112,14 +112,15 @@ def test_sharing_a_host_link(fabric):
 def test_a_quantum_finishes_nearby_completions_together_at_the_old_rates(fabric):
     """Three flows share h1's 1 MB/s link.  Exact: a at 2.25 s (1/3 MB/s each), b's last 0.01 MB at
     0.5 MB/s by 2.27 s, c's last 0.74 MB alone by 3.01 s.  With a 0.05 s quantum, b (due at 2.28 s at
-    the old rate) joins a's event: both finish at 2.28 s, and c's last 0.74 MB ends at 3.02 s.
+    the old rate) joins a's event, which ends at 2.28 s: a is recorded at 2.25 s, when its bytes were
+    done, b at 2.28 s (0.01 s late: it kept 1/3 MB/s), and c's last 0.74 MB ends at 3.02 s.
     (A control tick also ends a window: none falls in this one.)"""
     flows = [TraceFlow("a", 0.0, "h1", "h2", 0.75e6), TraceFlow("b", 0.0, "h1", "h3", 0.76e6),
              TraceFlow("c", 0.0, "h1", "h4", 1.5e6)]
     exact, r = run(fabric, flows)
     assert [r[f].finish_s for f in "abc"] == pytest.approx([2.25, 2.27, 3.01])
     batched, q = run(fabric, flows, quantum_s=0.05)
-    assert [q[f].finish_s for f in "abc"] == pytest.approx([2.28, 2.28, 3.02])
+    assert [q[f].finish_s for f in "abc"] == pytest.approx([2.25, 2.28, 3.02])
     uplink = batched.links.index(("h1", fabric.host_edge("h1")[0]))
     for res in (exact, batched):     # what a finished early is not counted as sent: 3.01 MB either way
         assert res.interval_bytes[:, uplink].sum() == pytest.approx(3.01e6)
