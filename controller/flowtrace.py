@@ -14,6 +14,7 @@ every error names the file, line and column (``controller.tracefile.TraceError``
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Collection, Dict, IO, Iterable, List, Optional, Tuple
 
@@ -193,4 +194,21 @@ def write_flow_trace(handle: IO[str], flows: Iterable[TraceFlow]) -> int:
             ";".join(f.deps), _fmt(f.gap_s) if f.gap_s else "",
         ]) + "\n")
         n += 1
+    return n
+
+
+def save_flow_trace(path: str, flows: Iterable[TraceFlow]) -> int:
+    """Write a trace file whole or not at all: a temporary file beside it, then a rename.
+
+    Why: a half-written trace reads as a shorter, valid one.  Returns how many flows.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, ".%s.%d.tmp" % (name, os.getpid()))
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            n = write_flow_trace(fh, flows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return n

@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from controller.flowtrace import TraceFlow, write_flow_trace
+from controller.flowtrace import TraceFlow, save_flow_trace
 from mininet_topos.fattree_spec import fat_tree
 
 NCCL_PORT = 29500          # torch.distributed's default master port; ring ports count up from here
@@ -449,8 +449,7 @@ def training_span(shape: Shape, flows: Sequence[TraceFlow]) -> float:
 
 
 def write(path: str, flows: Sequence[TraceFlow]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        write_flow_trace(fh, flows)
+    save_flow_trace(path, flows)
 
 
 # --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from controller.flowtrace import TraceFlow, write_flow_trace
+from controller.flowtrace import TraceFlow, save_flow_trace
 from mininet_topos.fattree_spec import fat_tree
 
 TRAINING_JOB = "train"
@@ -104,9 +104,9 @@ def _background(run_dir: str) -> List[Dict[str, Any]]:
     for i, bg in enumerate(listing):
         try:
             out += _one_background(run_dir, i, bg)
+        except LabTraceError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, LabTraceError):
-                raise
             raise LabTraceError("%s: background flow %d: missing or bad %s" % (path, i, exc)) from None
     return out
 
@@ -185,16 +185,7 @@ def lab_run_flows(run_dir: str, k: int = 4, link_mbps: float = 10.0) -> List[Tra
 
 def write_lab_trace(run_dir: str, path: str, k: int = 4, link_mbps: float = 10.0) -> int:
     """Write ``lab_run_flows`` to ``path`` (whole or not at all); returns the number of flows."""
-    flows = lab_run_flows(run_dir, k, link_mbps)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            write_flow_trace(fh, flows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return len(flows)
+    return save_flow_trace(path, lab_run_flows(run_dir, k, link_mbps))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

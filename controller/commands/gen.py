@@ -18,7 +18,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 from typing import Dict, Optional, Tuple
 
 PROG = "sidestep gen"
@@ -144,14 +143,7 @@ def run(args: argparse.Namespace) -> int:
         flows = generate(args.scenario, k, link_mbps, seed, **options)
     except (ValueError, OSError) as exc:    # TopologyError is a ValueError
         return _error(str(exc))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(out), dir=os.path.dirname(out))
-    os.close(fd)
-    try:
-        write(tmp, flows)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write(out, flows)                       # whole or not at all
     jobs = sorted({f.job for f in flows if f.job})
     print("%s: wrote %d flows%s to %s; replay with: sidestep replay %s --k %d --link-mbps %g --out DIR" % (
         PROG, len(flows), " (%d training jobs)" % len(jobs) if jobs else "", args.output, args.output, k,
