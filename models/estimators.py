@@ -193,6 +193,18 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
         change = self._regressor_predict(make_features(X, int(self.horizon)))
         return np.maximum(base + self.blend_weight_ * change, 0.0)
 
+    def prepare(self) -> None:
+        """Build what the first ``predict`` would otherwise build (the flattened trees, ~35 ms at
+        200 trees), so that a controller's first poll and a replay's timed run do not pay it."""
+        if "regressor_" in self.__dict__:
+            self._forests().forest(self.regressor_)
+
+    def _forests(self) -> ForestCache:
+        cache = self.__dict__.get("_forest_cache")
+        if cache is None:  # fitted attributes set by hand, not by fit or unpickling
+            cache = self._forest_cache = ForestCache()
+        return cache
+
     def _regressor_predict(self, F: np.ndarray) -> np.ndarray:
         """``regressor_.predict(F)``, through the compiled evaluator when it supports the regressor.
 
@@ -200,10 +212,7 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
         is skipped without Numba, with SIDESTEP_NO_JIT set, or for a regressor it
         does not replicate (ridge, categorical HGB, ...).
         """
-        cache = self.__dict__.get("_forest_cache")
-        if cache is None:  # fitted attributes set by hand, not by fit or unpickling
-            cache = self._forest_cache = ForestCache()
-        out = cache.predict(self.regressor_, F)
+        out = self._forests().predict(self.regressor_, F)
         return self.regressor_.predict(F) if out is None else out
 
     def __getstate__(self):

@@ -113,6 +113,9 @@ def load_predictor(path: Optional[str], *, sampling_period_s: float,
                          "(more than %d%% apart); train a model on traces recorded at %g s, e.g. %s"
                          % (trained, sampling_period_s, int(SAMPLING_TOLERANCE * 100), sampling_period_s,
                             REBUILD_HINT.split(", or")[0].replace("retrain it with ", "")))
+    prepare = getattr(estimator, "prepare", None)
+    if callable(prepare):
+        prepare()
     predictor = predictor_from_model(estimator, meta, path)
     if logger is not None:
         logger.info("forecaster: loaded %r from %s", predictor, path)

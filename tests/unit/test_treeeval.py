@@ -127,6 +127,17 @@ def test_shipped_predictor_as_the_replay_calls_it(monkeypatch):
     assert same_bits(fast, pred.predict(hist))
 
 
+@needs_jit
+def test_loading_the_predictor_builds_the_trees_the_first_forecast_uses(monkeypatch):
+    pred = load_predictor(None, sampling_period_s=1.0)
+    flattened = []
+    monkeypatch.setattr(treeeval, "flatten", lambda est: flattened.append(est) or None)
+    hist = windows(pred.estimator, 8, np.random.default_rng(4))
+    pred.predict(hist)
+    assert flattened == []          # built at load: the first forecast reuses it
+    assert pred.estimator.__dict__["_forest_cache"].forest(pred.estimator.regressor_) is not None
+
+
 # (b) small models fitted here --------------------------------------------------------------------
 
 def fitted(loss, max_leaf_nodes, max_iter, nan_frac, seed, constant=False, **kw):
