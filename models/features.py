@@ -27,6 +27,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 from controller.jit import jit as _jit
+from models.distinct_rows import distinct_rows
 
 FEATURE_VERSION = 1
 
@@ -750,6 +751,7 @@ _workspace = threading.local()
 
 class _Scratch(NamedTuple):
     x: np.ndarray              # (n, w): the gap-filled windows, then autocorrelation's z
+    filled: np.ndarray         # (n, w): every row's gap-filled window when ``x`` holds distinct rows only
     f: np.ndarray              # (n, w + 1) complex: the rfft, then (as floats) the irfft
     product: np.ndarray        # (n, w + 1) complex: f * conj(f)
     conj_first: Optional[bool]  # how f * conj(f) rounds at this shape (see _power), None = unknown
@@ -790,11 +792,12 @@ def _scratch(n: int, w: int) -> Optional[_Scratch]:
     (threads never share buffers); batches above ``_WORKSPACE_MAX_BYTES`` (training) and
     numpy without ``rfft(out=)`` get fresh arrays and keep nothing.
     """
-    if not _FFT_HAS_OUT or n * (w + 1) * 40 > _WORKSPACE_MAX_BYTES:
+    if not _FFT_HAS_OUT or n * (w + 1) * 48 > _WORKSPACE_MAX_BYTES:
         return None
     held = getattr(_workspace, "scratch", None)
     if held is None or held.x.shape != (n, w):
-        held = _workspace.scratch = _Scratch(np.empty((n, w)), np.empty((n, w + 1), dtype=np.complex128),
+        held = _workspace.scratch = _Scratch(np.empty((n, w)), np.empty((n, w)),
+                                             np.empty((n, w + 1), dtype=np.complex128),
                                              np.empty((n, w + 1), dtype=np.complex128), _power_order(n, w))
     return held
 
@@ -827,21 +830,31 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
     horizon = int(horizon)
     n, w = raw.shape
     scratch = _scratch(n, w)
-    x = np.empty((n, w)) if scratch is None else scratch.x
-    out = np.empty((n, len(FEATURE_NAMES)))
-    means = np.empty(n)
-    zero_ties = np.empty(n, dtype=np.int64)
-    since = np.empty(n, dtype=np.int64)
-    has_rise = np.empty(n, dtype=np.bool_)
-    _window_kernel_jit(raw, x, out, means, zero_ties, since, has_rise)
-    last = out[:, 0].copy()
-    for c, a in enumerate(EWMA_ALPHAS):
-        out[:, _C_EWMA + c] = ewma_mean(x, a) - last
+    # Every feature but the EWMAs is computed per row, from that row alone: rows repeated bit
+    # for bit (idle links, the hops of one ring) are computed once (``uniq`` holds the first
+    # copies).  The EWMAs are BLAS sums whose rounding depends on a row's place in the batch,
+    # and the complex product's on the batch size, so those see the whole batch as before.
+    repeats = distinct_rows(raw) if scratch is not None and scratch.conj_first is not None else None
+    uniq = raw if repeats is None else raw[repeats[0]]
+    u = uniq.shape[0]
+    x = np.empty((u, w)) if scratch is None else scratch.x[:u]
+    out = np.empty((u, len(FEATURE_NAMES)))
+    means = np.empty(u)
+    zero_ties = np.empty(u, dtype=np.int64)
+    since = np.empty(u, dtype=np.int64)
+    has_rise = np.empty(u, dtype=np.bool_)
+    _window_kernel_jit(uniq, x, out, means, zero_ties, since, has_rise)
+    filled = x if repeats is None else np.take(x, repeats[1], axis=0, out=scratch.filled)
+    if repeats is not None:
+        zero_ties = zero_ties[repeats[1]]
+    last = out[:, 0] if repeats is None else out[repeats[1], 0]
+    whole_batch = [(_C_EWMA + c, ewma_mean(filled, a) - last) for c, a in enumerate(EWMA_ALPHAS)]
     if zero_ties.any():
         for bit, c, length, kind in _REDUCTIONS:
             if (zero_ties & bit).any():
-                tail = x[:, -min(length, w):] if length else x
-                out[:, c] = (tail.max(axis=1) if kind == "max" else tail.min(axis=1)) - last
+                tail = filled[:, -min(length, w):] if length else filled
+                whole_batch.append((c, (tail.max(axis=1) if kind == "max" else tail.min(axis=1)) - last))
+    del filled
     max_period = (w - horizon) // 2
     if max_period >= MIN_PERIOD + 1 and w >= 2 * (MIN_PERIOD + 1):
         # autocorrelation's own calls on the whole batch (see above why nothing else will do)
@@ -849,28 +862,33 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
         if scratch is None:
             f = np.fft.rfft(x, n=2 * w, axis=1)
         else:                                      # the same transform row by row, into the buffer
-            f = np.fft.rfft(x, n=2 * w, axis=1, out=scratch.f)
+            f = np.fft.rfft(x, n=2 * w, axis=1, out=scratch.f[:u])
         del x
         if scratch is None or scratch.conj_first is None:
             product = f * np.conj(f)               # this expression, not conj(f) * f nor np.multiply
-        else:                                      # its bits, into the buffer (see _power_order)
-            product = _power(f, scratch.product, scratch.conj_first)
+        else:                                      # its bits at the whole batch's shape (see _power_order)
+            product = _power(f, scratch.product[:u], scratch.conj_first)
         if _IRFFT_HAS_OUT:
             # f is dead: its memory (paged in already) takes the result, the same bits as a new array
-            r = f.view(np.float64).reshape(-1)[:n * 2 * w].reshape(n, 2 * w)
+            r = f.view(np.float64).reshape(-1)[:u * 2 * w].reshape(u, 2 * w)
             np.fft.irfft(product, n=2 * w, axis=1, out=r)
         else:
             r = np.fft.irfft(product, n=2 * w, axis=1)
         del f, product
     else:
         del x
-        r = np.zeros((n, 1))
-    angle = np.empty(n)
-    on = np.empty(n, dtype=np.bool_)
-    pos1 = np.empty(n)
-    s1 = np.empty(n)
-    smax_ties = np.empty(n, dtype=np.bool_)
-    _period_kernel_jit(raw, r, max_period, horizon, since, has_rise, out, angle, on, pos1, s1, smax_ties)
+        r = np.zeros((u, 1))
+    angle = np.empty(u)
+    on = np.empty(u, dtype=np.bool_)
+    pos1 = np.empty(u)
+    s1 = np.empty(u)
+    smax_ties = np.empty(u, dtype=np.bool_)
+    _period_kernel_jit(uniq, r, max_period, horizon, since, has_rise, out, angle, on, pos1, s1, smax_ties)
+    if repeats is not None:
+        slot = repeats[1]
+        out, angle, on, pos1, s1, smax_ties = (a[slot] for a in (out, angle, on, pos1, s1, smax_ties))
+    for c, values in whole_batch:
+        out[:, c] = values
     out[:, _C_SIN] = np.where(on, np.sin(angle), 0.0)
     out[:, _C_COS] = np.where(on, np.cos(angle), 0.0)
     if smax_ties.any():

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from controller.jit import jit as _jit
+from models.distinct_rows import distinct_rows
 
 MAX_LEAVES = 64
 _BLOCK = 256          # rows per block: their masks and feature columns stay in cache across a tree
@@ -112,47 +113,6 @@ def _kernel(XT, node_offsets, leaf_offsets, feature, threshold, missing_left, ke
 
 _kernel_jit = _jit(_kernel)
 COMPILED = _kernel_jit is not None
-
-
-def _first_copies(words, first):
-    """``first[i]``: the lowest row index whose bits equal row ``i``'s (``words`` is X as uint64).
-
-    Open addressing on a hash of each row's words; a hit is confirmed word by word, so
-    equal hashes of different rows never merge them.  Returns the number of distinct rows.
-    """
-    n, m = words.shape
-    size = 1
-    while size < 2 * n:
-        size *= 2
-    table = np.full(size, -1, dtype=np.int64)
-    mask = np.uint64(size - 1)
-    distinct = 0
-    for i in range(n):
-        h = np.uint64(0xCBF29CE484222325)
-        for j in range(m):
-            h = (h ^ words[i, j]) * np.uint64(0x100000001B3)
-        h ^= h >> np.uint64(29)
-        slot = h & mask
-        while True:
-            k = table[slot]
-            if k < 0:
-                table[slot] = i
-                first[i] = i
-                distinct += 1
-                break
-            same = True
-            for j in range(m):
-                if words[k, j] != words[i, j]:
-                    same = False
-                    break
-            if same:
-                first[i] = k
-                break
-            slot = (slot + np.uint64(1)) & mask
-    return distinct
-
-
-_first_copies_jit = _jit(_first_copies)
 
 
 def _tree(nodes: np.ndarray) -> Optional[tuple]:
@@ -252,21 +212,14 @@ def evaluate(forest: Forest, X: np.ndarray) -> np.ndarray:
     # repeated rows are evaluated once: in a replay a third of the links share their window
     # (idle links, links on the same ring hops), and so their features, with another link.
     X = np.ascontiguousarray(X)
-    first = np.empty(X.shape[0], dtype=np.int64)
-    distinct = _first_copies_jit(X.view(np.uint64), first) if X.shape[0] > 1 else X.shape[0]
-    rows = None
-    if distinct < X.shape[0]:
-        rows = np.flatnonzero(first == np.arange(X.shape[0]))
-        X = X[rows]
+    repeats = distinct_rows(X)
+    if repeats is not None:
+        X = X[repeats[0]]
     out = np.empty(X.shape[0], dtype=np.float64)
     _kernel_jit(np.ascontiguousarray(X.T), forest.node_offsets, forest.leaf_offsets, forest.feature,
                 forest.threshold, forest.missing_left, forest.keep_if_right, forest.leaf_value,
                 forest.baseline, out)
-    if rows is None:
-        return out
-    slot = np.empty(len(first), dtype=np.int64)      # row -> its distinct row's place in ``out``
-    slot[rows] = np.arange(len(rows))
-    return out[slot[first]]
+    return out if repeats is None else out[repeats[1]]
 
 
 def passes_validation(est: Any, X: Any) -> bool:

@@ -333,6 +333,27 @@ def test_reused_buffers_change_no_value(monkeypatch):
     check(big, 3)
 
 
+@needs_jit
+@pytest.mark.parametrize("n, distinct", [(768, 60), (768, 500), (300, 100), (300, 299), (170, 2), (5, 1)])
+def test_repeated_rows_are_computed_once_with_the_same_bits(n, distinct, monkeypatch):
+    """A batch whose rows repeat (as a fabric's idle links do) gets the whole batch's bits: the
+    EWMAs' BLAS sums and the complex product's rounding follow the full batch, not the distinct rows
+    (300 rows of 96 are above numpy's elision threshold, 100 below)."""
+    pool = np.vstack([rows(96, seed=s) for s in range(14)])
+    _, first = np.unique(pool.view(np.dtype((np.void, 96 * 8))).ravel(), return_index=True)
+    pool = pool[np.sort(first)]             # distinct bits (rows() repeats its constant rows)
+    rng = np.random.default_rng(n + distinct)
+    chosen = pool[rng.choice(len(pool), distinct, replace=False)]
+    x = chosen[np.concatenate([np.arange(distinct), rng.integers(0, distinct, n - distinct)])]
+    x = np.ascontiguousarray(x[rng.permutation(n)])
+    computed = []
+    kernel = features._window_kernel_jit
+    monkeypatch.setattr(features, "_window_kernel_jit",
+                        lambda raw, *rest: computed.append(raw.shape[0]) or kernel(raw, *rest))
+    check(x, 2)
+    assert computed == [distinct]           # once per distinct row, not per row
+
+
 @pytest.mark.parametrize("n", [1, 2, 100, 168, 169, 170, 768])
 def test_power_order_gives_the_bits_of_the_expression(n):
     """Whichever call ``_power_order`` picks reproduces ``f * np.conj(f)`` on other values than its probe."""

@@ -254,37 +254,6 @@ def test_zero_and_one_row(shipped, monkeypatch):
 
 # repeated rows are evaluated once -----------------------------------------------------------------
 
-def first_copies_reference(X):
-    """numpy's answer: for each row, the first row with the same bytes."""
-    X = np.ascontiguousarray(X)
-    _, first, inverse = np.unique(X.view(np.dtype((np.void, X.shape[1] * 8))).ravel(), return_index=True,
-                                  return_inverse=True)
-    return first[inverse.ravel()]
-
-
-@pytest.mark.parametrize("compiled_twin", [False, True])
-def test_first_copies_finds_rows_with_the_same_bits(compiled_twin):
-    fn = treeeval._first_copies_jit if compiled_twin else treeeval._first_copies
-    if fn is None:
-        pytest.skip("Numba not installed or SIDESTEP_NO_JIT set")
-    rng = np.random.default_rng(21)
-    base = rng.choice([0.0, -0.0, 1.0, np.nan, np.inf], size=(40, 6))
-    base[5] = base[4]
-    base[6] = base[4]
-    base[7] = np.where(base[4] == 0, -base[4], base[4])         # only a zero sign differs
-    payload = base[8].copy()
-    payload.view(np.uint64)[0] = 0x7FF8000000000001           # another NaN payload
-    base[9] = payload
-    for X in (base, base[rng.integers(0, 40, 300)], base[:1], base[:0], np.zeros((50, 1)), rng.random((30, 38))):
-        X = np.ascontiguousarray(X)
-        first = np.empty(len(X), dtype=np.int64)
-        with np.errstate(over="ignore"):                      # the plain twin's uint64 hash wraps, as compiled
-            distinct = fn(X.view(np.uint64), first)
-        expected = first_copies_reference(X) if len(X) else np.zeros(0, dtype=np.int64)
-        assert np.array_equal(first, expected)
-        assert distinct == len(np.unique(expected))
-
-
 @needs_jit
 def test_repeated_rows_get_sklearns_bits(shipped):
     reg = shipped.regressor_
