@@ -30,12 +30,12 @@ import numpy as np
 
 from controller.jit import jit as _jit
 
-__all__ = ["FairShareError", "max_min_rates", "max_min_rates_numpy", "resolve_event",
+__all__ = ["FairShareError", "NO_LIMIT", "max_min_rates", "max_min_rates_numpy", "resolve_event",
            "resolve_event_numpy", "refill_threshold", "COMPILED"]
 
 _REL_TOL = 1e-9
 _KEEP_TOL = 1.0 - _REL_TOL
-_NO_LIMIT = "a flow crosses no finite-capacity link and has no rate cap"
+NO_LIMIT = "a flow crosses no finite-capacity link and has no rate cap"
 
 
 class FairShareError(RuntimeError):
@@ -44,7 +44,7 @@ class FairShareError(RuntimeError):
 
 def _check(flow_links: np.ndarray, n_links: int, fc: np.ndarray) -> None:
     if (flow_links.min(axis=1)[~np.isfinite(fc)] == n_links).any():
-        raise FairShareError(_NO_LIMIT)
+        raise FairShareError(NO_LIMIT)
 
 
 def max_min_rates_numpy(flow_links: np.ndarray, link_capacity: np.ndarray,
@@ -401,7 +401,7 @@ def max_min_rates(flow_links: np.ndarray, link_capacity: np.ndarray,
                             np.ascontiguousarray(link_capacity, dtype=float),
                             np.ascontiguousarray(fc, dtype=float))
     if not ok:
-        raise FairShareError(_NO_LIMIT)
+        raise FairShareError(NO_LIMIT)
     return rate
 
 
@@ -432,7 +432,7 @@ def resolve_event(rows: np.ndarray, rate: np.ndarray, fcap: np.ndarray, is_new: 
                                  np.ascontiguousarray(gone_rates, dtype=float), link_rate,
                                  link_count, capacity, incremental)
     if not ok:
-        raise FairShareError(_NO_LIMIT)
+        raise FairShareError(NO_LIMIT)
     return out, int(n_up)
 
 

@@ -696,6 +696,81 @@ def _admit(ids, t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow, c
 _admit_jit = jit(_admit)
 
 
+def _completions(t, t_arr, next_tick, n_total, done, m, flow, links, rem, rate, fcap, new, slot_of,
+                 link_rate, link_count, link_bytes, capacity, incremental, finish, cid_of_flow, conn_pending,
+                 conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr, wait_groups, group_left,
+                 released, fin_buf, fin_log):  # pragma: no cover - compiled by Numba; checked against the loop
+    """The event loop's steps for a run of events that are completions only, in one compiled call.
+
+    Why: once the planners have moved connections, a training replay is mostly
+    completions that release nothing (a ring step waits for all its channels),
+    and each cost ~40 µs of Python around ~60 µs of kernels.  Per event this does
+    what ``Simulator._run`` does with the same kernels in the same order: the
+    re-solve of the last event's departures (``resolve_event`` with no new
+    flows), ``_advance``, ``_retire`` and ``_complete``.  The caller has already
+    re-solved what was pending.  It stops after an event with no completion, one
+    that released a dependency group, one at or after the next arrival
+    (``t_arr``) or tick, and when every flow is done; the caller goes on from
+    there as after any event.  Exact mode only (no quantum).
+
+    Returns ``(t, m, done, n_log, events, solves, resolved, n_rel, status,
+    link_rate, gone_rows, gone_rates)``: the finished flows in event order in
+    ``fin_log[:n_log]``, the released groups in ``released[:n_rel]``, the
+    last event's departures (not yet re-solved), and status 0, -1 (stalled:
+    nothing advanced) or -2 (a flow with nothing to limit it).
+    """
+    width = links.shape[1]
+    n_links = capacity.shape[0]
+    gone_rows = np.zeros((0, width), dtype=np.int64)
+    gone_rates = np.zeros(0)
+    events = 0
+    solves = 0
+    resolved = 0
+    n_log = 0
+    pending = False
+    while True:
+        if pending:
+            if m == 0:
+                link_rate = np.zeros(n_links)
+            else:
+                link_rate, n_up, ok = _resolve_jit(links[:m], rate[:m], fcap[:m], np.zeros(m, dtype=np.bool_),
+                                                   gone_rows, gone_rates, link_rate, link_count, capacity,
+                                                   incremental)
+                if not ok:
+                    return t, m, done, n_log, events, solves, resolved, 0, -2, link_rate, gone_rows, gone_rates
+                resolved += n_up
+            solves += 1
+            pending = False
+        t_next, n_fin = _advance_jit(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_buf, 0.0)
+        if n_fin < 0:
+            return t, m, done, n_log, events, solves, resolved, 0, -1, link_rate, gone_rows, gone_rates
+        t = t_next
+        events += 1
+        if n_fin == 0:
+            return t, m, done, n_log, events, solves, resolved, 0, 0, link_rate, gone_rows[:0], gone_rates[:0]
+        fin = np.empty(n_fin, dtype=np.int64)
+        gone_rows = np.empty((n_fin, width), dtype=np.int64)
+        gone_rates = np.empty(n_fin)
+        _retire_jit(fin_buf[:n_fin], m, flow, links, rem, rate, fcap, new, slot_of, link_count, fin,
+                    gone_rows, gone_rates)
+        m -= n_fin
+        for j in range(n_fin):
+            fin_log[n_log + j] = fin[j]
+        n_log += n_fin
+        done += n_fin
+        n_rel = _complete_jit(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
+                              start, size_of, wait_ptr, wait_groups, group_left, released)
+        pending = True
+        scale = t if t > 1.0 else 1.0
+        if n_rel > 0 or t_arr <= t or t >= next_tick - 1e-12 * scale or done >= n_total:
+            return t, m, done, n_log, events, solves, resolved, n_rel, 0, link_rate, gone_rows, gone_rates
+
+
+_resolve_jit = fairshare._resolve_jit
+_completions_jit = jit(_completions) if None not in (_resolve_jit, _advance_jit, _retire_jit, _complete_jit) \
+    else None
+
+
 class Simulator:
     """Replays ``flows`` on ``fabric``; ``run()`` returns a ``SimResult``.
 
@@ -799,6 +874,8 @@ class Simulator:
         advance = _advance_jit if fast else _advance_numpy
         retire = _retire_jit if fast else None
         admit = _admit_jit if fast else None
+        fused = _completions_jit if fast and self.quantum == 0 else None
+        fin_log = np.empty(n, dtype=np.int64)     # the flows a fused call finished, in event order
         fin_buf = np.empty(0, dtype=np.int64)      # the slots finishing at an event
         heappush, heappop = heapq.heappush, heapq.heappop
         fcap_of = np.array([f.rate_bps or np.inf for f in flows], dtype=float)
@@ -937,40 +1014,63 @@ class Simulator:
             next_tick = tick_no * self.poll
             if len(fin_buf) < m:
                 fin_buf = np.empty(len(slots.flow), dtype=np.int64)
-            t_next, n_fin = advance(t, float(heap[0][0]) if heap else np.inf, next_tick, m, slots.rem, slots.rate,
-                                    link_bytes, link_rate, fin_buf, self.quantum)
-            if n_fin < 0:
-                raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
-            t = t_next
-            events += 1
-            # completions
-            early_flows: Optional[np.ndarray] = None
-            if n_fin and self.quantum > 0:
-                # a flow that finished before the batch's end sent its bytes, not rate x (whole step),
-                # and finished when those bytes were done, at the rate it had
-                over = slots.rem[fin_buf[:n_fin]]
-                early = over < 0
-                if early.any():
-                    slots_early = fin_buf[:n_fin][early]
-                    rows_early = slots.links[slots_early]
-                    link_bytes += np.bincount(rows_early.ravel(), weights=np.repeat(over[early], rows_early.shape[1]),
-                                              minlength=n_links + 1)[:n_links]
-                    early_flows = slots.flow[slots_early].copy()
-                    early_s = over[early] * 8.0 / slots.rate[slots_early]      # <= 0: how much earlier
-            if n_fin:
-                fin, gone_rows, gone_rates = slots.retire(fin_buf[:n_fin], link_count, retire)
-                removed_rows.append(gone_rows)
-                removed_rates.append(gone_rates)
-                for i in fin.tolist():
+            t_arr = float(heap[0][0]) if heap else np.inf
+            n_rel = 0
+            if fused is not None:     # a run of completion-only events in one compiled call
+                (t, slots.m, done, n_log, n_events, n_solves, n_resolved, n_rel, status, link_rate, gone_rows,
+                 gone_rates) = fused(t, t_arr, next_tick, n, done, m, slots.flow, slots.links, slots.rem, slots.rate,
+                                     slots.fcap, slots.new, slots.slot_of, link_rate, link_count, link_bytes, capacity,
+                                     self.incremental, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
+                                     conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released,
+                                     fin_buf, fin_log)
+                events += n_events
+                self.solves += n_solves
+                self.resolved_flows += n_resolved
+                if status == -1:
+                    raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
+                if status == -2:
+                    raise SimError(fairshare.NO_LIMIT)
+                for i in fin_log[:n_log].tolist():
                     conn_of[i].in_flight.remove(i)
-                done += n_fin
-                n_rel = complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
-                                 conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
-                if early_flows is not None:
-                    finish[early_flows] = np.maximum(t + early_s, start[early_flows])
-                for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
-                    for k in group_members[g]:
-                        heappush(heap, (max(start_list[k], t + gap_list[k]), k))
+                if len(gone_rates):
+                    removed_rows.append(gone_rows)
+                    removed_rates.append(gone_rates)
+            else:
+                t_next, n_fin = advance(t, t_arr, next_tick, m, slots.rem, slots.rate,
+                                        link_bytes, link_rate, fin_buf, self.quantum)
+                if n_fin < 0:
+                    raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
+                t = t_next
+                events += 1
+                # completions
+                early_flows: Optional[np.ndarray] = None
+                if n_fin and self.quantum > 0:
+                    # a flow that finished before the batch's end sent its bytes, not rate x (whole step),
+                    # and finished when those bytes were done, at the rate it had
+                    over = slots.rem[fin_buf[:n_fin]]
+                    early = over < 0
+                    if early.any():
+                        slots_early = fin_buf[:n_fin][early]
+                        rows_early = slots.links[slots_early]
+                        link_bytes += np.bincount(rows_early.ravel(),
+                                                  weights=np.repeat(over[early], rows_early.shape[1]),
+                                                  minlength=n_links + 1)[:n_links]
+                        early_flows = slots.flow[slots_early].copy()
+                        early_s = over[early] * 8.0 / slots.rate[slots_early]      # <= 0: how much earlier
+                if n_fin:
+                    fin, gone_rows, gone_rates = slots.retire(fin_buf[:n_fin], link_count, retire)
+                    removed_rows.append(gone_rows)
+                    removed_rates.append(gone_rates)
+                    for i in fin.tolist():
+                        conn_of[i].in_flight.remove(i)
+                    done += n_fin
+                    n_rel = complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
+                                     conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
+                    if early_flows is not None:
+                        finish[early_flows] = np.maximum(t + early_s, start[early_flows])
+            for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
+                for k in group_members[g]:
+                    heappush(heap, (max(start_list[k], t + gap_list[k]), k))
             # arrivals
             if heap and heap[0][0] <= t:
                 arrived: List[int] = []

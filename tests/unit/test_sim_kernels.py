@@ -286,3 +286,50 @@ def test_a_controller_moving_an_unknown_connection_is_refused(five):
         return [PathChange(five, path)]
     with pytest.raises(SimError, match="unknown connection"):
         Simulator(fabric, flows, hook=hook).run()
+
+
+@pytest.mark.skipif(sim._completions_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+@pytest.mark.parametrize("scenario, policy", [("bursts", "reactive"), ("multijob", "predictive"),
+                                              ("collide", "ecmp")])
+def test_runs_of_completions_in_one_call_equal_the_event_loop(scenario, policy, monkeypatch):
+    """Ring steps whose channels finish one by one (released only by the last), moved connections,
+    background arrivals: the compiled run of completion-only events (``_completions``) gives the
+    numpy event loop's replay, every start, finish, path, interval byte and count."""
+    from controller import scenarios
+    from controller.replay import make_hook
+
+    flows = scenarios.generate(scenario, k=4, link_mbps=1000.0, seed=3, load=0.1)
+    events_per_call: List[int] = []
+    kernel = sim._completions_jit
+    monkeypatch.setattr(sim, "_completions_jit",
+                        lambda *a: (lambda got: events_per_call.append(got[4]) or got)(kernel(*a)))
+    results = []
+    for compiled in (True, False):
+        fabric = Fabric.from_spec(fat_tree(4, 1000.0))
+        hook = None if policy == "ecmp" else make_hook(policy, fabric, poll_interval_s=1.0)
+        simulator = Simulator(fabric, flows, seed=3, hook=hook, compiled=compiled)
+        results.append((simulator.run(), simulator.solves, simulator.resolved_flows))
+    (fast, fast_solves, fast_resolved), (ref, ref_solves, ref_resolved) = results
+    assert [(r.start_s, r.finish_s, r.path) for r in fast.flows] == [(r.start_s, r.finish_s, r.path) for r in ref.flows]
+    assert fast.interval_bytes.tobytes() == ref.interval_bytes.tobytes()
+    assert (fast.reroutes, fast.events, fast_solves, fast_resolved) == (ref.reroutes, ref.events, ref_solves,
+                                                                        ref_resolved)
+    assert max(events_per_call) >= 3         # runs of several events did happen in one call
+    if policy != "ecmp":
+        assert fast.reroutes > 0
+
+
+@pytest.mark.skipif(sim._completions_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+def test_a_completion_at_an_arrival_or_a_tick_ends_the_compiled_run():
+    """Flows alone on their host links run at exactly 1 Gbit/s: f1 ends at 0.5 s when f2 arrives, f3
+    at the 1 s tick.  The event loop handles each instant as one event with one re-solve, so the
+    compiled run must stop there too (the counts would differ otherwise)."""
+    flows = [TraceFlow("f1", 0.0, "h1", "h2", 62.5e6), TraceFlow("f2", 0.5, "h3", "h4", 1e6),
+             TraceFlow("f3", 0.0, "h5", "h6", 125e6), TraceFlow("f4", 0.0, "h7", "h8", 250e6)]
+    runs = []
+    for compiled in (True, False):
+        simulator = Simulator(Fabric.from_spec(fat_tree(4, 1000.0)), flows, seed=0, compiled=compiled)
+        result = simulator.run()
+        runs.append(([(r.start_s, r.finish_s) for r in result.flows], result.events, simulator.solves))
+    assert runs[0][0][:3] == [(0.0, 0.5), (0.5, 0.5 + 8e6 / 1e9), (0.0, 1.0)]
+    assert runs[0] == runs[1]
