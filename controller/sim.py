@@ -767,8 +767,8 @@ def _completions(t, t_arr, next_tick, n_total, done, m, flow, links, rem, rate, 
 
 
 _resolve_jit = fairshare._resolve_jit
-_completions_jit = jit(_completions) if None not in (_resolve_jit, _advance_jit, _retire_jit, _complete_jit) \
-    else None
+_completions_jit = jit(_completions, calls_into=(fairshare._resolve_kernel,)) \
+    if None not in (_resolve_jit, _advance_jit, _retire_jit, _complete_jit) else None
 
 
 class Simulator:
