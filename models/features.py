@@ -857,7 +857,8 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
     del filled
     max_period = (w - horizon) // 2
     if max_period >= MIN_PERIOD + 1 and w >= 2 * (MIN_PERIOD + 1):
-        # autocorrelation's own calls on the whole batch (see above why nothing else will do)
+        # autocorrelation's own calls (see above why nothing else will do), on the distinct rows:
+        # numpy transforms row by row, so a row's bits do not depend on the others
         _center_kernel_jit(x, means)               # x is z from here on (one matrix less to page in)
         if scratch is None:
             f = np.fft.rfft(x, n=2 * w, axis=1)
