@@ -64,6 +64,20 @@ def test_compiled_equals_numpy_on_a_large_problem():
     assert (fast > 0).all()
 
 
+def test_replays_row_width_has_its_own_compiled_copy_with_the_same_bits():
+    """Rows 6 wide (replay's) go to the copy compiled for that width; both copies give the reference's bits."""
+    rows, caps, fcap = _problem(np.random.default_rng(11), 400, 96, 6, 0.2)
+    ref = fairshare.max_min_rates_numpy(rows, caps, fcap)
+    fast, ok_fast = fairshare._fill_fast(rows, caps, fcap)
+    general, ok_general = fairshare._fill_any(rows, caps, fcap)
+    assert ok_fast and ok_general
+    assert fast.tobytes() == ref.tobytes() == general.tobytes()
+    assert fairshare._FAST_WIDTH == rows.shape[1]
+    narrow = rows[:, :4]
+    assert fairshare.max_min_rates(narrow, caps, fcap).tobytes() == \
+        fairshare.max_min_rates_numpy(narrow, caps, fcap).tobytes()
+
+
 def test_a_flow_with_nothing_to_limit_it_is_refused_by_both():
     rows = np.array([[1, 1]])      # only the pad link, no cap
     for solve in (fairshare.max_min_rates, fairshare.max_min_rates_numpy):
