@@ -143,8 +143,10 @@ def _water_fill(fixed_width):
         avail[:n_links] = capacity
         avail[n_links] = np.inf
         count = np.zeros(n_links + 1)
-        # the unfrozen flows, packed: their rows (unsigned: indexing needs no wraparound check), caps, ids
-        act_rows = np.empty(n * w, dtype=np.uint64)
+        # the unfrozen flows, packed: their rows, caps, ids.  The rows as uint32: unsigned indices
+        # need no wraparound check, and half the bytes of int64 keep 1,000 flows' rows in L1 (a fabric
+        # has far fewer than 2**32 links)
+        act_rows = np.empty(n * w, dtype=np.uint32)
         act_cap = np.empty(n)
         act_id = np.empty(n, dtype=np.int64)
         for f in range(n):
@@ -166,9 +168,9 @@ def _water_fill(fixed_width):
         m = n
         fmin = np.empty(n)
         lmin = np.empty(n)
-        frozen_rows = np.empty(n * w, dtype=np.uint64)
+        frozen_rows = np.empty(n * w, dtype=np.uint32)
         frozen_val = np.empty(n)
-        upad = np.uint64(pad)
+        upad = np.uint32(pad)
         keep_tol = 1.0 - 1e-9
         while m > 0:
             for j in range(m):
