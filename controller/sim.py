@@ -24,7 +24,6 @@ the flow_id (order-independent, stable across processes).
 from __future__ import annotations
 
 import gc
-import heapq
 import math
 from itertools import chain
 from operator import attrgetter
@@ -517,6 +516,78 @@ def _complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_las
 _complete_jit = jit(_complete)
 
 
+def _heap_push(heap_t, heap_i, n, t, i):
+    """``heapq.heappush(heap, (t, i))`` on a heap kept as two arrays of ``n`` entries; returns ``n + 1``.
+
+    Why arrays: the compiled event run (``_run_events``) starts the flows it
+    releases itself, so the start times live where compiled code can reach them.
+    Entries are ordered as tuples (time, then flow index).  Every flow enters
+    the heap at most once, so no two entries are equal and any heap pops them in
+    the same order as ``heapq``.
+    """
+    j = n
+    while j > 0:
+        parent = (j - 1) >> 1
+        pt = heap_t[parent]
+        pi = heap_i[parent]
+        if t < pt or (t == pt and i < pi):
+            heap_t[j] = pt
+            heap_i[j] = pi
+            j = parent
+        else:
+            break
+    heap_t[j] = t
+    heap_i[j] = i
+    return n + 1
+
+
+def _heap_pop(heap_t, heap_i, n):
+    """``heapq.heappop`` on the array heap of ``n`` entries: (time, flow, ``n - 1``)."""
+    top_t = heap_t[0]
+    top_i = heap_i[0]
+    n -= 1
+    if n > 0:
+        last_t = heap_t[n]
+        last_i = heap_i[n]
+        j = 0
+        while True:
+            c = 2 * j + 1
+            if c >= n:
+                break
+            d = c + 1
+            if d < n and (heap_t[d] < heap_t[c] or (heap_t[d] == heap_t[c] and heap_i[d] < heap_i[c])):
+                c = d
+            if heap_t[c] < last_t or (heap_t[c] == last_t and heap_i[c] < last_i):
+                heap_t[j] = heap_t[c]
+                heap_i[j] = heap_i[c]
+                j = c
+            else:
+                break
+        heap_t[j] = last_t
+        heap_i[j] = last_i
+    return top_t, top_i, n
+
+
+def _release(released, n_rel, member_ptr, members, start_of, gap_of, t, heap_t, heap_i, n):
+    """Queue the members of the groups ``released[:n_rel]`` (in order) to start at
+    ``max(start_of[k], t + gap_of[k])`` (Python's ``max``: the first of equals); returns the heap size."""
+    for r in range(n_rel):
+        g = released[r]
+        for x in range(member_ptr[g], member_ptr[g + 1]):
+            k = members[x]
+            a = start_of[k]
+            b = t + gap_of[k]
+            n = _heap_push_jit(heap_t, heap_i, n, b if b > a else a, k)
+    return n
+
+
+_heap_push_jit = jit(_heap_push)
+_heap_pop_jit = jit(_heap_pop)
+if _heap_push_jit is None:      # without Numba the plain functions call each other
+    _heap_push_jit, _heap_pop_jit = _heap_push, _heap_pop
+_release_jit = jit(_release)
+
+
 def _stacked(parts: List[np.ndarray]) -> np.ndarray:
     """``np.concatenate(parts)``, without the copy for one part (the usual event)."""
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -696,79 +767,110 @@ def _admit(ids, t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow, c
 _admit_jit = jit(_admit)
 
 
-def _completions(t, t_arr, next_tick, n_total, done, m, flow, links, rem, rate, fcap, new, slot_of,
-                 link_rate, link_count, link_bytes, capacity, incremental, finish, cid_of_flow, conn_pending,
-                 conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr, wait_groups, group_left,
-                 released, fin_buf, fin_log):  # pragma: no cover - compiled by Numba; checked against the loop
-    """The event loop's steps for a run of events that are completions only, in one compiled call.
+def _run_events(t, next_tick, n_total, done, m, flow, links, rem, rate, fcap, new, slot_of,
+                link_rate, link_count, link_bytes, capacity, incremental, finish, cid_of_flow, conn_pending,
+                conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr, wait_groups, group_left,
+                released, fin_buf, fin_log, heap_t, heap_i, heap_n, member_ptr, members, start_of, gap_of,
+                conn_rows, conn_routed, fcap_of, arr_log):  # pragma: no cover - compiled by Numba; checked against the loop
+    """The event loop's steps for a run of events between control ticks, in one compiled call.
 
-    Why: once the planners have moved connections, a training replay is mostly
-    completions that release nothing (a ring step waits for all its channels),
-    and each cost ~40 µs of Python around ~60 µs of kernels.  Per event this does
-    what ``Simulator._run`` does with the same kernels in the same order: the
-    re-solve of the last event's departures (``resolve_event`` with no new
-    flows), ``_advance``, ``_retire`` and ``_complete``.  The caller has already
-    re-solved what was pending.  It stops after an event with no completion, one
-    that released a dependency group, one at or after the next arrival
-    (``t_arr``) or tick, and when every flow is done; the caller goes on from
-    there as after any event.  Exact mode only (no quantum).
+    Why: a replayed training job is mostly ring steps whose flows finish, release
+    the next step's flows and start them, and each such event cost ~40 µs of
+    Python around ~40-60 µs of kernels.  Per event this does what
+    ``Simulator._run`` does, with the same kernels in the same order: the
+    re-solve of the last event's changes (departures, and the arrivals marked in
+    ``new``), ``_advance``, ``_retire``, ``_complete``, the queueing of released
+    flows (``_release``) and the start of every queued flow due by then, in heap
+    order, as ``_admit`` places them.  The caller has already re-solved what
+    was pending.  It stops at a tick, when every flow is done, after an event
+    that changed nothing, and before starting a flow that needs Python: one
+    whose connection has no path yet (ECMP picks it) or that finds no free slot.
+    The caller goes on from there as after any event, starting the flows still
+    due.  Exact mode only (no quantum).
 
-    Returns ``(t, m, done, n_log, events, solves, resolved, n_rel, status,
-    link_rate, gone_rows, gone_rates)``: the finished flows in event order in
-    ``fin_log[:n_log]``, the released groups in ``released[:n_rel]``, the
-    last event's departures (not yet re-solved), and status 0, -1 (stalled:
-    nothing advanced) or -2 (a flow with nothing to limit it).
+    Returns ``(t, m, done, n_log, n_arr, heap_n, events, solves, resolved,
+    status, link_rate, gone_rows, gone_rates, unsolved)``: the finished flows in
+    event order in ``fin_log[:n_log]``, the started ones in ``arr_log[:n_arr]``,
+    the last event's departures and whether it left a re-solve due
+    (``unsolved``), and status 0, -1 (stalled: nothing advanced) or -2 (a flow
+    with nothing to limit it).
     """
     width = links.shape[1]
     n_links = capacity.shape[0]
+    room = flow.shape[0]
     gone_rows = np.zeros((0, width), dtype=np.int64)
     gone_rates = np.zeros(0)
     events = 0
     solves = 0
     resolved = 0
     n_log = 0
+    n_arr = 0
     pending = False
     while True:
         if pending:
             if m == 0:
                 link_rate = np.zeros(n_links)
             else:
-                link_rate, n_up, ok = _resolve_jit(links[:m], rate[:m], fcap[:m], np.zeros(m, dtype=np.bool_),
-                                                   gone_rows, gone_rates, link_rate, link_count, capacity,
-                                                   incremental)
+                is_new = new[:m].copy()
+                new[:m] = False
+                link_rate, n_up, ok = _resolve_jit(links[:m], rate[:m], fcap[:m], is_new, gone_rows, gone_rates,
+                                                   link_rate, link_count, capacity, incremental)
                 if not ok:
-                    return t, m, done, n_log, events, solves, resolved, 0, -2, link_rate, gone_rows, gone_rates
+                    return (t, m, done, n_log, n_arr, heap_n, events, solves, resolved, -2, link_rate, gone_rows,
+                            gone_rates, True)
                 resolved += n_up
             solves += 1
             pending = False
+            gone_rows = gone_rows[:0]
+            gone_rates = gone_rates[:0]
+        t_arr = heap_t[0] if heap_n > 0 else np.inf
         t_next, n_fin = _advance_jit(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_buf, 0.0)
         if n_fin < 0:
-            return t, m, done, n_log, events, solves, resolved, 0, -1, link_rate, gone_rows, gone_rates
+            return (t, m, done, n_log, n_arr, heap_n, events, solves, resolved, -1, link_rate, gone_rows,
+                    gone_rates, pending)
         t = t_next
         events += 1
-        if n_fin == 0:
-            return t, m, done, n_log, events, solves, resolved, 0, 0, link_rate, gone_rows[:0], gone_rates[:0]
-        fin = np.empty(n_fin, dtype=np.int64)
-        gone_rows = np.empty((n_fin, width), dtype=np.int64)
-        gone_rates = np.empty(n_fin)
-        _retire_jit(fin_buf[:n_fin], m, flow, links, rem, rate, fcap, new, slot_of, link_count, fin,
-                    gone_rows, gone_rates)
-        m -= n_fin
-        for j in range(n_fin):
-            fin_log[n_log + j] = fin[j]
-        n_log += n_fin
-        done += n_fin
-        n_rel = _complete_jit(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
-                              start, size_of, wait_ptr, wait_groups, group_left, released)
-        pending = True
+        if n_fin > 0:
+            fin = np.empty(n_fin, dtype=np.int64)
+            gone_rows = np.empty((n_fin, width), dtype=np.int64)
+            gone_rates = np.empty(n_fin)
+            _retire_jit(fin_buf[:n_fin], m, flow, links, rem, rate, fcap, new, slot_of, link_count, fin,
+                        gone_rows, gone_rates)
+            m -= n_fin
+            for j in range(n_fin):
+                fin_log[n_log + j] = fin[j]
+            n_log += n_fin
+            done += n_fin
+            n_rel = _complete_jit(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
+                                  start, size_of, wait_ptr, wait_groups, group_left, released)
+            heap_n = _release_jit(released, n_rel, member_ptr, members, start_of, gap_of, t, heap_t, heap_i,
+                                  heap_n)
+            pending = True
+        blocked = False
+        k = 0
+        while heap_n > 0 and heap_t[0] <= t:
+            i = heap_i[0]
+            if not conn_routed[cid_of_flow[i]] or m + k == room:
+                blocked = True
+                break
+            _, _, heap_n = _heap_pop_jit(heap_t, heap_i, heap_n)
+            arr_log[n_arr + k] = i
+            k += 1
+        if k > 0:
+            _admit_jit(arr_log[n_arr:n_arr + k], t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow,
+                       conn_rows, size_of, fcap_of, link_count, conn_inflight, start)
+            m += k
+            n_arr += k
+            pending = True
         scale = t if t > 1.0 else 1.0
-        if n_rel > 0 or t_arr <= t or t >= next_tick - 1e-12 * scale or done >= n_total:
-            return t, m, done, n_log, events, solves, resolved, n_rel, 0, link_rate, gone_rows, gone_rates
+        if blocked or not pending or t >= next_tick - 1e-12 * scale or done >= n_total:
+            return (t, m, done, n_log, n_arr, heap_n, events, solves, resolved, 0, link_rate, gone_rows,
+                    gone_rates, pending)
 
 
 _resolve_jit = fairshare._resolve_jit
-_completions_jit = jit(_completions, calls_into=(fairshare._resolve_kernel,)) \
-    if None not in (_resolve_jit, _advance_jit, _retire_jit, _complete_jit) else None
+_run_events_jit = jit(_run_events, calls_into=(fairshare._resolve_kernel,)) \
+    if None not in (_resolve_jit, _advance_jit, _retire_jit, _complete_jit, _release_jit, _admit_jit) else None
 
 
 class Simulator:
@@ -865,23 +967,36 @@ class Simulator:
         link_at = self._link_at
 
         size_of = np.array([f.size_bytes for f in flows], dtype=float)
-        start_list = [f.start_s for f in flows]
-        gap_list = [f.gap_s for f in flows]
+        start_of = np.array([f.start_s for f in flows], dtype=float)
+        gap_of = np.array([f.gap_s for f in flows], dtype=float)
         released = np.zeros(len(group_members), dtype=np.int64)
+        # each group's members as CSR arrays, for _release
+        member_ptr = np.zeros(len(group_members) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, group_members), dtype=np.int64, count=len(group_members)),
+                  out=member_ptr[1:])
+        members = np.fromiter(chain.from_iterable(group_members), dtype=np.int64, count=int(member_ptr[-1]))
+        conn_routed = np.zeros(n_conns, dtype=bool)   # the connection has a path (its first flow started)
         # the per-event steps: compiled (one call each), or their numpy/Python references
         fast = fairshare._use_compiled(self.compiled)
         complete = _complete_jit if fast else _complete
         advance = _advance_jit if fast else _advance_numpy
         retire = _retire_jit if fast else None
         admit = _admit_jit if fast else None
-        fused = _completions_jit if fast and self.quantum == 0 else None
-        fin_log = np.empty(n, dtype=np.int64)     # the flows a fused call finished, in event order
+        release = _release_jit if fast else _release
+        event_run = _run_events_jit if fast and self.quantum == 0 else None
+        fin_log = np.empty(n, dtype=np.int64)     # the flows an event run finished, in event order
+        arr_log = np.empty(n, dtype=np.int64)     # the flows it started, in start order
         fin_buf = np.empty(0, dtype=np.int64)      # the slots finishing at an event
-        heappush, heappop = heapq.heappush, heapq.heappop
         fcap_of = np.array([f.rate_bps or np.inf for f in flows], dtype=float)
         ecmp_path = self._paths.ecmp_path   # == ecmp_choice(five, fabric.paths(src, dst))
-        heap: List[Tuple[float, int]] = [(start_list[i], i) for i in roots.tolist()]
-        heapq.heapify(heap)
+        # flows waiting to start, as a heap of (start time, flow) in two arrays (see _heap_push);
+        # sorted is a valid heap
+        heap_t = np.empty(n)
+        heap_i = np.empty(n, dtype=np.int64)
+        heap_n = len(roots)
+        by_start = np.lexsort((roots, start_of[roots]))
+        heap_t[:heap_n] = start_of[roots][by_start]
+        heap_i[:heap_n] = roots[by_start]
         link_rate = np.zeros(n_links)
         link_count = np.zeros(n_links + 1, dtype=np.int64)
         link_bytes = np.zeros(n_links)
@@ -896,7 +1011,7 @@ class Simulator:
         # changes since the last solve
         removed_rates: List[np.ndarray] = []
         removed_rows: List[np.ndarray] = []
-        added: List[int] = []            # flow indices (re)placed since the last solve
+        unsolved = False                 # flows (re)placed since the last solve
 
         def row_for(path: Path) -> np.ndarray:
             nonlocal width, conn_rows
@@ -916,9 +1031,9 @@ class Simulator:
             return row
 
         def solve() -> None:
-            nonlocal link_rate
+            nonlocal link_rate, unsolved
             m = slots.m
-            is_new = slots.new[:m].copy()      # the slots of the flows in ``added``
+            is_new = slots.new[:m].copy()      # the slots of the flows placed since the last solve
             slots.new[:m] = False
             gone = _stacked(removed_rows) if removed_rows else np.zeros((0, width), dtype=np.int64)
             gone_rates = _stacked(removed_rates) if removed_rates else np.zeros(0)
@@ -933,10 +1048,11 @@ class Simulator:
             self.resolved_flows += n_up
             removed_rates.clear()
             removed_rows.clear()
-            added.clear()
+            unsolved = False
 
         def place(i: int, path: Path) -> None:
             """Put flow ``i`` (in flight) on ``path``."""
+            nonlocal unsolved
             row = row_for(path)
             s = slots.slot_of[i]
             if s >= 0:
@@ -950,7 +1066,7 @@ class Simulator:
                 slots.add(i, row, flows[i].size_bytes, flows[i].rate_bps if flows[i].rate_bps else np.inf)
             np.add.at(link_count, row, 1)
             path_of[i] = path
-            added.append(i)
+            unsolved = True
 
         flow_rank: List[np.ndarray] = []     # rank of each flow's id in string order, made on first need
 
@@ -1008,21 +1124,22 @@ class Simulator:
             return build
 
         while done < n or t > (tick_no - 1) * self.poll + 1e-12 * max(1.0, t):
-            if added or removed_rows:
+            if unsolved or removed_rows:
                 solve()
             m = slots.m
             next_tick = tick_no * self.poll
-            if len(fin_buf) < m:
+            if len(fin_buf) < len(slots.flow):
                 fin_buf = np.empty(len(slots.flow), dtype=np.int64)
-            t_arr = float(heap[0][0]) if heap else np.inf
+            t_arr = float(heap_t[0]) if heap_n else np.inf
             n_rel = 0
-            if fused is not None:     # a run of completion-only events in one compiled call
-                (t, slots.m, done, n_log, n_events, n_solves, n_resolved, n_rel, status, link_rate, gone_rows,
-                 gone_rates) = fused(t, t_arr, next_tick, n, done, m, slots.flow, slots.links, slots.rem, slots.rate,
-                                     slots.fcap, slots.new, slots.slot_of, link_rate, link_count, link_bytes, capacity,
-                                     self.incremental, finish, cid_of_flow, conn_pending, conn_inflight, conn_last,
-                                     conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released,
-                                     fin_buf, fin_log)
+            if event_run is not None:     # the events up to the tick (or to one needing Python) in one call
+                (t, slots.m, done, n_log, n_arr, heap_n, n_events, n_solves, n_resolved, status, link_rate,
+                 gone_rows, gone_rates, unsolved) = event_run(
+                    t, next_tick, n, done, m, slots.flow, slots.links, slots.rem, slots.rate, slots.fcap, slots.new,
+                    slots.slot_of, link_rate, link_count, link_bytes, capacity, self.incremental, finish,
+                    cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr,
+                    wait_groups, group_left, released, fin_buf, fin_log, heap_t, heap_i, heap_n, member_ptr,
+                    members, start_of, gap_of, conn_rows, conn_routed, fcap_of, arr_log)
                 events += n_events
                 self.solves += n_solves
                 self.resolved_flows += n_resolved
@@ -1030,6 +1147,11 @@ class Simulator:
                     raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
                 if status == -2:
                     raise SimError(fairshare.NO_LIMIT)
+                # a connection's in-flight list: its started flows in start order, less the finished ones
+                for i in arr_log[:n_arr].tolist():
+                    c = conn_of[i]
+                    path_of[i] = c.path
+                    c.in_flight.append(i)
                 for i in fin_log[:n_log].tolist():
                     conn_of[i].in_flight.remove(i)
                 if len(gone_rates):
@@ -1068,14 +1190,14 @@ class Simulator:
                                      conn_burst, start, size_of, wait_ptr, wait_groups, group_left, released)
                     if early_flows is not None:
                         finish[early_flows] = np.maximum(t + early_s, start[early_flows])
-            for g in released[:n_rel].tolist():     # their members are ready now (or at their start)
-                for k in group_members[g]:
-                    heappush(heap, (max(start_list[k], t + gap_list[k]), k))
+            if n_rel:      # their members are ready now (or at their start)
+                heap_n = release(released, n_rel, member_ptr, members, start_of, gap_of, t, heap_t, heap_i, heap_n)
             # arrivals
-            if heap and heap[0][0] <= t:
+            if heap_n and heap_t[0] <= t:
                 arrived: List[int] = []
-                while heap and heap[0][0] <= t:
-                    _, i = heappop(heap)
+                while heap_n and heap_t[0] <= t:
+                    _, i, heap_n = _heap_pop_jit(heap_t, heap_i, heap_n)
+                    i = int(i)
                     c = conn_of[i]
                     if not c.path:
                         try:
@@ -1083,6 +1205,7 @@ class Simulator:
                         except FabricError as exc:
                             raise SimError("flow %s: %s" % (flows[i].flow_id, exc)) from None
                         conn_rows[c.cid] = row_for(c.path)
+                        conn_routed[c.cid] = True
                     path_of[i] = c.path
                     c.in_flight.append(i)
                     arrived.append(i)
@@ -1100,7 +1223,7 @@ class Simulator:
                     np.add.at(link_count, rows.ravel(), 1)
                     start[arrived] = t
                     np.add.at(conn_inflight, cids, 1)
-                added.extend(arrived)
+                unsolved = True
             # control tick
             if t >= next_tick - 1e-12 * max(1.0, t):
                 t = next_tick
@@ -1110,7 +1233,7 @@ class Simulator:
                 interval_rows.append(interval)
                 tick_no += 1
                 if self.hook is not None:
-                    if added or removed_rows:
+                    if unsolved or removed_rows:
                         solve()
                     m = slots.m
                     in_flight_rate = np.bincount(cid_of_flow[slots.flow[:m]], weights=slots.rate[:m],
@@ -1140,6 +1263,7 @@ class Simulator:
                             continue
                         c.path = tuple(change.new_path)
                         conn_rows[c.cid] = row_for(c.path)
+                        conn_routed[c.cid] = True
                         for i in c.in_flight:
                             place(i, c.path)
                         reroutes += 1

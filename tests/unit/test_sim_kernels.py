@@ -288,7 +288,7 @@ def test_a_controller_moving_an_unknown_connection_is_refused(five):
         Simulator(fabric, flows, hook=hook).run()
 
 
-@pytest.mark.skipif(sim._completions_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+@pytest.mark.skipif(sim._run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
 @pytest.mark.parametrize("scenario, policy", [("bursts", "reactive"), ("multijob", "predictive"),
                                               ("collide", "ecmp")])
 def test_runs_of_completions_in_one_call_equal_the_event_loop(scenario, policy, monkeypatch):
@@ -300,8 +300,8 @@ def test_runs_of_completions_in_one_call_equal_the_event_loop(scenario, policy, 
 
     flows = scenarios.generate(scenario, k=4, link_mbps=1000.0, seed=3, load=0.1)
     events_per_call: List[int] = []
-    kernel = sim._completions_jit
-    monkeypatch.setattr(sim, "_completions_jit",
+    kernel = sim._run_events_jit
+    monkeypatch.setattr(sim, "_run_events_jit",
                         lambda *a: (lambda got: events_per_call.append(got[4]) or got)(kernel(*a)))
     results = []
     for compiled in (True, False):
@@ -319,7 +319,7 @@ def test_runs_of_completions_in_one_call_equal_the_event_loop(scenario, policy, 
         assert fast.reroutes > 0
 
 
-@pytest.mark.skipif(sim._completions_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+@pytest.mark.skipif(sim._run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
 def test_a_completion_at_an_arrival_or_a_tick_ends_the_compiled_run():
     """Flows alone on their host links run at exactly 1 Gbit/s: f1 ends at 0.5 s when f2 arrives, f3
     at the 1 s tick.  The event loop handles each instant as one event with one re-solve, so the
