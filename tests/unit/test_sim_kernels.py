@@ -291,18 +291,25 @@ def test_a_controller_moving_an_unknown_connection_is_refused(five):
 @pytest.mark.skipif(sim._run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
 @pytest.mark.parametrize("scenario, policy", [("bursts", "reactive"), ("multijob", "predictive"),
                                               ("collide", "ecmp")])
-def test_runs_of_completions_in_one_call_equal_the_event_loop(scenario, policy, monkeypatch):
+def test_runs_of_events_in_one_call_equal_the_event_loop(scenario, policy, monkeypatch):
     """Ring steps whose channels finish one by one (released only by the last), moved connections,
-    background arrivals: the compiled run of completion-only events (``_completions``) gives the
-    numpy event loop's replay, every start, finish, path, interval byte and count."""
+    background arrivals: the compiled run of the events between ticks (``_run_events``: completions,
+    releases and the flows they start) gives the numpy event loop's replay, every start, finish,
+    path, interval byte and count."""
     from controller import scenarios
     from controller.replay import make_hook
 
     flows = scenarios.generate(scenario, k=4, link_mbps=1000.0, seed=3, load=0.1)
     events_per_call: List[int] = []
+    starts_per_call: List[int] = []
     kernel = sim._run_events_jit
-    monkeypatch.setattr(sim, "_run_events_jit",
-                        lambda *a: (lambda got: events_per_call.append(got[4]) or got)(kernel(*a)))
+
+    def counted(*args):
+        got = kernel(*args)
+        starts_per_call.append(got[4])
+        events_per_call.append(got[6])
+        return got
+    monkeypatch.setattr(sim, "_run_events_jit", counted)
     results = []
     for compiled in (True, False):
         fabric = Fabric.from_spec(fat_tree(4, 1000.0))
@@ -315,6 +322,7 @@ def test_runs_of_completions_in_one_call_equal_the_event_loop(scenario, policy, 
     assert (fast.reroutes, fast.events, fast_solves, fast_resolved) == (ref.reroutes, ref.events, ref_solves,
                                                                         ref_resolved)
     assert max(events_per_call) >= 3         # runs of several events did happen in one call
+    assert max(starts_per_call) >= 1         # and flows released in them started there
     if policy != "ecmp":
         assert fast.reroutes > 0
 
@@ -333,3 +341,31 @@ def test_a_completion_at_an_arrival_or_a_tick_ends_the_compiled_run():
         runs.append(([(r.start_s, r.finish_s) for r in result.flows], result.events, simulator.solves))
     assert runs[0][0][:3] == [(0.0, 0.5), (0.5, 0.5 + 8e6 / 1e9), (0.0, 1.0)]
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("compiled", [
+    False, pytest.param(True, marks=pytest.mark.skipif(sim._heap_push_jit is sim._heap_push,
+                                                       reason="Numba not installed or SIDESTEP_NO_JIT set"))])
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0])), max_size=80))
+def test_the_array_heap_pops_in_heapqs_order(compiled, ops):
+    """Pushes (with tied times) and pops interleaved: the same (time, flow) sequence as heapq."""
+    import heapq
+    push, pop = (sim._heap_push_jit, sim._heap_pop_jit) if compiled else (sim._heap_push, sim._heap_pop)
+    heap_t, heap_i = np.empty(len(ops)), np.empty(len(ops), dtype=np.int64)
+    n = 0
+    ref: List = []
+    got, want = [], []
+    for flow, (is_push, t) in enumerate(ops):
+        if is_push or not ref:
+            n = push(heap_t, heap_i, n, t, flow)
+            heapq.heappush(ref, (t, flow))
+        else:
+            t_top, i_top, n = pop(heap_t, heap_i, n)
+            got.append((float(t_top), int(i_top)))
+            want.append(heapq.heappop(ref))
+    while ref:
+        t_top, i_top, n = pop(heap_t, heap_i, n)
+        got.append((float(t_top), int(i_top)))
+        want.append(heapq.heappop(ref))
+    assert got == want and n == 0
