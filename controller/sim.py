@@ -771,7 +771,7 @@ def _run_events(t, next_tick, n_total, done, m, flow, links, rem, rate, fcap, ne
                 link_rate, link_count, link_bytes, capacity, incremental, finish, cid_of_flow, conn_pending,
                 conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr, wait_groups, group_left,
                 released, fin_buf, fin_log, heap_t, heap_i, heap_n, member_ptr, members, start_of, gap_of,
-                conn_rows, conn_routed, fcap_of, arr_log):  # pragma: no cover - compiled by Numba; checked against the loop
+                conn_rows, conn_routed, fcap_of, arr_log, quantum):  # pragma: no cover - compiled by Numba; checked against the loop
     """The event loop's steps for a run of events between control ticks, in one compiled call.
 
     Why: a replayed training job is mostly ring steps whose flows finish, release
@@ -786,7 +786,9 @@ def _run_events(t, next_tick, n_total, done, m, flow, links, rem, rate, fcap, ne
     that changed nothing, and before starting a flow that needs Python: one
     whose connection has no path yet (ECMP picks it) or that finds no free slot.
     The caller goes on from there as after any event, starting the flows still
-    due.  Exact mode only (no quantum).
+    due.  With a ``quantum``, a flow that finished before its batch's end gets
+    the bytes it did not send taken off its links and its own finish time, as
+    the loop does (summed like its ``np.bincount``, maximum like ``np.maximum``).
 
     Returns ``(t, m, done, n_log, n_arr, heap_n, events, solves, resolved,
     status, link_rate, gone_rows, gone_rates, unsolved)``: the finished flows in
@@ -824,12 +826,30 @@ def _run_events(t, next_tick, n_total, done, m, flow, links, rem, rate, fcap, ne
             gone_rows = gone_rows[:0]
             gone_rates = gone_rates[:0]
         t_arr = heap_t[0] if heap_n > 0 else np.inf
-        t_next, n_fin = _advance_jit(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_buf, 0.0)
+        t_next, n_fin = _advance_jit(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_buf, quantum)
         if n_fin < 0:
             return (t, m, done, n_log, n_arr, heap_n, events, solves, resolved, -1, link_rate, gone_rows,
                     gone_rates, pending)
         t = t_next
         events += 1
+        n_early = 0
+        if n_fin > 0 and quantum > 0.0:
+            # finished before the batch's end: the bytes not sent come off its links, and it ends early
+            early_flow = np.empty(n_fin, dtype=np.int64)
+            early_s = np.empty(n_fin)
+            unsent = np.zeros(n_links + 1)
+            for j in range(n_fin):
+                s = fin_buf[j]
+                over = rem[s]
+                if over < 0:
+                    for w in range(width):
+                        unsent[links[s, w]] += over
+                    early_flow[n_early] = flow[s]
+                    early_s[n_early] = over * 8.0 / rate[s]
+                    n_early += 1
+            if n_early > 0:
+                for l in range(n_links):
+                    link_bytes[l] += unsent[l]
         if n_fin > 0:
             fin = np.empty(n_fin, dtype=np.int64)
             gone_rows = np.empty((n_fin, width), dtype=np.int64)
@@ -843,6 +863,11 @@ def _run_events(t, next_tick, n_total, done, m, flow, links, rem, rate, fcap, ne
             done += n_fin
             n_rel = _complete_jit(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
                                   start, size_of, wait_ptr, wait_groups, group_left, released)
+            for j in range(n_early):
+                i = early_flow[j]
+                a = t + early_s[j]
+                b = start[i]
+                finish[i] = a if a >= b or a != a else b
             heap_n = _release_jit(released, n_rel, member_ptr, members, start_of, gap_of, t, heap_t, heap_i,
                                   heap_n)
             pending = True
@@ -983,7 +1008,7 @@ class Simulator:
         retire = _retire_jit if fast else None
         admit = _admit_jit if fast else None
         release = _release_jit if fast else _release
-        event_run = _run_events_jit if fast and self.quantum == 0 else None
+        event_run = _run_events_jit if fast else None
         fin_log = np.empty(n, dtype=np.int64)     # the flows an event run finished, in event order
         arr_log = np.empty(n, dtype=np.int64)     # the flows it started, in start order
         fin_buf = np.empty(0, dtype=np.int64)      # the slots finishing at an event
@@ -1139,7 +1164,7 @@ class Simulator:
                     slots.slot_of, link_rate, link_count, link_bytes, capacity, self.incremental, finish,
                     cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr,
                     wait_groups, group_left, released, fin_buf, fin_log, heap_t, heap_i, heap_n, member_ptr,
-                    members, start_of, gap_of, conn_rows, conn_routed, fcap_of, arr_log)
+                    members, start_of, gap_of, conn_rows, conn_routed, fcap_of, arr_log, self.quantum)
                 events += n_events
                 self.solves += n_solves
                 self.resolved_flows += n_resolved
