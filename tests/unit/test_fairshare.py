@@ -1,4 +1,6 @@
 """The compiled fair-share kernel gives the numpy reference's rates, bit for bit."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -10,6 +12,8 @@ from mininet_topos.fattree_spec import fat_tree
 from controller.flowtrace import TraceFlow
 
 numba = pytest.importorskip("numba", reason="Numba is not installed: the compiled kernel is not in use")
+needs_jit = pytest.mark.skipif(bool(os.environ.get("SIDESTEP_NO_JIT")),
+                             reason="SIDESTEP_NO_JIT is set: the compiled kernels are turned off")
 
 
 def _problem(rng, n_flows, n_links, width, capped):
@@ -20,6 +24,7 @@ def _problem(rng, n_flows, n_links, width, capped):
     return rows, caps, fcap
 
 
+@needs_jit
 def test_the_kernel_is_compiled_when_numba_is_installed():
     assert fairshare.COMPILED
 
@@ -64,6 +69,7 @@ def test_compiled_equals_numpy_on_a_large_problem():
     assert (fast > 0).all()
 
 
+@needs_jit
 def test_replays_row_width_has_its_own_compiled_copy_with_the_same_bits():
     """Rows 6 wide (replay's) go to the copy compiled for that width; both copies give the reference's bits."""
     rows, caps, fcap = _problem(np.random.default_rng(11), 400, 96, 6, 0.2)
