@@ -1000,7 +1000,7 @@ class Simulator:
         np.cumsum(np.fromiter(map(len, group_members), dtype=np.int64, count=len(group_members)),
                   out=member_ptr[1:])
         members = np.fromiter(chain.from_iterable(group_members), dtype=np.int64, count=int(member_ptr[-1]))
-        conn_routed = np.zeros(n_conns, dtype=bool)   # the connection has a path (its first flow started)
+        conn_routed = np.zeros(n_conns, dtype=bool)   # the connection has a path (ECMP's or the planner's)
         # the per-event steps: compiled (one call each), or their numpy/Python references
         fast = fairshare._use_compiled(self.compiled)
         complete = _complete_jit if fast else _complete
@@ -1054,6 +1054,28 @@ class Simulator:
                 row = np.array(idx + [pad] * (width - len(idx)), dtype=np.int64)
                 row_cache[path] = row
             return row
+
+        def route_unstarted(cids: Sequence[int]) -> None:
+            """Give connections ``cids`` (none of whose flows has started) their ECMP paths on the fabric as it is.
+
+            Why up front, not at a connection's first start: a flow whose connection has
+            no path yet stops the compiled event run (ECMP runs in Python), and with
+            short random flows nearly every arrival is a new connection.  The path is
+            the one the first start would pick as long as the fabric does not change,
+            and it changes only in the tick's hook or progress call, after which the
+            connections that have not started are routed again.  A connection with no
+            path now is left without one: its first start tries again and reports it.
+            """
+            for cid in cids:
+                c = order[cid]
+                try:
+                    path = ecmp_path(c.five)
+                except FabricError:
+                    path = ()
+                c.path = path
+                if path:
+                    conn_rows[cid] = row_for(path)
+                conn_routed[cid] = bool(path)
 
         def solve() -> None:
             nonlocal link_rate, unsolved
@@ -1148,6 +1170,8 @@ class Simulator:
                 return views
             return build
 
+        route_unstarted(range(n_conns))
+        routed_version = self.fabric.version
         while done < n or t > (tick_no - 1) * self.poll + 1e-12 * max(1.0, t):
             if unsolved or removed_rows:
                 solve()
@@ -1295,6 +1319,9 @@ class Simulator:
                 self.in_flight = slots.m
                 if self.progress is not None:
                     self.progress(t, done, n)
+                if self.fabric.version != routed_version:   # links went down or up: ECMP's paths may differ
+                    routed_version = self.fabric.version
+                    route_unstarted(np.flatnonzero((conn_inflight == 0) & (conn_last < 0)).tolist())
         records = [FlowRecord(f.flow_id, float(start[i]), float(finish[i]), f.size_bytes,
                               path_of[i], f) for i, f in enumerate(flows)]
         return SimResult(records, self.links, self.capacity, np.asarray(ticks),

@@ -204,6 +204,30 @@ def test_reroute_pins_connection(fabric):
     assert ("i0", False, pytest.approx(8e6)) in [tuple(x) for x in seen[2]]
 
 
+def test_a_connection_gets_ecmp_path_of_the_fabric_at_its_first_start():
+    """Paths are picked before the run; a link change in a tick re-picks those of connections not started."""
+    from controller.sim import SimError
+    fab = Fabric.from_spec(fat_tree(4, MBPS))
+    five = FiveTuple("h1", "h16", 6, 7000, 80)
+    before = ecmp_choice(five, fab.paths("h1", "h16"))
+    fab.set_link_up("h5", "e1_0", False)           # h5 unreachable when the run starts
+    flows = [TraceFlow("late", 2.5, "h1", "h16", 1e6, src_port=7000, dst_port=80),
+             TraceFlow("back", 2.5, "h5", "h1", 1e6, src_port=7001, dst_port=80)]
+
+    def hook(view):
+        if view.now_s == 1.0:
+            fab.set_link_up(before[2], before[3], False)   # the agg -> core hop of late's first choice
+            fab.set_link_up("h5", "e1_0", True)
+        return []
+    _, r = run(fab, flows, hook=hook)
+    after = ecmp_choice(five, fab.paths("h1", "h16"))
+    assert after != before and r["late"].path == after
+    assert r["back"].path == ecmp_choice(FiveTuple("h5", "h1", 6, 7001, 80), fab.paths("h5", "h1"))
+    fab.set_link_up("h5", "e1_0", False)            # never back: its first start reports it, as before
+    with pytest.raises(SimError, match="flow back: no path from h5 to h1"):
+        run(fab, flows[1:])
+
+
 def test_bad_path_from_controller_is_an_error(fabric):
     from controller.sim import SimError
     flows = [TraceFlow("a", 0.0, "h1", "h16", 3e6, src_port=1, dst_port=2)]
