@@ -251,6 +251,7 @@ class EqualCostPaths:
         self._dist: Dict[str, Dict[str, int]] = {}
         self._segs: Dict[Tuple[str, str], List[Tuple[str, ...]]] = {}
         self._counts: Dict[str, Dict[str, int]] = {}   # target -> node -> shortest paths to it
+        self._hops: Dict[Tuple[str, str], List[Tuple[str, int]]] = {}   # (node, target) -> _next_hops
         self._attach: Dict[str, Optional[str]] = {}
         self.planner_index: Optional["_PathIndex"] = None  # plan_reroutes' per-path index (see _index_for)
 
@@ -266,6 +267,7 @@ class EqualCostPaths:
         self._dist.clear()
         self._segs.clear()
         self._counts.clear()
+        self._hops.clear()
         self._attach.clear()
         self._version = self.fabric.version
 
@@ -345,20 +347,31 @@ class EqualCostPaths:
         sorted they come grouped by next hop in that order: walk down, skipping
         whole groups by their counts.
         """
-        dist = self._distances(b)
+        hops = self._hops
         node, seg = a, [a]
         while node != b:
-            want = dist[node] - 1
-            for nbr in self._adj[node]:
-                if dist.get(nbr) != want:
-                    continue
-                c = self._count(nbr, b)
+            nxt = hops.get((node, b))
+            if nxt is None:
+                nxt = self._next_hops(node, b)
+            for nbr, c in nxt:
                 if h < c:
                     node = nbr
                     break
                 h -= c
             seg.append(node)
         return tuple(seg)
+
+    def _next_hops(self, node: str, b: str) -> List[Tuple[str, int]]:
+        """The neighbours of ``node`` one hop closer to ``b``, in order, each with its path count to ``b``.
+
+        Kept per (node, target): replay picks the paths of thousands of connections
+        before it starts, and these walks share their switches.
+        """
+        dist = self._distances(b)
+        want = dist[node] - 1
+        got = [(nbr, self._count(nbr, b)) for nbr in self._adj[node] if dist.get(nbr) == want]
+        self._hops[(node, b)] = got
+        return got
 
     def __call__(self, src: str, dst: str) -> List[Path]:
         self._sync()
