@@ -636,6 +636,29 @@ class LinkMonitor:
         # numpy scalar per link (this dict is read every replay tick)
         return {links[i]: v for i, v in zip(valid.tolist(), latest[valid].tolist()) if up[i]}
 
+    def link_rows(self, links: Sequence[Link]) -> np.ndarray:
+        """Each link's row in the monitor (-1: unknown); ``utilization()`` lists links by row."""
+        self._sync()
+        return self._history_rows(links)
+
+    def utilization_of(self, links: Sequence[Link]) -> np.ndarray:
+        """``utilization()`` as an array over ``links``: NaN for a link it leaves out (down, no
+        sample yet, or unknown).  A new array, so it keeps this call's values.
+
+        Why: replay's planner works on arrays in one link order every tick, and
+        building the dict of 768 links to read it back link by link cost more
+        than the planner's checks on it.
+        """
+        self._sync()
+        rows = self._history_rows(links)
+        out = np.full(len(rows), np.nan)
+        known = np.flatnonzero(rows >= 0)
+        if known.size:
+            ix = rows[known]
+            up = np.fromiter(self._up, dtype=bool, count=len(self._up))[ix]
+            out[known[up]] = self._latest[ix[up]]
+        return out
+
     def latest(self) -> Dict[Link, LinkSample]:
         """Latest sample of every up link that has one (for the API and logs)."""
         self._sync()

@@ -57,6 +57,41 @@ class ReplayError(ValueError):
 # --------------------------------------------------------------------------
 # the control loop: simulated counters -> real monitor, forecaster, planner
 # --------------------------------------------------------------------------
+class MeasuredUtilization(Mapping):
+    """A tick's measured utilization: ``values`` over ``links`` (NaN: none), read as
+    ``LinkMonitor.utilization()``'s dict, which is built only if something asks for it.
+
+    Why: the control loop's array paths read ``values``; only ``plan_reroutes``
+    (rounds ``ArrayPlanner`` declines) needs the dict, and building it every
+    tick cost more than the checks that use the array.  Equal to the monitor's
+    dict when ``links`` holds every link the monitor knows (``ControlLoop``
+    checks that); the values are this tick's, however late the dict is built.
+    """
+
+    def __init__(self, links: Sequence[Link], values: np.ndarray, order: np.ndarray) -> None:
+        """``order``: positions into ``links`` in the monitor's order (``LinkMonitor.link_rows``)."""
+        self.links = links
+        self.values = values
+        self._order = order
+        self._dict: Optional[Dict[Link, float]] = None
+
+    def _as_dict(self) -> Dict[Link, float]:
+        if self._dict is None:
+            valid = self._order[~np.isnan(self.values[self._order])]
+            links = self.links
+            self._dict = {links[i]: v for i, v in zip(valid.tolist(), self.values[valid].tolist())}
+        return self._dict
+
+    def __getitem__(self, link: Link) -> float:
+        return self._as_dict()[link]
+
+    def __iter__(self):
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return len(self._as_dict())
+
+
 class ControlLoop:
     """The live app's per-poll decision, fed by the simulator instead of OpenFlow.
 
@@ -117,6 +152,8 @@ class ControlLoop:
         self._up_version: Optional[int] = None
         self._all_up = False
         self._pad = pad
+        # (the monitor's rows of self.links, their positions in its order, or None if it knows other links)
+        self._monitor_order: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
         self._flow_cache: Dict[Tuple[str, Tuple[str, ...], float], object] = {}
         self._threads: object = None    # threadpoolctl's controller, made at the first forecast
         from controller.plan_arrays import ArrayPlanner
@@ -171,7 +208,7 @@ class ControlLoop:
         if not cand.any():
             return False
         rows, demand, _ = view.demand()
-        util = np.fromiter((measured.get(l, 0.0) for l in self.links), dtype=float, count=self._pad)
+        util = self._measured_values(measured)
         util = np.where(np.isnan(util), 0.0, np.maximum(util, 0.0))
         if self.policy == "predictive":
             if forecast is not None:
@@ -189,7 +226,7 @@ class ControlLoop:
         measured, forecast = self.observe(view)
         return self.decide(view, measured, forecast)
 
-    def observe(self, view: TickView) -> Tuple[Dict[Link, float], Optional[np.ndarray]]:
+    def observe(self, view: TickView) -> Tuple[Mapping[Link, float], Optional[np.ndarray]]:
         """Feed the counters to the monitor; (measured utilization, forecast or None).
 
         One ``LinkMonitor.ingest_ports`` call with every switch's counters,
@@ -217,7 +254,20 @@ class ControlLoop:
         forecast = None
         if self.policy == "predictive":
             forecast = self._forecast(self.monitor.history(self.links, int(self.predictor.window)))
-        return self.monitor.utilization(), forecast
+        ours = self.monitor.link_rows(self.links)
+        if self._monitor_order is None or self._monitor_order[0] is not ours:
+            known = bool((ours >= 0).all()) and len(self.monitor.links()) == self._pad
+            self._monitor_order = (ours, np.argsort(ours, kind="stable") if known else None)
+        if self._monitor_order[1] is None:     # the monitor knows other links (the fabric changed): its dict
+            return self.monitor.utilization(), forecast
+        return MeasuredUtilization(self.links, self.monitor.utilization_of(self.links),
+                                   self._monitor_order[1]), forecast
+
+    def _measured_values(self, measured: Mapping[Link, float]) -> np.ndarray:
+        """``measured`` over ``self.links``, NaN where it has no value."""
+        if isinstance(measured, MeasuredUtilization) and measured.links is self.links:
+            return measured.values
+        return np.fromiter((measured.get(l, np.nan) for l in self.links), dtype=float, count=self._pad)
 
     def decide(self, view: TickView, measured: Dict[Link, float], forecast: Optional[np.ndarray], *,
                full: bool = False) -> List[PathChange]:
@@ -262,7 +312,7 @@ class ControlLoop:
         if positions is not None:
             rows, rates, training, rank = rows[positions], rates[positions], training[positions], rank[positions]
         order = np.argsort(rank, kind="stable")
-        meas = np.fromiter((measured.get(l, np.nan) for l in self.links), dtype=float, count=self._pad)
+        meas = self._measured_values(measured)
         util = self.arrays.planning_util(meas, forecast, rows, rates, order)
         views: Dict[str, ConnView] = {}
 

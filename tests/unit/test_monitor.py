@@ -278,8 +278,12 @@ def test_link_down_gives_no_sample_and_a_fresh_baseline_when_back_up(fabric):
     link = ("e0_0", "a0_0")
     mon.observe("e0_0", counters([(p, 0, 0, 10.0)]), 0.0)
     mon.observe("e0_0", counters([(p, 125_000, 0, 11.0)]), 1.0)
+    other = ("a0_0", "e0_0")
+    assert mon.utilization_of([link, other, ("x", "y")]).tolist()[0] == mon.utilization()[link]
     fabric.set_link_up("e0_0", "a0_0", False)
     assert link not in mon.utilization()
+    got = mon.utilization_of([link, other, ("x", "y")])   # down, never measured, unknown
+    assert np.isnan(got).all() and got.shape == (3,)
     assert mon.observe("e0_0", counters([(p, 9_000_000, 0, 12.0)]), 2.0) == []
     fabric.set_link_up("e0_0", "a0_0", True)
     assert mon.observe("e0_0", counters([(p, 9_000_000, 0, 13.0)]), 3.0) == []   # new baseline

@@ -344,6 +344,8 @@ def test_replay_control_loop_matches_the_per_switch_feed():
             ref.ingest(switch, [PortCounters(p, cum[a], cum[b], now) for p, a, b in zip(ports, tx, rx)], now)
         measured, forecast = loop.observe(view)
         assert_same_state(ref, loop.monitor)
+        # the tick's measured utilization, read as a dict: the monitor's, item for item, in its order
+        assert list(measured.items()) == list(ref.utilization().items())
         seen["ticks"] += 1
         return loop.decide(view, measured, forecast)
 
