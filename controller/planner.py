@@ -326,19 +326,33 @@ class EqualCostPaths:
 
     def _count(self, a: str, b: str) -> int:
         """How many shortest switch paths run from ``a`` to ``b`` (``len(self._segments(a, b))``)."""
-        counts = self._counts.setdefault(b, {})
-        got = counts.get(a)
-        if got is None:
-            dist = self._distances(b)
-            if a == b:
-                got = 1
-            elif a not in dist:
-                got = 0
-            else:
-                want = dist[a] - 1
-                got = sum(self._count(nbr, b) for nbr in self._adj[a] if dist.get(nbr) == want)
-            counts[a] = got
-        return got
+        counts = self._counts.get(b)
+        if counts is None:
+            counts = self._toward(b)
+        return counts.get(a, 0)
+
+    def _toward(self, b: str) -> Dict[str, int]:
+        """Every switch's path count to ``b`` and next hops toward it (``_next_hops``), kept.
+
+        Built for all switches at once, nearest first (the breadth-first order of
+        ``_distances``), each from its next hops' counts: replay routes thousands of
+        connections before it starts, and their walks toward one egress switch
+        cross most switches anyway.
+        """
+        dist = self._distances(b)
+        adj = self._adj
+        hops = self._hops
+        counts: Dict[str, int] = {}
+        for node, d in dist.items():                  # by distance to b (breadth-first order)
+            if d == 0:
+                counts[node] = 1
+                continue
+            want = d - 1
+            nxt = [(nbr, counts[nbr]) for nbr in adj[node] if dist.get(nbr) == want]
+            hops[(node, b)] = nxt
+            counts[node] = sum(c for _, c in nxt)
+        self._counts[b] = counts
+        return counts
 
     def _segment_at(self, a: str, b: str, h: int) -> Tuple[str, ...]:
         """``self._segments(a, b)[h]`` without building the others.
@@ -362,15 +376,11 @@ class EqualCostPaths:
         return tuple(seg)
 
     def _next_hops(self, node: str, b: str) -> List[Tuple[str, int]]:
-        """The neighbours of ``node`` one hop closer to ``b``, in order, each with its path count to ``b``.
-
-        Kept per (node, target): replay picks the paths of thousands of connections
-        before it starts, and these walks share their switches.
-        """
-        dist = self._distances(b)
-        want = dist[node] - 1
-        got = [(nbr, self._count(nbr, b)) for nbr in self._adj[node] if dist.get(nbr) == want]
-        self._hops[(node, b)] = got
+        """The neighbours of ``node`` one hop closer to ``b``, in order, each with its path count to ``b``."""
+        got = self._hops.get((node, b))
+        if got is None:
+            self._toward(b)
+            got = self._hops.get((node, b), [])
         return got
 
     def __call__(self, src: str, dst: str) -> List[Path]:
@@ -408,6 +418,58 @@ class EqualCostPaths:
         if n == 0:
             raise FabricError("no path from %s to %s over links that are up" % (src, dst))
         return (src,) + self._segment_at(a, b, ecmp_hash(five) % n) + (dst,)
+
+    def ecmp_paths(self, fives: Sequence[FiveTuple]) -> List[Optional[Path]]:
+        """``ecmp_path`` of each of ``fives``; None where there is no path (it would raise).
+
+        Why: replay picks the paths of every connection of a trace before it
+        starts, thousands of them, and call by call the checks and lookups
+        around the walk cost as much as the walk.
+        """
+        self._sync()
+        out: List[Optional[Path]] = []
+        append = out.append
+        attach = self._attach
+        segs_of = self._segs
+        hops = self._hops
+        counts: Dict[Tuple[str, str], int] = {}
+        for five in fives:
+            src, dst = five.src, five.dst
+            a = attach[src] if src in attach else self._attachment(src)
+            b = attach[dst] if dst in attach else self._attachment(dst)
+            if a is None or b is None or src == dst:
+                try:
+                    append(ecmp_choice(five, self.fabric.paths(src, dst)))
+                except (FabricError, ValueError):
+                    append(None)
+                continue
+            pair = (a, b)
+            segs = segs_of.get(pair)
+            if segs is None:
+                n = counts.get(pair)
+                if n is None:
+                    n = counts[pair] = self._count(a, b)
+            else:
+                n = len(segs)
+            if n == 0:
+                append(None)
+                continue
+            h = ecmp_hash(five) % n
+            if segs is not None:
+                append((src,) + segs[h] + (dst,))
+                continue
+            node, path = a, [src, a]              # _segment_at's walk, inline
+            while node != b:
+                nxt = hops.get((node, b))
+                for nbr, c in (self._next_hops(node, b) if nxt is None else nxt):
+                    if h < c:
+                        node = nbr
+                        break
+                    h -= c
+                path.append(node)
+            path.append(dst)
+            append(tuple(path))
+        return out
 
 
 class _Capacities(dict):

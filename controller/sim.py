@@ -1066,16 +1066,26 @@ class Simulator:
             connections that have not started are routed again.  A connection with no
             path now is left without one: its first start tries again and reports it.
             """
-            for cid in cids:
+            cids = list(cids)
+            paths = self._paths.ecmp_paths([order[cid].five for cid in cids])
+            longest = max(paths, key=lambda p: len(p) if p else 0, default=None)
+            if longest and len(longest) - 1 > width:
+                row_for(longest)                      # widens the tables first
+            routed: List[int] = []
+            rows: List[List[int]] = []
+            for cid, path in zip(cids, paths):
                 c = order[cid]
-                try:
-                    path = ecmp_path(c.five)
-                except FabricError:
-                    path = ()
+                if path is None:
+                    c.path = ()
+                    conn_routed[cid] = False
+                    continue
                 c.path = path
-                if path:
-                    conn_rows[cid] = row_for(path)
-                conn_routed[cid] = bool(path)
+                routed.append(cid)
+                # row_for's row, without keeping it: most of these paths are met once
+                rows.append([link_at[a][b] for a, b in zip(path, path[1:])] + [pad] * (width + 1 - len(path)))
+            if routed:
+                conn_rows[routed] = np.array(rows, dtype=np.int64)
+                conn_routed[routed] = True
 
         def solve() -> None:
             nonlocal link_rate, unsolved

@@ -239,18 +239,25 @@ def test_equal_cost_paths_match_fabric_paths(kind, seed, downs):
 def test_ecmp_path_is_the_hash_choice_over_fabric_paths(kind, seed, downs, warm):
     """ecmp_path picks by path counts without building the pair's paths (or from them once built)."""
     fab, rnd, index, hosts = fabric_with_links_down(kind, seed, downs)
+    fives, wants = [], []
     for i in range(30):
         src, dst = rnd.sample(hosts, 2)
         five = FiveTuple(src, dst, 6, rnd.randrange(1024, 65535), rnd.choice([80, 5001]))
+        fives.append(five)
         try:
             want = ecmp_choice(five, fab.paths(src, dst))
         except FabricError:
+            wants.append(None)
             with pytest.raises(FabricError):
                 index.ecmp_path(five)
             continue
+        wants.append(want)
         if warm and i % 2:
             index(src, dst)              # the pair's segments built: the other route
         assert index.ecmp_path(five) == want
+    # in bulk (None: no path), on this index's caches and on a new one's
+    assert index.ecmp_paths(fives) == wants
+    assert EqualCostPaths(fab).ecmp_paths(fives) == wants
 
 
 @settings(max_examples=40, deadline=None)
