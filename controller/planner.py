@@ -326,33 +326,19 @@ class EqualCostPaths:
 
     def _count(self, a: str, b: str) -> int:
         """How many shortest switch paths run from ``a`` to ``b`` (``len(self._segments(a, b))``)."""
-        counts = self._counts.get(b)
-        if counts is None:
-            counts = self._toward(b)
-        return counts.get(a, 0)
-
-    def _toward(self, b: str) -> Dict[str, int]:
-        """Every switch's path count to ``b`` and next hops toward it (``_next_hops``), kept.
-
-        Built for all switches at once, nearest first (the breadth-first order of
-        ``_distances``), each from its next hops' counts: replay routes thousands of
-        connections before it starts, and their walks toward one egress switch
-        cross most switches anyway.
-        """
-        dist = self._distances(b)
-        adj = self._adj
-        hops = self._hops
-        counts: Dict[str, int] = {}
-        for node, d in dist.items():                  # by distance to b (breadth-first order)
-            if d == 0:
-                counts[node] = 1
-                continue
-            want = d - 1
-            nxt = [(nbr, counts[nbr]) for nbr in adj[node] if dist.get(nbr) == want]
-            hops[(node, b)] = nxt
-            counts[node] = sum(c for _, c in nxt)
-        self._counts[b] = counts
-        return counts
+        counts = self._counts.setdefault(b, {})
+        got = counts.get(a)
+        if got is None:
+            dist = self._distances(b)
+            if a == b:
+                got = 1
+            elif a not in dist:
+                got = 0
+            else:
+                want = dist[a] - 1
+                got = sum(self._count(nbr, b) for nbr in self._adj[a] if dist.get(nbr) == want)
+            counts[a] = got
+        return got
 
     def _segment_at(self, a: str, b: str, h: int) -> Tuple[str, ...]:
         """``self._segments(a, b)[h]`` without building the others.
@@ -376,11 +362,19 @@ class EqualCostPaths:
         return tuple(seg)
 
     def _next_hops(self, node: str, b: str) -> List[Tuple[str, int]]:
-        """The neighbours of ``node`` one hop closer to ``b``, in order, each with its path count to ``b``."""
+        """The neighbours of ``node`` one hop closer to ``b``, in order, each with its path count to ``b``.
+
+        Kept per (switch, target), and built only for the switches a walk meets
+        (at k=16 a target's walks from a few edge switches meet a quarter of the
+        switches): replay picks the paths of thousands of connections before it
+        starts, and their walks share their switches.
+        """
         got = self._hops.get((node, b))
         if got is None:
-            self._toward(b)
-            got = self._hops.get((node, b), [])
+            dist = self._distances(b)
+            want = dist[node] - 1
+            got = [(nbr, self._count(nbr, b)) for nbr in self._adj[node] if dist.get(nbr) == want]
+            self._hops[(node, b)] = got
         return got
 
     def __call__(self, src: str, dst: str) -> List[Path]:

@@ -342,6 +342,40 @@ def _dependency_groups(deps_of: Sequence[Sequence[str]], index_of: Dict[str, int
     return group_members, group_left, wait_ptr, wait_groups, np.flatnonzero(gid_arr < 0)
 
 
+def _dependency_depth(roots: np.ndarray, wait_ptr: np.ndarray, wait_groups: np.ndarray,
+                      group_left: np.ndarray, member_ptr: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Each flow's dependency depth: 0 for a flow without deps, else 1 + the deepest of its deps
+    (-1 for a flow that can never start: a cycle, or waiting on one).
+
+    Why: flows become ready in about this order, so the simulator routes
+    connections a few depths ahead of the replay (see ``Simulator._run``) rather
+    than all of them before it starts, which a replay stopped early (a
+    benchmark's horizon) would pay for in full.  Layer by layer, as the loop
+    releases them: a group's members are ready when its countdown of deps reaches 0.
+    """
+    n = len(wait_ptr) - 1
+    depth = np.full(n, -1, dtype=np.int64)
+    left = group_left.copy()
+    frontier = np.asarray(roots, dtype=np.int64)
+    d = 0
+    while frontier.size:
+        depth[frontier] = d
+        lens = wait_ptr[frontier + 1] - wait_ptr[frontier]
+        total = int(lens.sum())
+        if total == 0:
+            break
+        # wait_groups[wait_ptr[f]:wait_ptr[f + 1]] for every frontier flow f, concatenated
+        at = np.repeat(wait_ptr[frontier] - np.cumsum(lens) + lens, lens) + np.arange(total)
+        groups = wait_groups[at]
+        np.subtract.at(left, groups, 1)
+        ready = np.unique(groups[left[groups] == 0])
+        lens = member_ptr[ready + 1] - member_ptr[ready]
+        at = np.repeat(member_ptr[ready] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        frontier = members[at]
+        d += 1
+    return depth
+
+
 class _Slots:
     """The flows in flight, packed at the front of growable arrays.
 
@@ -1180,7 +1214,15 @@ class Simulator:
                 return views
             return build
 
-        route_unstarted(range(n_conns))
+        # Connections are routed a few dependency depths ahead of the flows that start: a connection
+        # of depth d (its earliest flow's) when a flow of depth d needs its path, together with every
+        # other one up to depth 2 * (the depth routed so far) + 1, so a replay stops for routing only a
+        # handful of times and never routes much more than it reaches.
+        flow_depth = _dependency_depth(roots, wait_ptr, wait_groups, group_left, member_ptr, members)
+        conn_depth = np.full(n_conns, n + 1, dtype=np.int64)       # n + 1: no flow of it can start
+        np.minimum.at(conn_depth, cid_of_flow, np.where(flow_depth >= 0, flow_depth, n + 1))
+        routed_depth = 0
+        route_unstarted(np.flatnonzero(conn_depth == 0).tolist())
         routed_version = self.fabric.version
         while done < n or t > (tick_no - 1) * self.poll + 1e-12 * max(1.0, t):
             if unsolved or removed_rows:
@@ -1258,6 +1300,10 @@ class Simulator:
                     _, i, heap_n = _heap_pop_jit(heap_t, heap_i, heap_n)
                     i = int(i)
                     c = conn_of[i]
+                    if not c.path and conn_depth[c.cid] > routed_depth:
+                        top = max(int(conn_depth[c.cid]), 2 * routed_depth + 1)
+                        route_unstarted(np.flatnonzero((conn_depth > routed_depth) & (conn_depth <= top)).tolist())
+                        routed_depth = top
                     if not c.path:
                         try:
                             c.path = ecmp_path(c.five)
@@ -1331,7 +1377,8 @@ class Simulator:
                     self.progress(t, done, n)
                 if self.fabric.version != routed_version:   # links went down or up: ECMP's paths may differ
                     routed_version = self.fabric.version
-                    route_unstarted(np.flatnonzero((conn_inflight == 0) & (conn_last < 0)).tolist())
+                    route_unstarted(np.flatnonzero((conn_inflight == 0) & (conn_last < 0)
+                                                   & (conn_depth <= routed_depth)).tolist())
         records = [FlowRecord(f.flow_id, float(start[i]), float(finish[i]), f.size_bytes,
                               path_of[i], f) for i, f in enumerate(flows)]
         return SimResult(records, self.links, self.capacity, np.asarray(ticks),

@@ -228,6 +228,38 @@ def test_a_connection_gets_ecmp_path_of_the_fabric_at_its_first_start():
         run(fab, flows[1:])
 
 
+def test_connections_are_routed_a_few_dependency_depths_ahead(fabric):
+    """A replay stopped early has routed only the connections near what it reached; a full one, every
+    flow on its ECMP path."""
+    flows = [TraceFlow("c%d_%d" % (c, j), 0.0, "h%d" % (1 + c), "h%d" % (16 - c), 1e6, src_port=9000 + c,
+                       dst_port=100 + j, deps=("c%d_%d" % (c, j - 1),) if j else ())
+             for c in range(4) for j in range(20)]             # 4 chains of 1 s flows, a connection each
+    asked = []
+
+    def count(sim):
+        bulk = sim._paths.ecmp_paths
+        sim._paths.ecmp_paths = lambda fives: asked.extend(fives) or bulk(fives)
+        return sim
+
+    class Stop(Exception):
+        pass
+
+    def stop(t, done, total):
+        if t >= 3.0:
+            raise Stop
+    sim = count(Simulator(fabric, flows, progress=stop))
+    with pytest.raises(Stop):
+        sim.run()
+    started = int((sim.start_s == sim.start_s).sum())
+    assert 4 <= started < len(flows) // 4
+    assert len(asked) == len(set(asked)) and started <= len(asked) <= 2 * started
+    asked.clear()
+    res, r = run(fabric, flows)
+    for f in flows:
+        five = FiveTuple(f.src, f.dst, 6, f.src_port, f.dst_port)
+        assert r[f.flow_id].path == ecmp_choice(five, fabric.paths(f.src, f.dst))
+
+
 def test_bad_path_from_controller_is_an_error(fabric):
     from controller.sim import SimError
     flows = [TraceFlow("a", 0.0, "h1", "h16", 3e6, src_port=1, dst_port=2)]

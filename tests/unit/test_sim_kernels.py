@@ -15,7 +15,7 @@ from controller.ecmp import FiveTuple
 from controller.fabric import Fabric
 from controller.flowtrace import TraceFlow
 from controller.sim import (PathChange, SimError, Simulator, _Slots, _conn_keys, _connections,
-                            _dependency_groups, ephemeral_port)
+                            _dependency_depth, _dependency_groups, ephemeral_port)
 from mininet_topos.fattree_spec import fat_tree
 
 ADVANCE = [sim._advance] + ([sim._advance_jit] if sim._advance_jit is not None else [])
@@ -263,6 +263,31 @@ def test_connections_equal_the_loop_they_replaced(seed, n):
     assert [c.cid for c in order] == list(range(len(keys)))
     assert cids.tolist() == cid_of_flow and cids.dtype == np.int64
     assert cid_of_key == {k: c for c, k in enumerate(keys)}
+
+
+def _depths(flows):
+    index_of = {f.flow_id: i for i, f in enumerate(flows)}
+    members, left, ptr, groups, roots = _dependency_groups([f.deps for f in flows], index_of)
+    member_ptr = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
+    flat = np.array([i for m in members for i in m], dtype=np.int64)
+    return _dependency_depth(roots, ptr, groups, left, member_ptr, flat).tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(0, 60))
+def test_dependency_depth_is_one_more_than_the_deepest_dep(seed, n):
+    flows = _random_trace(np.random.default_rng(seed), n)
+    want: Dict[str, int] = {}
+    for f in flows:                      # deps are earlier flows in these traces
+        want[f.flow_id] = 1 + max((want[d] for d in f.deps), default=-1)
+    assert _depths(flows) == [want[f.flow_id] for f in flows]
+
+
+def test_dependency_depth_of_a_cycle_is_minus_one():
+    flows = [TraceFlow("a", 0.0, "h1", "h2", 1e6, deps=("b",)), TraceFlow("b", 0.0, "h1", "h2", 1e6, deps=("a",)),
+             TraceFlow("c", 0.0, "h1", "h2", 1e6, deps=("a", "d")), TraceFlow("d", 0.0, "h1", "h2", 1e6),
+             TraceFlow("e", 0.0, "h1", "h2", 1e6, deps=("d", "d"))]
+    assert _depths(flows) == [-1, -1, -1, 0, 1]
 
 
 def test_a_flow_with_unknown_dependency_is_refused():
