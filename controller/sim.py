@@ -1092,9 +1092,10 @@ class Simulator:
         def route_unstarted(cids: Sequence[int]) -> None:
             """Give connections ``cids`` (none of whose flows has started) their ECMP paths on the fabric as it is.
 
-            Why up front, not at a connection's first start: a flow whose connection has
-            no path yet stops the compiled event run (ECMP runs in Python), and with
-            short random flows nearly every arrival is a new connection.  The path is
+            Why ahead of a connection's first start (see ``conn_depth`` below for how far):
+            a flow whose connection has no path yet stops the compiled event run (ECMP
+            runs in Python), and with short random flows nearly every arrival is a new
+            connection.  The path is
             the one the first start would pick as long as the fabric does not change,
             and it changes only in the tick's hook or progress call, after which the
             connections that have not started are routed again.  A connection with no
