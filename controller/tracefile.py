@@ -22,11 +22,12 @@ class TraceError(ValueError):
         self.column = column
 
 
-def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = ()
+def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = (), *, cells: bool = False
              ) -> Tuple[List[str], Iterator[Tuple[int, Dict[str, str]]]]:
     """Open a headed CSV, check its header, and yield (line_number, row).
 
     Unknown columns are refused so that a typo never silently drops data.
+    ``cells``: each row as its list of stripped cells, in header order, instead of a dict.
     """
     try:
         handle = open(path, newline="", encoding="utf-8")
@@ -71,7 +72,10 @@ def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = ()
                         first = header[len(row)] if len(row) < len(header) else "(extra field %d)" % (len(header) + 1)
                         raise TraceError(path, "has %d fields, the header has %d"
                                          % (len(row), len(header)), line=line, column=first)
-                    yield line, {h: cell.strip() for h, cell in zip(header, row)}
+                    if cells:
+                        yield line, list(map(str.strip, row))
+                    else:
+                        yield line, {h: cell.strip() for h, cell in zip(header, row)}
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise TraceError(path, "not a readable CSV row (%s)" % exc,
                                  line=reader.line_num) from None

@@ -2,6 +2,7 @@
 import io
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from controller.flowtrace import TraceFlow, read_flow_trace, write_flow_trace
 from controller.tracefile import TraceError
@@ -94,3 +95,66 @@ def test_header_problems(tmp_path):
         read_flow_trace(_write(tmp_path, "start_s,src,dst,size_bytes\n"), HOSTS)
     with pytest.raises(TraceError, match="iter given without a job"):
         read_flow_trace(_write(tmp_path, "start_s,src,dst,size_bytes,iter\n0,h1,h2,1,3\n"), HOSTS)
+
+
+# ---------------------------------------------------------------- the quick parser
+_POOL = {
+    "start_s": ["0", "1.5", "-1", "-0", "nan", "inf", "1e400", "", "x", "1e3", "1_0"],
+    "src": ["h1", "h2", "h9", "hx", ""],
+    "dst": ["h1", "h2", "h3", ""],
+    "size_bytes": ["1", "0", "-5", "1e6", "inf", "", "abc", "2.5"],
+    "rate_bps": ["", "0", "-1", "1e9", "nan", "5"],
+    "flow_id": ["", "a", "b", "a", "c"],
+    "cls": ["", "training", "background", "bogus"],
+    "job": ["", "j"],
+    "iter": ["", "0", "-1", "3", "x", "1.5"],
+    "proto": ["", "6", "17", "255", "256", "-1", "x"],
+    "src_port": ["", "0", "65535", "65536", "-3", "80", "x"],
+    "dst_port": ["", "5001", "70000", "y"],
+    "deps": ["", "a", "a;b", "a;;b", ";", "a ; b", "b;"],
+    "gap_s": ["", "0", "-0", "0.5", "-1", "nan", "x"],
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_quick_parser_gives_parse_rows_flow_or_defers_to_it(data):
+    """Row by row: the same TraceFlow (values and types) as ``_parse_row``, or None and then its error."""
+    from controller.flowtrace import OPTIONAL, REQUIRED, _parse_row, _quick_parser
+    header = list(REQUIRED) + data.draw(st.lists(st.sampled_from(OPTIONAL), unique=True))
+    header = data.draw(st.permutations(header))
+    hosts = {"h1", "h2", "h3", "h9"}
+    seen_quick, seen_ref = {}, {}
+    quick = _quick_parser(header, hosts, seen_quick)
+    for line in range(2, 2 + data.draw(st.integers(1, 8))):
+        cells = [data.draw(st.sampled_from(_POOL[h])) for h in header]
+        row = dict(zip(header, cells))
+        try:
+            want = _parse_row("t.csv", line, row, hosts, seen_ref)
+        except TraceError as exc:
+            want = str(exc)
+        got = quick(line, list(cells))
+        if got is None:
+            try:
+                got = _parse_row("t.csv", line, row, hosts, seen_quick)
+            except TraceError as exc:
+                got = str(exc)
+        if isinstance(want, str):
+            assert got == want
+        else:
+            fields = [(type(getattr(want, f)), getattr(want, f)) for f in want.__dataclass_fields__]
+            assert [(type(getattr(got, f)), getattr(got, f)) for f in want.__dataclass_fields__] == fields
+            assert got == want and hash(got) == hash(want)
+        assert seen_quick == seen_ref
+
+
+def test_a_trace_reads_the_same_without_the_quick_parser(tmp_path, monkeypatch):
+    from controller import flowtrace
+    from controller.scenarios import generate
+    path = str(tmp_path / "t.csv")
+    with open(path, "w") as fh:
+        write_flow_trace(fh, generate("bursts", 4, 1000.0, 1))
+    hosts = ["h%d" % i for i in range(1, 17)]
+    fast = read_flow_trace(path, hosts)
+    monkeypatch.setattr(flowtrace, "_quick_parser", lambda header, hosts, seen: lambda line, cells: None)
+    assert read_flow_trace(path, hosts) == fast and len(fast) > 100
