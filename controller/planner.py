@@ -399,6 +399,10 @@ class EqualCostPaths:
         segment of each new edge-switch pair was a tenth of a k=8 training replay).
         """
         self._sync()
+        return self._pick(five)
+
+    def _pick(self, five: FiveTuple) -> Path:
+        """``ecmp_path`` on a synced index."""
         src, dst = five.src, five.dst
         a, b = self._attachment(src), self._attachment(dst)
         if a is None or b is None or src == dst:
@@ -416,53 +420,17 @@ class EqualCostPaths:
     def ecmp_paths(self, fives: Sequence[FiveTuple]) -> List[Optional[Path]]:
         """``ecmp_path`` of each of ``fives``; None where there is no path (it would raise).
 
-        Why: replay picks the paths of every connection of a trace before it
-        starts, thousands of them, and call by call the checks and lookups
-        around the walk cost as much as the walk.
+        Why: replay picks the paths of thousands of connections ahead of their
+        flows, and a connection with no path then must not end the replay: its
+        first start tries again and reports it.
         """
         self._sync()
         out: List[Optional[Path]] = []
-        append = out.append
-        attach = self._attach
-        segs_of = self._segs
-        hops = self._hops
-        counts: Dict[Tuple[str, str], int] = {}
         for five in fives:
-            src, dst = five.src, five.dst
-            a = attach[src] if src in attach else self._attachment(src)
-            b = attach[dst] if dst in attach else self._attachment(dst)
-            if a is None or b is None or src == dst:
-                try:
-                    append(ecmp_choice(five, self.fabric.paths(src, dst)))
-                except (FabricError, ValueError):
-                    append(None)
-                continue
-            pair = (a, b)
-            segs = segs_of.get(pair)
-            if segs is None:
-                n = counts.get(pair)
-                if n is None:
-                    n = counts[pair] = self._count(a, b)
-            else:
-                n = len(segs)
-            if n == 0:
-                append(None)
-                continue
-            h = ecmp_hash(five) % n
-            if segs is not None:
-                append((src,) + segs[h] + (dst,))
-                continue
-            node, path = a, [src, a]              # _segment_at's walk, inline
-            while node != b:
-                nxt = hops.get((node, b))
-                for nbr, c in (self._next_hops(node, b) if nxt is None else nxt):
-                    if h < c:
-                        node = nbr
-                        break
-                    h -= c
-                path.append(node)
-            path.append(dst)
-            append(tuple(path))
+            try:
+                out.append(self._pick(five))
+            except (FabricError, ValueError):
+                out.append(None)
         return out
 
 

@@ -353,6 +353,11 @@ def _dependency_depth(roots: np.ndarray, wait_ptr: np.ndarray, wait_groups: np.n
     benchmark's horizon) would pay for in full.  Layer by layer, as the loop
     releases them: a group's members are ready when its countdown of deps reaches 0.
     """
+    def rows_of(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``values[ptr[r]:ptr[r + 1]]`` for every r in ``rows``, concatenated (a CSR gather)."""
+        lens = ptr[rows + 1] - ptr[rows]
+        return values[np.repeat(ptr[rows] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))]
+
     n = len(wait_ptr) - 1
     depth = np.full(n, -1, dtype=np.int64)
     left = group_left.copy()
@@ -360,18 +365,9 @@ def _dependency_depth(roots: np.ndarray, wait_ptr: np.ndarray, wait_groups: np.n
     d = 0
     while frontier.size:
         depth[frontier] = d
-        lens = wait_ptr[frontier + 1] - wait_ptr[frontier]
-        total = int(lens.sum())
-        if total == 0:
-            break
-        # wait_groups[wait_ptr[f]:wait_ptr[f + 1]] for every frontier flow f, concatenated
-        at = np.repeat(wait_ptr[frontier] - np.cumsum(lens) + lens, lens) + np.arange(total)
-        groups = wait_groups[at]
+        groups = rows_of(wait_ptr, wait_groups, frontier)       # the groups waiting on the frontier
         np.subtract.at(left, groups, 1)
-        ready = np.unique(groups[left[groups] == 0])
-        lens = member_ptr[ready + 1] - member_ptr[ready]
-        at = np.repeat(member_ptr[ready] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-        frontier = members[at]
+        frontier = rows_of(member_ptr, members, np.unique(groups[left[groups] == 0]))
         d += 1
     return depth
 
