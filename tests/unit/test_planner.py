@@ -260,6 +260,21 @@ def test_ecmp_path_is_the_hash_choice_over_fabric_paths(kind, seed, downs, warm)
     assert EqualCostPaths(fab).ecmp_paths(fives) == wants
 
 
+@pytest.mark.parametrize("down", [None, ("a1_0", "c0")])
+def test_ecmp_paths_builds_the_segments_of_busy_edge_pairs_only_and_picks_the_same(down):
+    """Bulk picks index the segments of pairs with many connections and walk the others; same paths."""
+    fab = Fabric.from_spec(fat_tree(8, 1000.0))
+    if down:
+        fab.set_link_up(*down, False)
+    # h1 sits on e0_0 and h17 on e1_0: 16 equal-cost segments between them (fewer with the link down)
+    busy = [FiveTuple("h1", "h17", 6, 20000 + i, 5001) for i in range(4)]     # 8 * 4 >= 16: built
+    lone = [FiveTuple("h5", "h33", 6, 20000, 5001)]                           # 8 * 1 < 16: walked
+    index = EqualCostPaths(fab)
+    got = index.ecmp_paths(busy + lone)
+    assert got == [ecmp_choice(f, fab.paths(f.src, f.dst)) for f in busy + lone]
+    assert ("e0_0", "e1_0") in index._segs and ("e0_1", "e2_0") not in index._segs
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10 ** 6), n=st.integers(2, 4),
        rates=st.lists(st.floats(0.45, 0.8), min_size=4, max_size=4),

@@ -380,3 +380,44 @@ def test_run_sets_the_heap_aside_from_the_gc_and_restores_it(fabric):
     with pytest.raises(Exception):           # also given back when the replay fails
         Simulator(fabric, [TraceFlow("a", 0.0, "h1", "h16", 3e6)], hook=lambda view: 1 / 0).run()
     assert gc.get_freeze_count() == 0
+
+
+def test_run_collects_during_the_events_not_the_setup_and_restores_the_collector(fabric):
+    """The collector is off while the trace is indexed, on for the events, and as it was after."""
+    import gc
+
+    seen = []
+    flows = [TraceFlow("a", 0.0, "h1", "h16", 3e6), TraceFlow("b", 0.5, "h2", "h15", 3e6)]
+
+    def hook(view):
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return []
+
+    assert gc.isenabled()
+    Simulator(fabric, flows, hook=hook, poll_interval_s=0.01).run()
+    assert seen and all(on for on, _ in seen) and gc.isenabled()
+    gc.disable()                             # a caller's choice to run without it is kept
+    try:
+        seen.clear()
+        Simulator(fabric, flows, hook=hook, poll_interval_s=0.01).run()
+        assert seen and not any(on for on, _ in seen) and not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(KeyError):            # a failure in the setup gives both back
+        Simulator(fabric, [TraceFlow("a", 0.0, "h1", "h16", 3e6, deps=("nope",))]).run()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_connections_are_numbered_in_five_tuple_order():
+    """``_key_order`` is the sort of the key tuples, plain integers or not."""
+    import random
+
+    from controller.sim import _key_order
+
+    rnd = random.Random(7)
+    for trial in range(200):
+        hosts = ["h%d" % rnd.randint(1, 30) for _ in range(5)] + ["a", "b10", "b9"]
+        odd = [6, 17, True, 6.5, 2 ** 70] if trial % 5 == 0 else [6, 17]
+        keys = list({(rnd.choice(hosts), rnd.choice(hosts), rnd.choice(odd), rnd.randint(0, 70000),
+                      rnd.randint(0, 5)) for _ in range(rnd.randint(0, 60))})
+        assert _key_order(keys).tolist() == sorted(range(len(keys)), key=keys.__getitem__)
