@@ -217,7 +217,7 @@ def _check_acyclic(path: str, flows: List[TraceFlow], by_id: Dict[str, TraceFlow
     """Depth-first search; a back edge is a cycle, reported with its members."""
     state: Dict[str, int] = {}  # 1 = on the stack, 2 = done
     for root in flows:
-        if root.flow_id in state:
+        if not root.deps or root.flow_id in state:    # a flow without deps closes no cycle
             continue
         stack: List[Tuple[str, int]] = [(root.flow_id, 0)]
         trail: List[str] = [root.flow_id]

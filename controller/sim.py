@@ -1414,8 +1414,8 @@ class Simulator:
                     routed_version = self.fabric.version
                     route_unstarted(np.flatnonzero((conn_inflight == 0) & (conn_last < 0)
                                                    & (conn_depth <= routed_depth)).tolist())
-        records = [FlowRecord(f.flow_id, float(start[i]), float(finish[i]), f.size_bytes,
-                              path_of[i], f) for i, f in enumerate(flows)]
+        records = list(map(FlowRecord, flow_ids, start.tolist(), finish.tolist(), [f.size_bytes for f in flows],
+                           path_of, flows))
         return SimResult(records, self.links, self.capacity, np.asarray(ticks),
                          np.vstack(interval_rows) if interval_rows else np.zeros((0, n_links)),
                          reroutes, events)

@@ -65,7 +65,7 @@ def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = (), *
             try:
                 for row in reader:
                     line = reader.line_num
-                    if not row or all(not cell.strip() for cell in row):
+                    if not row or not "".join(row).strip():     # blank: every cell is whitespace
                         continue
                     if len(row) != len(header):
                         # the column where the row and the header part: the first missing or extra one

@@ -73,6 +73,28 @@ def test_reader_errors(tmp_path, body, line, column, words):
     assert path in str(e)
 
 
+def test_blank_rows_are_skipped_and_later_lines_keep_their_numbers(tmp_path):
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,flow_id,deps\n0,h1,h2,10,a,\n\n , ,\t,,,\n"
+                            "0,h2,h3,10,b,a\n0,h3,h4,x,c,\n")
+    with pytest.raises(TraceError) as err:
+        read_flow_trace(path, HOSTS)
+    assert err.value.line == 6 and err.value.column == "size_bytes"
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,flow_id,deps\n0,h1,h2,10,a,\n\n , ,\t,,,\n0,h2,h3,10,b,a\n")
+    assert [f.flow_id for f in read_flow_trace(path, HOSTS)] == ["a", "b"]
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,flow_id,deps\n0,h1,h2,10,a,\n , x,,,,\n")
+    with pytest.raises(TraceError) as err:       # a row with one non-blank cell is a row
+        read_flow_trace(path, HOSTS)
+    assert err.value.line == 3
+
+
+def test_a_cycle_behind_flows_without_deps_is_found_with_its_members(tmp_path):
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,flow_id,deps\n0,h1,h2,10,x,\n0,h1,h2,10,y,x\n"
+                            "0,h1,h2,10,a,b;y\n0,h2,h3,10,b,c\n0,h3,h4,10,c,a\n")
+    with pytest.raises(TraceError) as err:
+        read_flow_trace(path, HOSTS)
+    assert "a -> b -> c -> a" in str(err.value) and err.value.line == 6 and err.value.column == "deps"
+
+
 @pytest.mark.parametrize("col,value,words", [
     ("rate_bps", "0", "> 0"), ("iter", "-1", "minimum"), ("src_port", "70000", "port"),
     ("proto", "300", "protocol"), ("gap_s", "-1", "minimum"), ("cls", "bulk", "flow class"),
