@@ -438,8 +438,7 @@ class _PairTables:
         rows: List[List[int]] = []
         for path in alts:
             row = []
-            for i in range(len(path) - 1):
-                lid = link_id[(path[i], path[i + 1])]
+            for lid in map(link_id.__getitem__, zip(path, path[1:])):
                 q = pos.get(lid)
                 if q is None:
                     q = pos[lid] = len(union)
@@ -460,9 +459,9 @@ class _PairTables:
         self.paths.append(list(alts))
         self.links[g, :len(union)] = union
         self.caps[g, :len(union)] = capx[union]
-        for k, row in enumerate(rows):
-            self.rows[g, k, :len(row)] = row
-            self.pick[g, k, :len(row)] = [on_paths[q] < n_paths for q in row]   # not shared by every path
+        # equal-cost paths are shortest paths, all of one length: one assignment for all of them
+        self.rows[g, :n_paths, :width] = rows
+        self.pick[g, :n_paths, :width] = np.array(on_paths)[rows] < n_paths    # not shared by every path
         self.rank[g, :n_paths] = rank
         self.n_paths[g] = n_paths
         self.n_union[g] = len(union)
