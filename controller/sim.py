@@ -1006,8 +1006,10 @@ class Simulator:
         modules) are set aside from the garbage collector meanwhile
         (``gc.freeze``): they outlive the replay, and a full collection walking
         them cost ~0.2 s each time one fell inside a k=8 replay, a quarter of a
-        20 s reactive run.  Objects the replay creates are collected as usual.
-        Skipped if someone else froze objects already; undone on return.
+        20 s reactive run.  The setup runs with the collector off, and what it
+        makes (an object per connection, kept to the end) is set aside too; objects
+        the events create are collected as usual.  Skipped if someone else froze
+        objects already; undone on return (a collector the caller turned off stays off).
         """
         freeze = gc.get_freeze_count() == 0
         collecting = gc.isenabled()
@@ -1023,11 +1025,9 @@ class Simulator:
                     gc.enable()
 
     def _run(self, freeze: bool = False, collecting: bool = False) -> SimResult:
-        """``run``; ``freeze``: the collector is off for the setup, and what the setup
-        made (one object per connection, kept to the end) is frozen too before the
-        events start; then it is back on if ``collecting``.  Why: with the collector on,
-        indexing a trace of 129,643 connections spent ~0.5 s in collections that find
-        nothing to free."""
+        """``run``'s work; with ``freeze``, the setup's objects are frozen before the events
+        start and the collector is turned back on if ``collecting``.  Why off for the setup:
+        indexing a trace of 129,643 connections spent ~0.5 s in collections that freed nothing."""
         flows = self.flows
         n = len(flows)
         n_links = len(self.links)
