@@ -358,8 +358,15 @@ def _dependency_groups(deps_of: Sequence[Sequence[str]], index_of: Dict[str, int
     by_group = waits[np.argsort(gid_arr[waits], kind="stable")].tolist()
     ends = np.cumsum(np.bincount(gid_arr[waits], minlength=n_groups)).tolist()
     group_members = [by_group[a:b] for a, b in zip([0] + ends[:-1], ends)]
-    dep_flow = np.fromiter(map(index_of.__getitem__, chain.from_iterable(group_of)), dtype=np.int64,
-                           count=int(group_left.sum()))
+    try:
+        dep_flow = np.fromiter(map(index_of.__getitem__, chain.from_iterable(group_of)), dtype=np.int64,
+                               count=int(group_left.sum()))
+    except KeyError as exc:   # read_flow_trace reports this with file and line; flows built in code come here
+        who = next(i for i, d in enumerate(deps_of) if d and exc.args[0] in d)
+        ids = list(index_of) if len(index_of) == n else None
+        raise SimError("flow %s (number %d of the trace) depends on flow_id %r, which is not in the trace; "
+                       "add that flow, or drop the dependency"
+                       % (repr(ids[who]) if ids else "?", who, exc.args[0])) from None
     dep_group = np.repeat(np.arange(n_groups, dtype=np.int64), group_left)
     wait_groups = dep_group[np.argsort(dep_flow, kind="stable")]
     wait_ptr = np.zeros(n + 1, dtype=np.int64)

@@ -7,7 +7,7 @@ from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric
 from controller.flowtrace import TraceFlow
 from controller.fairshare import max_min_rates
-from controller.sim import PathChange, Simulator, big_switch_fabric, ephemeral_port, five_tuple
+from controller.sim import PathChange, SimError, Simulator, big_switch_fabric, ephemeral_port, five_tuple
 from mininet_topos.fattree_spec import fat_tree
 
 INF = np.inf
@@ -403,8 +403,9 @@ def test_run_collects_during_the_events_not_the_setup_and_restores_the_collector
         assert seen and not any(on for on, _ in seen) and not gc.isenabled()
     finally:
         gc.enable()
-    with pytest.raises(KeyError):            # a failure in the setup gives both back
-        Simulator(fabric, [TraceFlow("a", 0.0, "h1", "h16", 3e6, deps=("nope",))]).run()
+    with pytest.raises(SimError, match="flow 'a' \\(number 1 of the trace\\) depends on flow_id 'nope'"):   # a failing setup
+        Simulator(fabric, [TraceFlow("b", 0.0, "h2", "h15", 3e6),
+                           TraceFlow("a", 0.0, "h1", "h16", 3e6, deps=("b", "nope"))]).run()
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
