@@ -292,7 +292,7 @@ def test_dependency_depth_of_a_cycle_is_minus_one():
 
 def test_a_flow_with_unknown_dependency_is_refused():
     flows = [TraceFlow("a", 0.0, "h1", "h2", 1e6, deps=("nope",))]
-    with pytest.raises(KeyError):
+    with pytest.raises(SimError, match="flow 'a' \\(number 0 of the trace\\) depends on flow_id 'nope'"):
         _dependency_groups([f.deps for f in flows], {"a": 0})
 
 
