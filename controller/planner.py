@@ -444,12 +444,9 @@ class EqualCostPaths:
         connections here as segments, so the segments kept stay within ~8 per
         connection even at k=16 and beyond.  The pick is the same either way.
         """
-        attach = self._attach
-        pairs: Dict[Tuple[Optional[str], Optional[str]], int] = {}
+        pairs: Dict[Tuple[str, str], int] = {}
         for five in fives:
-            src, dst = five.src, five.dst
-            a = attach[src] if src in attach else self._attachment(src)
-            b = attach[dst] if dst in attach else self._attachment(dst)
+            a, b = self._attachment(five.src), self._attachment(five.dst)
             if a is not None and b is not None:
                 key = (a, b)
                 pairs[key] = pairs.get(key, 0) + 1
