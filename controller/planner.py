@@ -69,6 +69,7 @@ from typing import (AbstractSet, Callable, Dict, FrozenSet, Iterable, List, Mapp
 import numpy as np
 
 from controller.classify import BACKGROUND, TRAINING
+from controller import ecmp_arrays
 from controller.ecmp import FiveTuple, ecmp_choice, ecmp_hash
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
 
@@ -242,9 +243,17 @@ class EqualCostPaths:
     multi-homed or detached host, a non-host endpoint) falls back to it.  The
     cache follows ``fabric.version``, so topology changes invalidate it.
     The object holds state: make one per fabric and keep it across ticks.
+
+    ``compiled``: whether ``ecmp_paths`` walks the path counts in compiled
+    code (``controller.ecmp_arrays``); None = when Numba is installed.  The
+    picks are the same either way.
     """
 
-    def __init__(self, fabric: Fabric) -> None:
+    def __init__(self, fabric: Fabric, *, compiled: Optional[bool] = None) -> None:
+        if compiled and not ecmp_arrays.available():
+            raise ValueError("compiled ECMP picks were asked for but Numba is not installed "
+                             "(pip install -e '.[fast]')")
+        self.compiled = ecmp_arrays.available() if compiled is None else compiled
         self.fabric = fabric
         self._version = -1
         self._adj: Dict[str, List[str]] = {}
@@ -253,6 +262,7 @@ class EqualCostPaths:
         self._counts: Dict[str, Dict[str, int]] = {}   # target -> node -> shortest paths to it
         self._hops: Dict[Tuple[str, str], List[Tuple[str, int]]] = {}   # (node, target) -> _next_hops
         self._attach: Dict[str, Optional[str]] = {}
+        self._arrays: Optional[ecmp_arrays.SwitchArrays] = None   # ecmp_paths' compiled picks
         self.planner_index: Optional["_PathIndex"] = None  # plan_reroutes' per-path index (see _index_for)
 
     def _sync(self) -> None:
@@ -269,6 +279,7 @@ class EqualCostPaths:
         self._counts.clear()
         self._hops.clear()
         self._attach.clear()
+        self._arrays = None
         self._version = self.fabric.version
 
     def _attachment(self, host: str) -> Optional[str]:
@@ -425,6 +436,10 @@ class EqualCostPaths:
         first start tries again and reports it.
         """
         self._sync()
+        if self.compiled:
+            picked = self._ecmp_paths_on_arrays(fives)
+            if picked is not None:
+                return picked
         self._segments_for_busy_pairs(fives)
         out: List[Optional[Path]] = []
         for five in fives:
@@ -432,6 +447,42 @@ class EqualCostPaths:
                 out.append(self._pick(five))
             except (FabricError, ValueError):
                 out.append(None)
+        return out
+
+    def _ecmp_paths_on_arrays(self, fives: Sequence[FiveTuple]) -> Optional[List[Optional[Path]]]:
+        """``ecmp_paths`` by the compiled walk (``controller.ecmp_arrays``); None if a path count is too big for it.
+
+        Connections whose hosts do not each hang off one switch (or a host
+        talking to itself) take ``_pick``, as they would anyway.
+        """
+        arrays = self._arrays
+        if arrays is None:
+            arrays = self._arrays = ecmp_arrays.SwitchArrays(self._adj)
+        at: List[int] = []
+        starts: List[str] = []
+        ends: List[str] = []
+        hashes: List[int] = []
+        attachment = self._attachment
+        out: List[Optional[Path]] = [None] * len(fives)
+        for j, five in enumerate(fives):
+            a, b = attachment(five.src), attachment(five.dst)
+            if a is None or b is None or five.src == five.dst:
+                try:
+                    out[j] = self._pick(five)
+                except (FabricError, ValueError):
+                    pass
+                continue
+            at.append(j)
+            starts.append(a)
+            ends.append(b)
+            hashes.append(ecmp_hash(five))
+        segs = arrays.segments(starts, ends, hashes)
+        if not arrays.exact:
+            return None
+        for j, seg in zip(at, segs):
+            if seg:
+                five = fives[j]
+                out[j] = (five.src,) + seg + (five.dst,)
         return out
 
     def _segments_for_busy_pairs(self, fives: Sequence[FiveTuple]) -> None:

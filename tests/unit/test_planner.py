@@ -269,7 +269,7 @@ def test_ecmp_paths_builds_the_segments_of_busy_edge_pairs_only_and_picks_the_sa
     # h1 sits on e0_0 and h17 on e1_0: 16 equal-cost segments between them (fewer with the link down)
     busy = [FiveTuple("h1", "h17", 6, 20000 + i, 5001) for i in range(4)]     # 8 * 4 >= 16: built
     lone = [FiveTuple("h5", "h33", 6, 20000, 5001)]                           # 8 * 1 < 16: walked
-    index = EqualCostPaths(fab)
+    index = EqualCostPaths(fab, compiled=False)      # the dict-based walk (see test_ecmp_arrays.py)
     got = index.ecmp_paths(busy + lone)
     assert got == [ecmp_choice(f, fab.paths(f.src, f.dst)) for f in busy + lone]
     assert ("e0_0", "e1_0") in index._segs and ("e0_1", "e2_0") not in index._segs
