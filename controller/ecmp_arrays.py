@@ -174,5 +174,5 @@ class SwitchArrays:
         out = np.zeros((len(a), width), dtype=np.int64)
         lengths = _compiled()[1](self.indptr, self.indices, self._dist, self._count, rows, a, b,
                              np.asarray(hashes, dtype=np.int64), out)
-        names = np.array(self.names, dtype=object)
-        return [tuple(names[out[j, :k]].tolist()) if k else () for j, k in enumerate(lengths.tolist())]
+        name = self.names.__getitem__
+        return [tuple(map(name, row[:k])) for row, k in zip(out.tolist(), lengths.tolist())]
