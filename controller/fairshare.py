@@ -246,12 +246,60 @@ def _water_fill(fixed_width):
 
 _kernel = _water_fill(0)
 _FAST_WIDTH = 6   # sim.py's row width: the longest fat-tree path, host-edge-agg-core-agg-edge-host
+_SPARSE_RATIO = 4  # links per link entry of the flows above which the solver renumbers the links crossed
 _fill_any = _jit(_kernel)
 _fill_fast = _jit(_water_fill(_FAST_WIDTH)) if _fill_any is not None else None
 
 
+def _compact(rows, capacity):  # pragma: no cover - compiled by Numba; checked through _max_min_kernel
+    """The same problem on the links ``rows`` cross only, renumbered 0.. in order of first use (pad last).
+
+    Why: at k=32 a fabric has ~49,000 directed links and 1,000 flows cross a few
+    thousand.  The solver's per-link arrays then span megabytes, and every
+    round's scans over them, and its scattered reads, missed the caches: an
+    event took ~800 µs.  The solver's arithmetic is per link and per flow, in
+    flow order, so renumbering the links changes none of its results.
+    """
+    n, width = rows.shape
+    n_links = capacity.shape[0]
+    local = np.empty(n_links + 1, dtype=np.int64)
+    for f in range(n):
+        for p in range(width):
+            local[rows[f, p]] = -1
+    n_used = 0
+    for f in range(n):
+        for p in range(width):
+            link = rows[f, p]
+            if link != n_links and local[link] < 0:
+                local[link] = n_used
+                n_used += 1
+    cap = np.empty(n_used)
+    for f in range(n):
+        for p in range(width):
+            link = rows[f, p]
+            if link != n_links:
+                cap[local[link]] = capacity[link]
+    local[n_links] = n_used
+    out = np.empty((n, width), dtype=np.int64)
+    for f in range(n):
+        for p in range(width):
+            out[f, p] = local[rows[f, p]]
+    return out, cap
+
+
+_compact_jit = _jit(_compact) if _fill_any is not None else None
+
+
 def _max_min_kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba
-    """The solver for these rows' width: its own compiled copy for replay's usual width."""
+    """The solver for these rows' width (its own compiled copy for replay's usual width).
+
+    Flows that cross few of many links are solved on those links only (``_compact``).
+    """
+    if rows.shape[0] * rows.shape[1] * _SPARSE_RATIO < capacity.shape[0]:
+        local_rows, local_capacity = _compact_jit(rows, capacity)
+        if rows.shape[1] == _FAST_WIDTH:
+            return _fill_fast(local_rows, local_capacity, fc)
+        return _fill_any(local_rows, local_capacity, fc)
     if rows.shape[1] == _FAST_WIDTH:
         return _fill_fast(rows, capacity, fc)
     return _fill_any(rows, capacity, fc)
@@ -327,21 +375,45 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
     m, width = rows.shape
     n_links = capacity.shape[0]
     pad = n_links
+    # few flows on many links (k=32): per-link work only on the links that change (see _compact)
+    sparse = m * width * _SPARSE_RATIO < n_links
     # old_load: the removed flows' rates summed per link (bincount order), then subtracted
     old_load = link_rate.copy()
     if gone_rows.shape[0]:
-        acc = np.zeros(n_links + 1)
+        if sparse:          # elsewhere x - 0.0 is x
+            acc = np.empty(n_links + 1)
+            for r in range(gone_rows.shape[0]):
+                for p in range(gone_rows.shape[1]):
+                    acc[gone_rows[r, p]] = 0.0
+        else:
+            acc = np.zeros(n_links + 1)
         for r in range(gone_rows.shape[0]):
             for p in range(gone_rows.shape[1]):
                 acc[gone_rows[r, p]] += gone_rates[r]
-        for l in range(n_links):
-            old_load[l] = link_rate[l] - acc[l]
+        if sparse:
+            for r in range(gone_rows.shape[0]):
+                for p in range(gone_rows.shape[1]):
+                    l = gone_rows[r, p]
+                    if l != pad:
+                        old_load[l] = link_rate[l] - acc[l]
+        else:
+            for l in range(n_links):
+                old_load[l] = link_rate[l] - acc[l]
     theta = np.inf
     for r in range(gone_rates.shape[0]):
         if gone_rates[r] < theta:
             theta = gone_rates[r]
     n_new = 0
-    added = np.zeros(n_links + 1)
+    if sparse:
+        added = np.empty(n_links + 1)
+        for f in range(m):
+            if is_new[f]:
+                for p in range(width):
+                    added[rows[f, p]] = 0.0
+    else:
+        added = np.zeros(n_links + 1)
+    touched = np.empty(m * width if sparse else 0, dtype=np.int64)   # sparse: the links with new flows
+    n_touched = 0
     cap_min = np.inf
     for f in range(m):
         if is_new[f]:
@@ -350,13 +422,19 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
             if c < cap_min or c != c:
                 cap_min = c
             for p in range(width):
-                if rows[f, p] != pad:
-                    added[rows[f, p]] += 1.0
+                link = rows[f, p]
+                if link != pad:
+                    if sparse and added[link] == 0.0:
+                        touched[n_touched] = link
+                        n_touched += 1
+                    added[link] += 1.0
     if n_new:
         if cap_min < theta:
             theta = cap_min
         low = np.inf
-        for l in range(n_links):
+        # the minimum does not depend on the order (NaN, once met, stays)
+        for u in range(n_touched if sparse else n_links):
+            l = touched[u] if sparse else u
             if added[l] > 0.0:
                 cap = capacity[l]
                 fair = cap / link_count[l]
@@ -398,9 +476,17 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
             for p in range(width):
                 fixed_load[rows[f, p]] += rate[f]
     residual = np.empty(n_links)
-    for l in range(n_links):
-        v = capacity[l] - fixed_load[l]
-        residual[l] = v if v >= 0.0 or v != v else 0.0
+    if sparse:          # the solver reads only the links its flows cross
+        for k in range(n_up):
+            for p in range(width):
+                l = urows[k, p]
+                if l != pad:
+                    v = capacity[l] - fixed_load[l]
+                    residual[l] = v if v >= 0.0 or v != v else 0.0
+    else:
+        for l in range(n_links):
+            v = capacity[l] - fixed_load[l]
+            residual[l] = v if v >= 0.0 or v != v else 0.0
     sub, ok = _max_min_jit(urows, residual, ucap)
     if not ok:
         return old_load, n_up, False
