@@ -37,6 +37,21 @@ def test_a_generated_trace_is_deterministic_and_replays(tmp_path, capsys):
     assert all(np.isfinite(r.finish_s) for r in run.result.flows)
 
 
+def test_burst_destinations_are_free_hosts_outside_the_source_pod(tmp_path, capsys):
+    """Each burst flow goes from a host no job uses to another such host in another pod, spread over them."""
+    path = str(tmp_path / "b.csv")
+    code, _, err = _gen(["bursts", "--k", "8", "--seed", "5", "--training-jobs", "3", "--workers", "4",
+                         "--duration", "30", "-o", path], capsys)
+    assert code == 0, err
+    flows = read_flow_trace(path, Fabric.from_spec(fat_tree(8, 10)).hosts())
+    workers = {h for f in flows if f.cls != "background" for h in (f.src, f.dst)}
+    burst = [f for f in flows if f.cls == "background"]
+    pod = lambda host: (int(host[1:]) - 1) // 16          # k=8: 16 hosts per pod
+    assert burst and len(workers) == 12
+    assert all(f.src not in workers and f.dst not in workers and pod(f.src) != pod(f.dst) for f in burst)
+    assert len({f.dst for f in burst}) > len(burst) // 4
+
+
 def test_duration_sets_the_iterations_of_training_jobs(tmp_path, capsys):
     # collide at 10 Mbit/s: 4 workers, a 0.8 s message -> 1.5 * 1 MB per ring connection = 1.2 s, + 0.5 s compute
     path = str(tmp_path / "t.csv")
