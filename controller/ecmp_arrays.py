@@ -176,3 +176,15 @@ class SwitchArrays:
                              np.asarray(hashes, dtype=np.int64), out)
         name = self.names.__getitem__
         return [tuple(map(name, row[:k])) for row, k in zip(out.tolist(), lengths.tolist())]
+
+    def all_segments(self, start: str, end: str) -> List[Tuple[str, ...]]:
+        """Every shortest switch segment from ``start`` to ``end``, sorted (the walks of every index in turn).
+
+        As ``segments``, these hold only while ``exact`` stays True.
+        """
+        a, b = self.index[start], self.index[end]
+        row = self._rows_for(np.array([b], dtype=np.int64))[0]
+        n = int(self._count[row, a]) if self._dist[row, a] >= 0 else 0
+        if n == 0 or not self.exact:
+            return []
+        return self.segments([start] * n, [end] * n, range(n))

@@ -393,7 +393,16 @@ class EqualCostPaths:
         a, b = self._attachment(src), self._attachment(dst)
         if a is None or b is None or src == dst:
             return self.fabric.paths(src, dst)
-        segs = self._segments(a, b)
+        segs = self._segs.get((a, b))
+        if segs is None and self.compiled:
+            # every segment by the compiled walk: at k=32 a pair has 256, and building them from
+            # the neighbours' segments was ~14 ms per pair (most of a k=32 planning round)
+            arrays = self._switch_arrays()
+            got = arrays.all_segments(a, b)
+            if arrays.exact:
+                segs = self._segs[(a, b)] = got
+        if segs is None:
+            segs = self._segments(a, b)
         if not segs:
             raise FabricError("no path from %s to %s over links that are up" % (src, dst))
         return [(src,) + seg + (dst,) for seg in segs]
@@ -449,15 +458,19 @@ class EqualCostPaths:
                 out.append(None)
         return out
 
+    def _switch_arrays(self) -> "ecmp_arrays.SwitchArrays":
+        """The compiled walk's arrays for the synced fabric (made on first need)."""
+        if self._arrays is None:
+            self._arrays = ecmp_arrays.SwitchArrays(self._adj)
+        return self._arrays
+
     def _ecmp_paths_on_arrays(self, fives: Sequence[FiveTuple]) -> Optional[List[Optional[Path]]]:
         """``ecmp_paths`` by the compiled walk (``controller.ecmp_arrays``); None if a path count is too big for it.
 
         Connections whose hosts do not each hang off one switch (or a host
         talking to itself) take ``_pick``, as they would anyway.
         """
-        arrays = self._arrays
-        if arrays is None:
-            arrays = self._arrays = ecmp_arrays.SwitchArrays(self._adj)
+        arrays = self._switch_arrays()
         at: List[int] = []
         starts: List[str] = []
         ends: List[str] = []

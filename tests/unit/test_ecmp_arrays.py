@@ -56,6 +56,26 @@ def test_compiled_picks_are_the_hash_choice_over_fabric_paths(kind, seed, downs,
 
 
 @NEEDS_NUMBA
+@FAST
+@given(kind=KINDS, seed=st.integers(0, 10 ** 6), downs=st.integers(0, 4))
+def test_every_path_of_a_pair_by_the_compiled_walk_is_fabric_paths(kind, seed, downs):
+    """``EqualCostPaths(src, dst)`` with the compiled walk: ``Fabric.paths``, same order; no path is an error."""
+    fab, rnd, _, hosts = fabric_with_links_down(kind, seed, downs)
+    compiled = EqualCostPaths(fab, compiled=True)
+    plain = EqualCostPaths(fab, compiled=False)
+    for _ in range(15):
+        src, dst = rnd.sample(hosts, 2)
+        try:
+            want = fab.paths(src, dst)
+        except FabricError:
+            for index in (compiled, plain):
+                with pytest.raises(FabricError):
+                    index(src, dst)
+            continue
+        assert compiled(src, dst) == plain(src, dst) == want
+
+
+@NEEDS_NUMBA
 def test_compiled_picks_follow_a_link_going_down_and_up():
     """The arrays are rebuilt when the fabric changes: picks after a change are the new fabric's."""
     fab = Fabric.from_spec(fat_tree(8, 1000.0))
@@ -102,6 +122,14 @@ def test_path_counts_beyond_int64_take_the_dict_walk(stages):
     assert index._arrays.exact == (stages < 63)
     assert got == EqualCostPaths(fab, compiled=False).ecmp_paths(fives)
     assert all(len(p) == 2 * stages + 3 for p in got)
+
+
+@NEEDS_NUMBA
+def test_every_path_of_a_pair_with_many_paths_by_the_compiled_walk():
+    """2**10 paths through ten diamonds: the compiled walk lists them all, sorted, as the dict-based build does."""
+    paths = EqualCostPaths(_diamonds(10), compiled=True)("h1", "h2")
+    assert len(paths) == 2 ** 10 and paths == sorted(paths)
+    assert paths == EqualCostPaths(_diamonds(10), compiled=False)("h1", "h2")
 
 
 def test_compiled_walk_asked_for_without_numba_is_an_error(monkeypatch):
