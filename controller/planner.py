@@ -244,12 +244,15 @@ class EqualCostPaths:
     cache follows ``fabric.version``, so topology changes invalidate it.
     The object holds state: make one per fabric and keep it across ticks.
 
-    ``compiled``: whether ``ecmp_paths`` walks the path counts in compiled
-    code (``controller.ecmp_arrays``); None = when Numba is installed.  The
-    picks are the same either way.
+    ``compiled``: whether ``ecmp_paths`` and the paths of a pair come from
+    the compiled walk down the path counts (``controller.ecmp_arrays``); None =
+    when Numba is installed.  The paths are the same either way.  Off by
+    default: the live app's fabrics are small, and a first use would load (on
+    a fresh checkout, compile) the kernels inside its event loop; replay and
+    the simulator ask for None.
     """
 
-    def __init__(self, fabric: Fabric, *, compiled: Optional[bool] = None) -> None:
+    def __init__(self, fabric: Fabric, *, compiled: Optional[bool] = False) -> None:
         if compiled and not ecmp_arrays.available():
             raise ValueError("compiled ECMP picks were asked for but Numba is not installed "
                              "(pip install -e '.[fast]')")

@@ -137,7 +137,7 @@ class ControlLoop:
         window = int(getattr(predictor, "window", 1)) if predictor is not None else 1
         self.monitor = LinkMonitor(fabric, history=max(128, window), period_s=poll_interval_s)
         self.config = PlannerConfig.from_mapping(dict(planner_overrides or {}, policy=policy))
-        self.paths = EqualCostPaths(fabric)
+        self.paths = EqualCostPaths(fabric, compiled=None)
         self.links: List[Link] = fabric.directed_links()
         self.reasons: List[Tuple[float, str, str]] = []
         self.always_plan = always_plan

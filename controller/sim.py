@@ -999,7 +999,7 @@ class Simulator:
         self.capacity = np.array([fabric.capacity_bps(a, b) for a, b in self.links])
         self._ports = _PortLayout(fabric, self.link_index)
         # the planner's fast, equal-to-Fabric.paths path enumerator (same paths, same order)
-        self._paths = EqualCostPaths(fabric)
+        self._paths = EqualCostPaths(fabric, compiled=compiled)
         self.solves = 0                  # re-solves done (for benchmarks)
         self.resolved_flows = 0          # flows re-solved in all
         self.in_flight = 0               # flows in flight at the last tick

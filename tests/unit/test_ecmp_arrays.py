@@ -136,4 +136,15 @@ def test_compiled_walk_asked_for_without_numba_is_an_error(monkeypatch):
     monkeypatch.setattr(ecmp_arrays, "available", lambda: False)
     with pytest.raises(ValueError, match="Numba"):
         EqualCostPaths(Fabric.from_spec(fat_tree(4, 1000.0)), compiled=True)
-    assert EqualCostPaths(Fabric.from_spec(fat_tree(4, 1000.0))).compiled is False
+    assert EqualCostPaths(Fabric.from_spec(fat_tree(4, 1000.0)), compiled=None).compiled is False
+
+
+def test_the_compiled_walk_is_off_by_default_and_replay_asks_for_it_when_installed():
+    """The live app keeps the dict-based walk; the simulator and replay's control loop take the compiled one."""
+    from controller.replay import ControlLoop
+    from controller.sim import Simulator
+    fab = Fabric.from_spec(fat_tree(4, 1000.0))
+    assert EqualCostPaths(fab).compiled is False
+    assert Simulator(fab, [])._paths.compiled is ecmp_arrays.available()
+    assert Simulator(fab, [], compiled=False)._paths.compiled is False
+    assert ControlLoop(fab, "reactive", poll_interval_s=1.0).paths.compiled is ecmp_arrays.available()
