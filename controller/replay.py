@@ -500,19 +500,14 @@ def write_flows_csv(handle, runs: Sequence[PolicyRun]) -> None:
 
 def write_loads_csv(handle, result: SimResult) -> int:
     """The run's link loads in the recording format (``read_link_loads`` reads it back)."""
-    from controller.loadtrace import HEADER, format_link
+    from controller.loadtrace import HEADER, format_link, write_tick
     handle.write(",".join(HEADER) + "\n")
     util = result.utilization()
-    # write_rows' format, with each link's name and capacity formatted once and one write per tick:
-    # at k=32 (49,152 links) formatting them per row was ~12 s of a 40-tick replay
-    fixed = [(format_link(link), "%d" % int(float(cap))) for link, cap in zip(result.links, result.capacity_bps)]
+    names = [format_link(link) for link in result.links]
+    caps = result.capacity_bps.tolist()
     n = 0
     for t_i, t in enumerate(result.tick_s):
-        stamp = "%.6f" % float(t)
-        handle.write("".join(["%s,%s,%.6f,%d,%s\n" % (stamp, name, u, int(b), cap)
-                              for (name, cap), u, b in zip(fixed, util[t_i].tolist(),
-                                                            result.interval_bytes[t_i].tolist())]))
-        n += len(fixed)
+        n += write_tick(handle, float(t), names, caps, util[t_i].tolist(), result.interval_bytes[t_i].tolist())
     return n
 
 
