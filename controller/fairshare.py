@@ -267,24 +267,20 @@ def _compact(rows, capacity):  # pragma: no cover - compiled by Numba; checked t
         for p in range(width):
             local[rows[f, p]] = -1
     n_used = 0
+    cap = np.empty(n * width)
     for f in range(n):
         for p in range(width):
             link = rows[f, p]
             if link != n_links and local[link] < 0:
                 local[link] = n_used
+                cap[n_used] = capacity[link]
                 n_used += 1
-    cap = np.empty(n_used)
-    for f in range(n):
-        for p in range(width):
-            link = rows[f, p]
-            if link != n_links:
-                cap[local[link]] = capacity[link]
     local[n_links] = n_used
     out = np.empty((n, width), dtype=np.int64)
     for f in range(n):
         for p in range(width):
             out[f, p] = local[rows[f, p]]
-    return out, cap
+    return out, cap[:n_used].copy()
 
 
 _compact_jit = _jit(_compact) if _fill_any is not None else None
