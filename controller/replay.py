@@ -37,7 +37,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -199,6 +199,10 @@ class ControlLoop:
         movable = training if not cfg.move_background else np.ones(len(demand), dtype=bool)
         return (demand > 0) & movable & (demand >= threshold)
 
+    def could_move(self, view: TickView, cand: np.ndarray) -> bool:
+        """``may_move``'s answer when no flow is a candidate; True: the loads decide (``may_move``)."""
+        return self.always_plan or view.links != self.links or not self.all_links_up() or bool(cand.any())
+
     def may_move(self, view: TickView, measured: Mapping[Link, float],
                  forecast: Optional[np.ndarray], cand: np.ndarray) -> bool:
         """False only when ``plan_reroutes`` would certainly return no move (see the class doc)."""
@@ -222,11 +226,19 @@ class ControlLoop:
         return bool(load.max() > self.config.hot_threshold - 1e-9)
 
     def __call__(self, view: TickView) -> List[PathChange]:
-        measured, forecast = self.observe(view)
-        return self.decide(view, measured, forecast)
+        measured, _ = self.observe(view, forecast=False)
+        return self.decide(view, measured, self.forecast if self.policy == "predictive" else None)
 
-    def observe(self, view: TickView) -> Tuple[Mapping[Link, float], Optional[np.ndarray]]:
+    def forecast(self) -> np.ndarray:
+        """The predictor's forecast of every link (``self.links``) from the monitor's history as it is now."""
+        return self._forecast(self.monitor.history(self.links, int(self.predictor.window)))
+
+    def observe(self, view: TickView, *, forecast: bool = True
+                ) -> Tuple[Mapping[Link, float], Optional[np.ndarray]]:
         """Feed the counters to the monitor; (measured utilization, forecast or None).
+
+        ``forecast=False`` leaves the forecast out (None): the tick asks for
+        it (``self.forecast``) only if the planner could use it.
 
         One ``LinkMonitor.ingest_ports`` call with every switch's counters,
         the same monitor state as ``ingest`` switch by switch (each port's
@@ -250,9 +262,7 @@ class ControlLoop:
         cum_arr = np.array(cum, dtype=np.int64) if cum else np.zeros(0, dtype=np.int64)
         self.monitor.ingest_ports(layout, cum_arr[tx_of], cum_arr[rx_of], now, now)
         self.ticks += 1
-        forecast = None
-        if self.policy == "predictive":
-            forecast = self._forecast(self.monitor.history(self.links, int(self.predictor.window)))
+        forecast = self.forecast() if forecast and self.policy == "predictive" else None
         ours = self.monitor.link_rows(self.links)
         if self._monitor_order is None or self._monitor_order[0] is not ours:
             known = bool((ours >= 0).all()) and len(self.monitor.links()) == self._pad
@@ -268,20 +278,31 @@ class ControlLoop:
             return measured.values
         return np.fromiter((measured.get(l, np.nan) for l in self.links), dtype=float, count=self._pad)
 
-    def decide(self, view: TickView, measured: Dict[Link, float], forecast: Optional[np.ndarray], *,
+    def decide(self, view: TickView, measured: Dict[Link, float],
+               forecast: Union[None, np.ndarray, Callable[[], np.ndarray]], *,
                full: bool = False) -> List[PathChange]:
-        """The planner's moves; ``full`` calls it every time with every connection (for checks)."""
+        """The planner's moves; ``full`` calls it every time with every connection (for checks).
+
+        ``forecast`` may be a function that makes it (``self.forecast``): it is
+        then called only when the planner could move a flow.  Why: the forecast
+        of every link costs as much as the rest of a predictive tick, and with
+        no training elephant in flight (background traffic only) no tick needs
+        it.  The predictor is a pure function of the monitor's history, which
+        does not change within the tick, so the moves are the same.
+        """
         from controller.planner import plan_reroutes
 
+        cand = None if full else self.candidates(view)
+        if callable(forecast) and (full or self.could_move(view, cand)):
+            forecast = forecast()
         if full:
             conns = view.connections
             flows = self._active_flows(conns)
             self.planner_calls += 1
             return self._changes(view, conns, plan_reroutes(
                 self.fabric, flows, measured, self._predicted(forecast), self.config, paths=self.paths))
-        cand = self.candidates(view)
-        if not self.may_move(view, measured, forecast, cand):
-            return []
+        if callable(forecast) or not self.may_move(view, measured, forecast, cand):
+            return []       # (a forecast still to make: could_move said no)
         self.planner_calls += 1
         positions: Optional[np.ndarray] = None
         if self.policy == "reactive" and not self.always_plan and self.all_links_up():

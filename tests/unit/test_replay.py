@@ -233,6 +233,46 @@ def test_skipped_planner_calls_change_nothing(fabric, policy, scenario, seed):
     assert loop.planner_calls < 2 * loop.ticks      # and skipped some calls
 
 
+class _CountingPredictor:
+    """The given predictor, counting its forecasts."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, history):
+        self.calls += 1
+        return self.inner.predict(history)
+
+
+@pytest.mark.parametrize("scenario", ["bursts", "websearch"])
+def test_the_forecast_is_made_only_when_the_planner_could_use_it(fabric, predictor, scenario):
+    """A predictive tick forecasts only when a flow could move; the replay is the one that
+    forecasts at every tick, bit for bit, and background-only traffic needs no forecast."""
+    from controller.replay import ControlLoop
+
+    flows = generate(scenario, 4, 1000.0, 0, duration_s=12.0)
+    lazy = ControlLoop(fabric, "predictive", poll_interval_s=1.0, predictor=_CountingPredictor(predictor))
+    eager = ControlLoop(fabric, "predictive", poll_interval_s=1.0, predictor=_CountingPredictor(predictor))
+
+    def every_tick(view):
+        measured, forecast = eager.observe(view)
+        return eager.decide(view, measured, forecast)
+    got = Simulator(fabric, flows, seed=0, hook=lazy).run()
+    want = Simulator(fabric, flows, seed=0, hook=every_tick).run()
+    assert [(r.flow_id, r.start_s, r.finish_s, r.path) for r in got.flows] == \
+        [(r.flow_id, r.start_s, r.finish_s, r.path) for r in want.flows]
+    assert got.reroutes == want.reroutes and lazy.reasons == eager.reasons
+    assert np.array_equal(got.interval_bytes, want.interval_bytes)
+    assert eager.predictor.calls == eager.ticks > 10
+    if scenario == "websearch":                     # background only: no flow the planner may move
+        assert lazy.predictor.calls == 0 and lazy.planner_calls == 0
+    else:
+        assert got.reroutes > 0 and 0 < lazy.predictor.calls <= lazy.ticks
+
+
 def test_cached_active_flows_and_partial_views_are_exact(fabric):
     """The control loop reuses ActiveFlows between ticks and builds only the views it needs:
     both must equal what building everything afresh gives, at every tick."""
