@@ -746,6 +746,7 @@ _MAX_COMPILED_HORIZON = 1 << 20   # beyond: the numpy path (and its own errors o
 _IRFFT_HAS_OUT = "out" in inspect.signature(np.fft.irfft).parameters   # numpy >= 2.0
 _FFT_HAS_OUT = _IRFFT_HAS_OUT and "out" in inspect.signature(np.fft.rfft).parameters
 _WORKSPACE_MAX_BYTES = 64 << 20   # larger batches (training) allocate afresh and keep nothing
+_POWER_TEST_MAX_BYTES = 96 << 20  # a complex (n, w + 1) batch above this merges no repeated rows
 _workspace = threading.local()
 
 
@@ -774,12 +775,29 @@ def _power_order(n: int, w: int) -> Optional[bool]:
     a pure function of the shape, asked again whenever a thread's batch shape changes.
     """
     rng = np.random.default_rng(0)
-    f = rng.standard_normal((n, w + 1)) + 1j * rng.standard_normal((n, w + 1))
+    f = np.empty((n, w + 1), dtype=np.complex128)      # filled in place: one batch-sized array, not three
+    f.real = rng.standard_normal((n, w + 1))
+    f.imag = rng.standard_normal((n, w + 1))
     expected = (f * np.conj(f)).view(np.int64)
     for conj_first in (True, False):
         if np.array_equal(_power(f, np.empty_like(f), conj_first).view(np.int64), expected):
             return conj_first
     return None
+
+
+def _large_batch_power_order(n: int, w: int) -> Optional[bool]:
+    """``_power_order`` for a batch too large for the workspace, or None (then no row is merged).
+
+    Why: a k=32 fabric forecasts 49,152 links every tick, most of them idle (the
+    same all-zero window), and without the product's order at this shape every
+    row went through the transforms: ~0.35 s a tick, nine tenths of it on
+    repeats.  The order is found once per shape (a few hundred MB of scratch,
+    briefly, at k=32); above ``_POWER_TEST_MAX_BYTES`` (large training batches,
+    where rows seldom repeat) it is not worth that.
+    """
+    if n * (w + 1) * 16 > _POWER_TEST_MAX_BYTES:
+        return None
+    return _power_order(n, w)
 
 
 def _scratch(n: int, w: int) -> Optional[_Scratch]:
@@ -834,7 +852,8 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
     # for bit (idle links, the hops of one ring) are computed once (``uniq`` holds the first
     # copies).  The EWMAs are BLAS sums whose rounding depends on a row's place in the batch,
     # and the complex product's on the batch size, so those see the whole batch as before.
-    repeats = distinct_rows(raw) if scratch is not None and scratch.conj_first is not None else None
+    conj_first = scratch.conj_first if scratch is not None else _large_batch_power_order(n, w)
+    repeats = distinct_rows(raw) if conj_first is not None else None
     uniq = raw if repeats is None else raw[repeats[0]]
     u = uniq.shape[0]
     x = np.empty((u, w)) if scratch is None else scratch.x[:u]
@@ -844,7 +863,12 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
     since = np.empty(u, dtype=np.int64)
     has_rise = np.empty(u, dtype=np.bool_)
     _window_kernel_jit(uniq, x, out, means, zero_ties, since, has_rise)
-    filled = x if repeats is None else np.take(x, repeats[1], axis=0, out=scratch.filled)
+    if repeats is None:
+        filled = x
+    elif not out[:, _C_NAN].any():     # no gaps: the filled batch is ``raw`` itself, no copy needed
+        filled = raw
+    else:
+        filled = np.take(x, repeats[1], axis=0, out=None if scratch is None else scratch.filled)
     if repeats is not None:
         zero_ties = zero_ties[repeats[1]]
     last = out[:, 0] if repeats is None else out[repeats[1], 0]
@@ -865,10 +889,10 @@ def make_features(history: np.ndarray, horizon: int) -> np.ndarray:
         else:                                      # the same transform row by row, into the buffer
             f = np.fft.rfft(x, n=2 * w, axis=1, out=scratch.f[:u])
         del x
-        if scratch is None or scratch.conj_first is None:
+        if conj_first is None:
             product = f * np.conj(f)               # this expression, not conj(f) * f nor np.multiply
         else:                                      # its bits at the whole batch's shape (see _power_order)
-            product = _power(f, scratch.product[:u], scratch.conj_first)
+            product = _power(f, np.empty_like(f) if scratch is None else scratch.product[:u], conj_first)
         if _IRFFT_HAS_OUT:
             # f is dead: its memory (paged in already) takes the result, the same bits as a new array
             r = f.view(np.float64).reshape(-1)[:u * 2 * w].reshape(u, 2 * w)

@@ -354,6 +354,33 @@ def test_repeated_rows_are_computed_once_with_the_same_bits(n, distinct, monkeyp
     assert computed == [distinct]           # once per distinct row, not per row
 
 
+@needs_jit
+@pytest.mark.parametrize("gaps", [False, True])
+def test_a_batch_too_large_for_the_workspace_merges_repeated_rows_too(gaps, monkeypatch):
+    """A k=32 fabric's batch (49,152 links) is above the workspace's size: its repeated rows are
+    still computed once, with the whole batch's bits (gap-free: the EWMAs read the input itself),
+    and a batch above ``_POWER_TEST_MAX_BYTES`` (training) merges none."""
+    pool = np.nan_to_num(np.vstack([rows(96, seed=s) for s in range(3)]), nan=0.25)
+    _, first = np.unique(pool.view(np.dtype((np.void, 96 * 8))).ravel(), return_index=True)
+    pool = pool[np.sort(first)][:40]
+    if gaps:
+        pool[::7, 10:14] = np.nan
+        pool[3, :] = np.nan
+    rng = np.random.default_rng(7)
+    x = np.ascontiguousarray(np.vstack([pool, pool[rng.integers(0, len(pool), 400)], np.zeros((160, 96))])
+                             [rng.permutation(600)])
+    computed = []
+    kernel = features._window_kernel_jit
+    monkeypatch.setattr(features, "_window_kernel_jit",
+                        lambda raw, *rest: computed.append(raw.shape[0]) or kernel(raw, *rest))
+    monkeypatch.setattr(features, "_WORKSPACE_MAX_BYTES", 0)
+    check(x, 2)
+    assert computed == [len(np.unique(x.view(np.dtype((np.void, 96 * 8))).ravel()))] and computed[0] < 100
+    monkeypatch.setattr(features, "_POWER_TEST_MAX_BYTES", 600 * 97 * 16 - 1)
+    check(x, 3)
+    assert computed[1:] == [600]
+
+
 @pytest.mark.parametrize("n", [1, 2, 100, 168, 169, 170, 768])
 def test_power_order_gives_the_bits_of_the_expression(n):
     """Whichever call ``_power_order`` picks reproduces ``f * np.conj(f)`` on other values than its probe."""
