@@ -217,3 +217,52 @@ def test_the_joint_search_answer_is_the_same(compiled):
     ref = plan_reroutes(fab, flows, measured, None, config)
     assert ref and "joint" in ref[0].reason
     assert _plan(fab, flows, measured, None, config, compiled=compiled) == ref
+
+
+class _ShuffledPaths:
+    """A path index whose pair lists come in a given order (the compiled walk's is tuple order)."""
+
+    def __init__(self, fab, seed):
+        self.fab, self.rng = fab, random.Random(seed)
+
+    def pair_paths(self, src, dst):
+        paths = list(self.fab.paths(src, dst))
+        self.rng.shuffle(paths)
+        return paths
+
+
+@pytest.mark.parametrize("k, shuffle", [(4, False), (4, True), (8, False), (8, True)])
+def test_pair_tables_hold_each_pairs_links_positions_picks_and_ranks(k, shuffle):
+    """A pair's row, against the definition: its paths' links in first-seen order, each path as
+    positions into them, which positions a placement can change, and each path's rank in tuple order."""
+    from controller.plan_arrays import _PairTables
+
+    fab = fat(k)
+    links = fab.directed_links()
+    link_id = {link: i for i, link in enumerate(links)}
+    capx = np.append(np.arange(1.0, len(links) + 1.0), np.inf)
+    hosts = sorted(fab.hosts())
+    index = _ShuffledPaths(fab, seed=k) if shuffle else type("Sorted", (), {
+        "pair_paths": staticmethod(lambda s, d: sorted(fab.paths(s, d)))})()
+    tables = _PairTables(index, link_id, len(hosts))
+    pairs = [(hosts[0], hosts[1]), (hosts[0], hosts[-1]), (hosts[-1], hosts[2]), (hosts[3], hosts[len(hosts) // 2])]
+    for a, b in pairs:
+        tables.add(a, b, hosts.index(a), hosts.index(b), capx)
+    for g, (a, b) in enumerate(pairs):
+        alts = tables.paths[g]
+        union = []
+        for path in alts:
+            for link in path_links(path):
+                if link_id[link] not in union:
+                    union.append(link_id[link])
+        n, u = len(alts), len(union)
+        assert tables.n_paths[g] == n and tables.n_union[g] == u
+        assert tables.links[g, :u].tolist() == union and tables.caps[g, :u].tolist() == capx[union].tolist()
+        shared = set.intersection(*(set(path_links(p)) for p in alts))
+        for j, path in enumerate(alts):
+            pos = [union.index(link_id[link]) for link in path_links(path)]
+            assert tables.rows[g, j, :len(pos)].tolist() == pos
+            assert tables.pick[g, j, :len(pos)].tolist() == [link not in shared for link in path_links(path)]
+            assert tables.rank[g, j] == sorted(alts).index(path)
+    assert tables.lookup(np.array([hosts.index(a) for a, _ in pairs]),
+                         np.array([hosts.index(b) for _, b in pairs])).tolist() == list(range(len(pairs)))
