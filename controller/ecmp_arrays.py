@@ -145,7 +145,8 @@ class SwitchArrays:
         self.exact = True           # False once a path count passed COUNT_LIMIT
 
     def _rows_for(self, targets: np.ndarray) -> np.ndarray:
-        missing = [int(t) for t in np.unique(targets) if int(t) not in self._row]
+        uniq, slot = np.unique(targets, return_inverse=True)      # a row per distinct target
+        missing = [t for t in uniq.tolist() if t not in self._row]
         if missing:
             dist, count, ok = _compiled()[0](self.indptr, self.indices,
                                                  np.array(missing, dtype=np.int64), len(self.names))
@@ -155,8 +156,21 @@ class SwitchArrays:
             self._count = np.vstack([self._count, count])
             for i, t in enumerate(missing):
                 self._row[t] = base + i
-        row = self._row
-        return np.array([row[int(t)] for t in targets], dtype=np.int64)
+        return np.array([self._row[t] for t in uniq.tolist()], dtype=np.int64)[slot.ravel()]
+
+    def _walk(self, a: np.ndarray, b: np.ndarray, hashes: Sequence[int], rows: Optional[np.ndarray] = None
+              ) -> Tuple[np.ndarray, np.ndarray]:
+        """The compiled walk from switches ``a`` to ``b`` (indices): (switch indices per segment, lengths).
+
+        ``rows``: the targets' rows (``_rows_for(b)``), if the caller has them.
+        """
+        if rows is None:
+            rows = self._rows_for(b)
+        width = max(int(self._dist[rows, a].max()) + 1, 1)     # a path has dist + 1 switches
+        out = np.zeros((len(a), width), dtype=np.int64)
+        lengths = _compiled()[1](self.indptr, self.indices, self._dist, self._count, rows, a, b,
+                                 np.asarray(hashes, dtype=np.int64), out)
+        return out, lengths
 
     def segments(self, starts: Sequence[str], ends: Sequence[str], hashes: Sequence[int]
                  ) -> List[Tuple[str, ...]]:
@@ -170,23 +184,30 @@ class SwitchArrays:
         b = np.fromiter((index[e] for e in ends), dtype=np.int64, count=len(ends))
         if not len(a):
             return []
-        rows = self._rows_for(b)
-        width = max(int(self._dist[rows, a].max()) + 1, 1)     # a path has dist + 1 switches
-        out = np.zeros((len(a), width), dtype=np.int64)
-        lengths = _compiled()[1](self.indptr, self.indices, self._dist, self._count, rows, a, b,
-                             np.asarray(hashes, dtype=np.int64), out)
+        out, lengths = self._walk(a, b, hashes)
         # the names gathered as one object array, then cut to length: 2-3x faster than a name
         # lookup per switch (replay routes thousands of connections at its start)
         return [tuple(row[:k]) for row, k in zip(self._names[out].tolist(), lengths.tolist())]
+
+    def all_segment_indices(self, start: str, end: str) -> np.ndarray:
+        """``all_segments`` as switch indices, one row per segment (all of one length); (0, 0) for none.
+
+        Why: a planner that numbers links wants each path's links, not its
+        names (see ``plan_arrays._PairTables``).  As ``segments``, these hold
+        only while ``exact`` stays True.
+        """
+        a, b = self.index[start], self.index[end]
+        row = self._rows_for(np.array([b], dtype=np.int64))[0]
+        n = int(self._count[row, a]) if self._dist[row, a] >= 0 else 0
+        if n == 0 or not self.exact:
+            return np.zeros((0, 0), dtype=np.int64)
+        out, _ = self._walk(np.full(n, a, dtype=np.int64), np.full(n, b, dtype=np.int64), range(n),
+                            np.full(n, row, dtype=np.int64))
+        return out                                   # shortest paths: every row is dist + 1 long
 
     def all_segments(self, start: str, end: str) -> List[Tuple[str, ...]]:
         """Every shortest switch segment from ``start`` to ``end``, sorted (the walks of every index in turn).
 
         As ``segments``, these hold only while ``exact`` stays True.
         """
-        a, b = self.index[start], self.index[end]
-        row = self._rows_for(np.array([b], dtype=np.int64))[0]
-        n = int(self._count[row, a]) if self._dist[row, a] >= 0 else 0
-        if n == 0 or not self.exact:
-            return []
-        return self.segments([start] * n, [end] * n, range(n))
+        return list(map(tuple, self._names[self.all_segment_indices(start, end)].tolist()))

@@ -417,7 +417,9 @@ class _PairTables:
         self._keys = np.zeros(0, dtype=np.int64)     # src * n_hosts + dst of the pairs built, sorted
         self._ids = np.zeros(0, dtype=np.int64)      # their table rows
         self._new: Dict[int, int] = {}               # key -> row, added since the last lookup
-        self.paths: List[List[Path]] = []
+        self.paths: List[Optional[List[Path]]] = []  # per row, its paths (None: not built yet, see path)
+        self._pairs: List[Tuple[str, str]] = []
+        self._hops: Optional[Tuple[object, np.ndarray, np.ndarray]] = None   # (arrays, keys, link ids)
         self.links = np.zeros((0, 1), dtype=np.int64)
         self.caps = np.ones((0, 1))
         self.rows = np.full((0, 1, 1), -1, dtype=np.int64)
@@ -433,14 +435,20 @@ class _PairTables:
         paths and at k=32 256, and the per-hop Python loops that built the
         union and positions cost ~0.45 ms (k=16) and ~2 ms (k=32) per pair.
         """
-        alts = self.index.pair_paths(src, dst)       # raises FabricError as plan_reroutes would
-        n_paths = len(alts)
-        width = len(alts[0]) - 1 if n_paths else 1
-        if any(len(path) - 1 != width for path in alts):
-            raise ValueError("the equal-cost paths of %s -> %s differ in length" % (src, dst))
-        hop = self.link_id.__getitem__
-        ids = np.fromiter((hop(h) for path in alts for h in zip(path, path[1:])), dtype=np.int64,
-                          count=n_paths * width)
+        walked = self._walked_links(src, dst)
+        alts: Optional[List[Path]] = None
+        if walked is not None:                       # the paths in tuple order, as link ids
+            n_paths, width = walked.shape
+            ids = walked.ravel()
+        else:
+            alts = self.index.pair_paths(src, dst)   # raises FabricError as plan_reroutes would
+            n_paths = len(alts)
+            width = len(alts[0]) - 1 if n_paths else 1
+            if any(len(path) - 1 != width for path in alts):
+                raise ValueError("the equal-cost paths of %s -> %s differ in length" % (src, dst))
+            hop = self.link_id.__getitem__
+            ids = np.fromiter((hop(h) for path in alts for h in zip(path, path[1:])), dtype=np.int64,
+                              count=n_paths * width)
         # the union in first-seen order (as _Choices): unique ids, ordered by first occurrence
         uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
         seen_order = np.argsort(first, kind="stable")
@@ -449,14 +457,15 @@ class _PairTables:
         position[seen_order] = np.arange(len(uniq))
         rows = position[inverse.ravel()].reshape(n_paths, width)
         on_paths = np.bincount(rows.ravel(), minlength=len(union))      # a link is once per path at most
-        if all(alts[i] < alts[i + 1] for i in range(n_paths - 1)):
+        if alts is None or all(alts[i] < alts[i + 1] for i in range(n_paths - 1)):
             rank = np.arange(n_paths)                # already in tuple order (the compiled walk's)
         else:
             rank = np.empty(n_paths, dtype=np.int64)
             rank[sorted(range(n_paths), key=alts.__getitem__)] = np.arange(n_paths)
         g = len(self.paths)
         self._fit(g + 1, max(1, len(union)), max(1, n_paths), max(1, width))
-        self.paths.append(list(alts))
+        self.paths.append(None if alts is None else list(alts))
+        self._pairs.append((src, dst))
         self.links[g, :len(union)] = union
         self.caps[g, :len(union)] = capx[union]
         self.rows[g, :n_paths, :width] = rows
@@ -465,6 +474,50 @@ class _PairTables:
         self.n_paths[g] = n_paths
         self.n_union[g] = len(union)
         self._new[a * self.n_hosts + b] = g
+
+    def path(self, g: int, j: int) -> Path:
+        """Path ``j`` of table row ``g`` (the pair's ``pair_paths`` list, built on first need)."""
+        got = self.paths[g]
+        if got is None:
+            got = self.paths[g] = list(self.index.pair_paths(*self._pairs[g]))
+        return got[j]
+
+    def _walked_links(self, src: str, dst: str) -> Optional[np.ndarray]:
+        """The pair's paths as rows of link ids, straight from the compiled walk (None: it does not apply).
+
+        Why: the walk gives switch numbers; turning them into name tuples and
+        the tuples back into link ids was most of a pair's table at k=16 (64
+        paths) and k=32 (256).  Switch-to-switch hops are looked up as sorted
+        keys ``u * n + v``; the host links, one each end, by name.  The rows are
+        those of ``pair_paths(src, dst)``, in its order (tuple order).
+        """
+        walk = getattr(getattr(self.index, "paths_fn", None), "pair_segments", None)
+        got = walk(src, dst) if walk is not None else None
+        if got is None:
+            return None
+        a, b, seg, arrays = got
+        n = len(arrays.names)
+        if self._hops is None or self._hops[0] is not arrays:
+            index = arrays.index
+            pairs = [(index[u] * n + index[v], i) for (u, v), i in self.link_id.items()
+                     if u in index and v in index]
+            keys = np.array([k for k, _ in pairs], dtype=np.int64)
+            ids = np.array([i for _, i in pairs], dtype=np.int64)
+            by_key = np.argsort(keys, kind="stable")
+            self._hops = (arrays, keys[by_key], ids[by_key])
+        _, keys, ids = self._hops
+        first, last = self.link_id.get((src, a)), self.link_id.get((b, dst))
+        if first is None or last is None or not len(keys):
+            return None
+        want = seg[:, :-1] * n + seg[:, 1:]
+        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        if not (keys[at] == want).all():
+            return None
+        rows = np.empty((seg.shape[0], seg.shape[1] + 1), dtype=np.int64)
+        rows[:, 0] = first
+        rows[:, 1:-1] = ids[at]
+        rows[:, -1] = last
+        return rows
 
     def lookup(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Table rows of the pairs (src, dst) (host numbers), -1 for a pair not built yet.
@@ -631,7 +684,7 @@ class ArrayPlanner:
         for c, j, worst, peak, at in out[:n_moves].tolist():
             c, j, at = int(c), int(j), int(at)
             f = flow(int(cand[c]))
-            new = tables.paths[int(c_pair[c])][j]
+            new = tables.path(int(c_pair[c]), j)
             greedy.append(Reroute(f.flow_id, f.path, new, "%s: %s at %.2f (%s); new path peaks at %.2f"
                                   % (cfg.policy, _fmt(self.links[at] if at >= 0 else None), peak, basis,
                                      worst)))
@@ -683,7 +736,7 @@ class ArrayPlanner:
         out = []
         for c, k in moves:
             f = flow(int(cand[c]))
-            out.append(Reroute(f.flow_id, f.path, tables.paths[int(c_pair[c])][k],
+            out.append(Reroute(f.flow_id, f.path, tables.path(int(c_pair[c]), k),
                                "%s: joint move of %d flows; peak %.2f -> %.2f (%s)"
                                % (cfg.policy, len(moves), current, value, basis)))
         return out

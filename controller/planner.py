@@ -410,6 +410,24 @@ class EqualCostPaths:
             raise FabricError("no path from %s to %s over links that are up" % (src, dst))
         return [(src,) + seg + (dst,) for seg in segs]
 
+    def pair_segments(self, src: str, dst: str
+                      ) -> Optional[Tuple[str, str, np.ndarray, "ecmp_arrays.SwitchArrays"]]:
+        """``self(src, dst)`` as the compiled walk's switch indices: (src's switch, dst's switch,
+        one row per path in the same order, the arrays they index), or None when the walk does
+        not give that list (not compiled, a count too big, hosts not on one switch each, no path).
+        """
+        self._sync()
+        if not self.compiled:
+            return None
+        a, b = self._attachment(src), self._attachment(dst)
+        if a is None or b is None or src == dst:
+            return None
+        arrays = self._switch_arrays()
+        got = arrays.all_segment_indices(a, b)
+        if not len(got) or not arrays.exact:
+            return None
+        return a, b, got, arrays
+
     def ecmp_path(self, five: FiveTuple) -> Path:
         """``ecmp_choice(five, self(five.src, five.dst))``, building only the chosen path.
 

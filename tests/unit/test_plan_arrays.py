@@ -266,3 +266,33 @@ def test_pair_tables_hold_each_pairs_links_positions_picks_and_ranks(k, shuffle)
             assert tables.rank[g, j] == sorted(alts).index(path)
     assert tables.lookup(np.array([hosts.index(a) for a, _ in pairs]),
                          np.array([hosts.index(b) for _, b in pairs])).tolist() == list(range(len(pairs)))
+
+
+@pytest.mark.skipif(_greedy_jit is None, reason="the compiled ECMP walk needs Numba")
+@pytest.mark.parametrize("k", [4, 8])
+def test_pair_tables_from_the_compiled_walk_equal_those_from_the_paths(k):
+    """A pair's table built from the walk's switch numbers (no path tuples) is the one built from
+    ``pair_paths``, entry for entry, and its paths, asked for later, are ``pair_paths``' list."""
+    from controller.plan_arrays import _PairTables
+    from controller.planner import _index_for
+
+    fab = fat(k)
+    links = fab.directed_links()
+    link_id = {link: i for i, link in enumerate(links)}
+    capx = np.append(np.arange(1.0, len(links) + 1.0), np.inf)
+    hosts = sorted(fab.hosts())
+    walked = _PairTables(_index_for(fab, EqualCostPaths(fab, compiled=True)), link_id, len(hosts))
+    listed = _PairTables(type("Listed", (), {"pair_paths": staticmethod(lambda s, d: sorted(fab.paths(s, d)))})(),
+                         link_id, len(hosts))
+    rng = random.Random(k)
+    pairs = [(a, b) for a in hosts for b in hosts if a != b]
+    pairs = rng.sample(pairs, min(len(pairs), 300))
+    for a, b in pairs:
+        for tables in (walked, listed):
+            tables.add(a, b, hosts.index(a), hosts.index(b), capx)
+    assert walked.paths == [None] * len(pairs)           # no path tuples were built for the tables
+    for name in ("links", "caps", "rows", "pick", "rank", "n_paths", "n_union"):
+        assert np.array_equal(getattr(walked, name), getattr(listed, name)), name
+    for g, (a, b) in enumerate(pairs):
+        want = sorted(fab.paths(a, b))
+        assert [walked.path(g, j) for j in range(len(want))] == want
