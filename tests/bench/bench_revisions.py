@@ -4,7 +4,8 @@ Why: this machine's speed drifts by up to 2x over an hour, so "before" and
 "after" numbers taken at different times say little.  This runs the same
 trimmed bench traces (``bench_sim.workload``) with the code of ``--base`` (for
 example ``git worktree add /tmp/base <commit>``) and of this checkout, one
-fresh process per run, alternating, and prints both medians and their ratio.
+fresh process per run, alternating (base first in odd repeats, this first in
+even ones), and prints both medians and their ratio.
 
     .venv/bin/python tests/bench/bench_revisions.py --base /tmp/base [--workload training churny long]
         [--policy ecmp reactive predictive] [--repeat 5] [--sim-seconds 20]
@@ -96,8 +97,11 @@ def main() -> None:
                 pickle.dump((args.k, [asdict(f) for f in flows]), fh)
             for policy in args.policy:
                 speeds = {"base": [], "this": []}
-                for _ in range(args.repeat):
-                    for label, repo in (("base", base), ("this", REPO)):
+                for i in range(args.repeat):
+                    # which one goes first alternates: on this machine the second of two back-to-back
+                    # runs was often the slower (10 of 13 pairs once, whichever code it ran)
+                    pair = (("base", base), ("this", REPO))
+                    for label, repo in (pair if i % 2 == 0 else pair[::-1]):
                         out = subprocess.run([sys.executable, __file__, "--sim-seconds", str(args.sim_seconds),
                                               "--worker", repo, trace, policy],
                                              check=True, capture_output=True, text=True).stdout
