@@ -199,14 +199,18 @@ class ControlLoop:
         movable = training if not cfg.move_background else np.ones(len(demand), dtype=bool)
         return (demand > 0) & movable & (demand >= threshold)
 
+    def _plans_regardless(self, view: TickView) -> bool:
+        """True when the loads do not decide whether to plan (asked to always, other links, a link down)."""
+        return self.always_plan or view.links != self.links or not self.all_links_up()
+
     def could_move(self, view: TickView, cand: np.ndarray) -> bool:
         """``may_move``'s answer when no flow is a candidate; True: the loads decide (``may_move``)."""
-        return self.always_plan or view.links != self.links or not self.all_links_up() or bool(cand.any())
+        return self._plans_regardless(view) or bool(cand.any())
 
     def may_move(self, view: TickView, measured: Mapping[Link, float],
                  forecast: Optional[np.ndarray], cand: np.ndarray) -> bool:
         """False only when ``plan_reroutes`` would certainly return no move (see the class doc)."""
-        if self.always_plan or view.links != self.links or not self.all_links_up():
+        if self._plans_regardless(view):
             return True
         if not cand.any():
             return False
