@@ -194,6 +194,10 @@ def main() -> None:
     ap.add_argument("--numpy-baseline", action="store_true",
                     help="also run each cell with the numpy fair-share solver and print the ratio")
     args = ap.parse_args()
+    from bench_forecaster import cpu_model     # this folder is on the path when run as a script
+    # speeds depend on the machine (they rose 2-3x when this project moved to another, 2026-11-29)
+    print("hardware: %s, %d cores (os.cpu_count); %s" % (cpu_model(), os.cpu_count(),
+                                                           time.strftime("%Y-%m-%d %H:%M %Z")), flush=True)
     t0 = time.perf_counter()
     fairshare.warm_up()
     print("fair-share solver: %s; first call (JIT load or compile) %.2f s, not counted below"
