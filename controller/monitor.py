@@ -264,9 +264,13 @@ class LinkMonitor:
         self._cap: List[float] = []
         self._up: List[bool] = []
         self._where: List[Optional[Tuple[str, int]]] = []   # (switch, port) measuring it
-        self._base_bytes: List[Optional[int]] = []
-        self._base_dur: List[float] = []
-        self._base_now: List[float] = []
+        # per link index, numpy: the baseline reading (counter, port duration, poll time), kept as
+        # arrays so that a poll of every port (replay) reads and writes them whole; a counter is
+        # below 2**64 - 1, so uint64 holds it exactly, and _base_set False means no baseline
+        self._base_bytes = np.zeros(0, dtype=np.uint64)
+        self._base_set = np.zeros(0, dtype=bool)
+        self._base_dur = np.full(0, np.nan)
+        self._base_now = np.full(0, np.nan)
         # per link index, numpy: ring buffer and latest values
         self._ring = np.full((0, self.history_len), np.nan)
         self._count = np.zeros(0, dtype=np.int64)           # samples ever written
@@ -290,6 +294,10 @@ class LinkMonitor:
         self._latest = np.concatenate([self._latest, np.full(extra, np.nan)])
         self._latest_t = np.concatenate([self._latest_t, np.full(extra, np.nan)])
         self._latest_bytes = np.concatenate([self._latest_bytes, np.zeros(extra, dtype=np.int64)])
+        self._base_bytes = np.concatenate([self._base_bytes, np.zeros(extra, dtype=np.uint64)])
+        self._base_set = np.concatenate([self._base_set, np.zeros(extra, dtype=bool)])
+        self._base_dur = np.concatenate([self._base_dur, np.full(extra, np.nan)])
+        self._base_now = np.concatenate([self._base_now, np.full(extra, np.nan)])
 
     def _link_index(self, link: Link) -> int:
         i = self._index.get(link)
@@ -300,9 +308,6 @@ class LinkMonitor:
             self._cap.append(math.nan)
             self._up.append(False)
             self._where.append(None)
-            self._base_bytes.append(None)
-            self._base_dur.append(math.nan)
-            self._base_now.append(math.nan)
             self._grow(i + 1)
         return i
 
@@ -329,9 +334,10 @@ class LinkMonitor:
             if i not in seen:        # link gone from the fabric
                 self._up[i] = False
                 self._where[i] = None
-                self._base_bytes[i] = None
+                self._base_set[i] = False
                 self._latest[i] = np.nan
         self._chans = chans
+        self._up_array = np.array(self._up, dtype=bool)   # _up changes only here: utilization_of reads it
         self._version = fabric.version
 
     def _claim(self, link: Link, where: Tuple[str, int], cap: float, up: bool, seen: set) -> int:
@@ -340,7 +346,7 @@ class LinkMonitor:
         if self._where[i] != where or not up:
             # Measured on another port now (cable moved), or down: the old
             # baseline says nothing about the new counters.
-            self._base_bytes[i] = None
+            self._base_set[i] = False
         if not up:
             self._latest[i] = np.nan
         self._where[i] = where
@@ -444,16 +450,19 @@ class LinkMonitor:
         rows = plan.rows
         value = np.concatenate((tx.values[rows[:k]], rx.values[rows[k:]]))
         d = dur[rows] if dur.ndim else np.full(links.size, float(dur))
-        base_dur_all = np.array(self._base_dur, dtype=float)
-        base_now_all = np.array(self._base_now, dtype=float)
+        has_base = self._base_set[links]
+        # a valid reading of an up link with no baseline (the first poll) becomes its baseline, no
+        # sample: _step's outcome for it, without a Python call per link
+        first = plan.up & (value >= 0) & ~has_base
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            base_f = np.array(self._base_bytes, dtype=float)[links]      # None -> NaN
+            # no baseline -> NaN; from 2**53 on a float is not exact (and not below the bound)
+            base_f = np.where(has_base, self._base_bytes[links].astype(float), np.nan)
             # candidates: valid counter in int64, link up, a baseline exact as a float
             fast = plan.up & (value >= 0) & (base_f < _EXACT_FLOAT_INT)
             base = np.where(fast, base_f, 0.0).astype(np.int64)
-            base_dur = base_dur_all[links]
+            base_dur = self._base_dur[links]
             fast &= (value >= base) & ~(d < base_dur)               # else a reset
-            dt = np.where(np.isnan(d) | np.isnan(base_dur), now_s - base_now_all[links], d - base_dur)
+            dt = np.where(np.isnan(d) | np.isnan(base_dur), now_s - self._base_now[links], d - base_dur)
             fast &= dt > 0                                           # else stale
             delta = value - base
             util = delta.astype(float) * 8.0 / dt / plan.cap         # _step's operations, in its order
@@ -462,17 +471,15 @@ class LinkMonitor:
             if self.period_s is not None:
                 fast &= dt / self.period_s < 1.5                     # round() gives 1 period
         pick = np.flatnonzero(fast)
-        slow = np.flatnonzero(~fast) if pick.size < links.size else pick[:0]
+        slow = np.flatnonzero(~(fast | first)) if pick.size < links.size else pick[:0]
         idx = links[pick]
-        if pick.size:
-            # New baselines, written whole-list at C speed (exact ints via object arrays).
-            base_obj = np.array(self._base_bytes, dtype=object)
-            base_obj[idx] = value[pick].astype(object)
-            self._base_bytes = base_obj.tolist()
-            base_dur_all[idx] = d[pick]
-            self._base_dur = base_dur_all.tolist()
-            base_now_all[idx] = now_s
-            self._base_now = base_now_all.tolist()
+        for rebase in (pick, np.flatnonzero(first)):
+            if rebase.size:
+                at = links[rebase]
+                self._base_bytes[at] = value[rebase].astype(np.uint64)    # >= 0 here: exact
+                self._base_set[at] = True
+                self._base_dur[at] = d[rebase]
+                self._base_now[at] = now_s
         if not slow.size:
             if pick.size:
                 self._record(idx, util[pick], delta[pick], [], now_s)
@@ -558,10 +565,10 @@ class LinkMonitor:
             self.stats.unavailable += 1          # keep the old baseline: next good reading spans the gap
             return None
         if not self._up[i]:
-            self._base_bytes[i] = None
+            self._base_set[i] = False
             return None
-        base = self._base_bytes[i]
-        base_dur = self._base_dur[i]
+        base = int(self._base_bytes[i]) if self._base_set[i] else None
+        base_dur = float(self._base_dur[i])
         if base is None:
             self._set_base(i, value, dur, now_s)
             return None
@@ -570,7 +577,7 @@ class LinkMonitor:
             self._set_base(i, value, dur, now_s)
             return None
         if math.isnan(dur) or math.isnan(base_dur):
-            dt = now_s - self._base_now[i]
+            dt = now_s - float(self._base_now[i])
         else:
             dt = dur - base_dur
         if not dt > 0:
@@ -588,9 +595,17 @@ class LinkMonitor:
         return util, delta, periods
 
     def _set_base(self, i: int, value: int, dur: float, now_s: float) -> None:
-        self._base_bytes[i] = value
+        self._base_bytes[i] = value          # 0 <= value < UINT64_MAX (checked by _step)
+        self._base_set[i] = True
         self._base_dur[i] = dur
         self._base_now[i] = now_s
+
+    def baselines(self) -> List[Optional[Tuple[int, float, float]]]:
+        """Per indexed link (``links()`` order): its baseline (counter, port duration, poll time), or None."""
+        n = len(self._links)
+        return [(b, dur, now) if has else None for b, has, dur, now in
+                zip(self._base_bytes[:n].tolist(), self._base_set[:n].tolist(),
+                    self._base_dur[:n].tolist(), self._base_now[:n].tolist())]
 
     def _record(self, idx: List[int], utils: List[float], nbytes: List[int],
                 fills: List[Tuple[int, int]], now_s: float) -> None:
@@ -617,7 +632,7 @@ class LinkMonitor:
         for tx, rx in self._chans.get(switch, {}).values():
             for i in (tx, rx):
                 if i >= 0:
-                    self._base_bytes[i] = None
+                    self._base_set[i] = False
                     self._latest[i] = np.nan
 
     # -- queries -------------------------------------------------------
@@ -655,7 +670,7 @@ class LinkMonitor:
         known = np.flatnonzero(rows >= 0)
         if known.size:
             ix = rows[known]
-            up = np.fromiter(self._up, dtype=bool, count=len(self._up))[ix]
+            up = self._up_array[ix]
             out[known[up]] = self._latest[ix[up]]
         return out
 

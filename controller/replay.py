@@ -262,9 +262,8 @@ class ControlLoop:
             rx_of = np.array([i for _, _, _, rx in rows for i in rx], dtype=np.intp)
             cached = self._port_rows = (rows, layout, tx_of, rx_of)
         _, layout, tx_of, rx_of = cached
-        cum = view.cumulative_bytes()
-        cum_arr = np.array(cum, dtype=np.int64) if cum else np.zeros(0, dtype=np.int64)
-        self.monitor.ingest_ports(layout, cum_arr[tx_of], cum_arr[rx_of], now, now)
+        cum = view.cumulative_bytes_array()
+        self.monitor.ingest_ports(layout, cum[tx_of], cum[rx_of], now, now)
         self.ticks += 1
         forecast = self.forecast() if forecast and self.policy == "predictive" else None
         ours = self.monitor.link_rows(self.links)

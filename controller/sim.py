@@ -154,7 +154,11 @@ class TickView:
 
     def cumulative_bytes(self) -> List[int]:
         """Integer byte counters per link (what a switch port reports)."""
-        return np.floor(self.link_bytes).astype(np.int64).tolist()
+        return self.cumulative_bytes_array().tolist()
+
+    def cumulative_bytes_array(self) -> np.ndarray:
+        """``cumulative_bytes`` as int64 (replay's monitor reads arrays: no Python int per link)."""
+        return np.floor(self.link_bytes).astype(np.int64)
 
     def switch_ports(self) -> List[Tuple[str, List[int], List[int], List[int]]]:
         return self._ports.rows

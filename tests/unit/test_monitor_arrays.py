@@ -49,11 +49,14 @@ def assert_same_state(ref: LinkMonitor, arr: LinkMonitor) -> None:
     assert ref._where == arr._where
     assert ref._up == arr._up
     assert _same_floats(ref._cap, arr._cap)
-    assert ref._base_bytes == arr._base_bytes
-    for base in (ref._base_bytes, arr._base_bytes):   # exact Python ints, never numpy scalars
-        assert all(b is None or type(b) is int for b in base)
-    assert _same_floats(ref._base_dur, arr._base_dur), (ref._base_dur, arr._base_dur)
-    assert _same_floats(ref._base_now, arr._base_now)
+    ref_base, arr_base = ref.baselines(), arr.baselines()
+    assert [b and b[0] for b in ref_base] == [b and b[0] for b in arr_base]      # None where there is none
+    for base in (ref_base, arr_base):   # exact Python ints and floats, never numpy scalars
+        assert all(b is None or (type(b[0]) is int and type(b[1]) is float and type(b[2]) is float) for b in base)
+    n = len(ref._links)
+    # durations and times as written, also where the baseline was dropped since
+    assert _same_floats(ref._base_dur[:n], arr._base_dur[:n]), (ref._base_dur[:n], arr._base_dur[:n])
+    assert _same_floats(ref._base_now[:n], arr._base_now[:n])
     for name in ("_ring", "_count", "_latest", "_latest_t", "_latest_bytes"):
         assert _same_array(getattr(ref, name), getattr(arr, name)), name
     assert dataclasses.asdict(ref.stats) == dataclasses.asdict(arr.stats)
