@@ -22,27 +22,77 @@ def _pyplot():
     return plt
 
 
+# how each policy is drawn: ``ideal`` wide and pale underneath, so a policy that matches it
+# (the planners often do) stays visible on top of it instead of hiding it, or hidden by it
+_STYLES = {
+    "ideal": dict(lw=5.0, alpha=0.35, ls="-", zorder=1),
+    "ecmp": dict(lw=1.4, alpha=0.9, ls="-", zorder=2),
+    "reactive": dict(lw=1.4, alpha=0.9, ls="--", marker="o", ms=3.5, zorder=3),
+    "predictive": dict(lw=1.4, alpha=0.9, ls=":", marker="x", ms=4.5, zorder=4),
+}
+MAX_JOB_PANELS = 9
+
+
+def iteration_layout(series: Dict[str, Dict[str, List[Tuple[int, float]]]]) -> Tuple[str, List[str]]:
+    """How ``plot_iterations`` shows these jobs: ("panels", jobs) or ("means", jobs), jobs sorted.
+
+    Why two layouts: one line per (policy, job) on shared axes made lines that
+    coincide (a planner at ``ideal``) invisible and jobs impossible to tell
+    apart.  Up to ``MAX_JOB_PANELS`` jobs get a panel each, with every policy's
+    iteration times; beyond that panels get too small to read, so every job's
+    mean iteration time per policy is drawn on one axis instead.
+    """
+    jobs = sorted({job for per in series.values() for job, pts in per.items() if pts})
+    return ("panels" if len(jobs) <= MAX_JOB_PANELS else "means"), jobs
+
+
 def plot_iterations(path: str, series: Dict[str, Dict[str, List[Tuple[int, float]]]]) -> None:
-    """One line per (policy, job): iteration time against iteration index."""
+    """Training iteration time per policy: a panel per job, or per-job means (``iteration_layout``)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    drawn = False
-    for policy, jobs in series.items():
-        for n, (job, pts) in enumerate(sorted(jobs.items())):
-            if not pts:
-                continue
-            x, y = zip(*pts)
-            ax.plot(x, y, color=_COLORS.get(policy), alpha=0.8, lw=1.2,
-                    label=policy if n == 0 else None)
-            drawn = True
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("iteration time (s)")
-    ax.set_title("training iteration time per policy (one line per job)")
-    if drawn:
-        ax.legend()
-    else:
+    layout, jobs = iteration_layout(series)
+    if not jobs:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
         ax.text(0.5, 0.5, "no training jobs in this trace", ha="center", transform=ax.transAxes)
-    ax.grid(alpha=0.3)
+        ax.set_axis_off()
+    elif layout == "panels":
+        ncols = min(3, len(jobs))
+        nrows = -(-len(jobs) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows + 0.6), squeeze=False)
+        for ax, job in zip(axes.ravel(), jobs):
+            for policy, per in series.items():
+                pts = per.get(job) or []
+                if pts:
+                    x, y = zip(*pts)
+                    ax.plot(x, y, color=_COLORS.get(policy), label=policy,
+                            markevery=max(1, len(x) // 25), **_STYLES.get(policy, {}))
+            ax.set_title(job, fontsize=10)
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("iteration time (s)")
+            ax.grid(alpha=0.3)
+        for ax in axes.ravel()[len(jobs):]:
+            ax.set_axis_off()
+        handles, labels = axes.ravel()[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=9)
+        fig.suptitle("training iteration time per policy, one panel per job", x=0.02, ha="left")
+    else:
+        fig, ax = plt.subplots(figsize=(min(16.0, 6.0 + 0.25 * len(jobs)), 4.5))
+        at = {job: i for i, job in enumerate(jobs)}
+        for policy, per in series.items():
+            got = [(at[job], float(np.mean([t for _, t in pts]))) for job, pts in per.items() if pts]
+            if got:
+                x, y = zip(*sorted(got))
+                style = dict(_STYLES.get(policy, {}))
+                style.update(ls="none", marker=style.get("marker", "s"), ms=10 if policy == "ideal" else 5)
+                style.pop("lw", None)
+                ax.plot(x, y, color=_COLORS.get(policy), label=policy, **style)
+        if len(jobs) <= 40:
+            ax.set_xticks(range(len(jobs)))
+            ax.set_xticklabels(jobs, rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("job (%d, by name)" % len(jobs))
+        ax.set_ylabel("mean iteration time (s)")
+        ax.set_title("training: mean iteration time per job and policy")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
