@@ -98,6 +98,9 @@ def plot_iterations(path: str, series: Dict[str, Dict[str, List[Tuple[int, float
     plt.close(fig)
 
 
+_LAYER_NAMES = {1: "host links", 3: "edge-aggregation", 5: "aggregation-core"}
+
+
 def _layer(link: Tuple[str, str]) -> int:
     order = {"h": 0, "e": 1, "a": 2, "c": 3, "b": 1}
     return order.get(link[0][:1], 4) + order.get(link[1][:1], 4)
@@ -120,8 +123,21 @@ def plot_heatmap(path: str, result: SimResult, title: str = "link utilization",
     t_end = float(result.tick_s[-1]) if len(result.tick_s) else 1.0
     im = ax.imshow(mat, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=1.0,
                    extent=(0.0, t_end, len(order), 0))
+    layers = [_layer(result.links[i]) for i in order]
+    centres, names = [], []
+    for start in range(len(layers)):
+        if start == 0 or layers[start] != layers[start - 1]:
+            if start:
+                ax.axhline(start, color="white", lw=0.8)
+            end = start
+            while end < len(layers) and layers[end] == layers[start]:
+                end += 1
+            centres.append((start + end) / 2.0)
+            names.append("%s\n(%d links)" % (_LAYER_NAMES.get(layers[start], "other"), end - start))
+    ax.set_yticks(centres)
+    ax.set_yticklabels(names, fontsize=8)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("directed link (host, edge, aggregation, core layers)")
+    ax.set_ylabel("directed links, both directions, by layer")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="utilization")
     fig.tight_layout()
