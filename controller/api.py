@@ -90,6 +90,8 @@ class PathInfo:
     version: int
     since_s: float
     cls: Optional[str] = None
+    rate_bps: float = 0.0        # measured from flow stats (0 until two samples, and under ecmp)
+    pinned: bool = False         # the path is a planner decision (a move, a failover or POST /pins)
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,8 @@ def render_predictions(rows: Sequence[LinkUtil], model: Optional[str]) -> Dict[s
 def render_paths(rows: Sequence[PathInfo]) -> Dict[str, Any]:
     return {"paths": [{"flow_id": p.flow_id, "src": p.src, "dst": p.dst, "proto": p.proto,
                        "src_port": p.src_port, "dst_port": p.dst_port, "path": list(p.path),
-                       "version": p.version, "since_s": _num(p.since_s), "cls": p.cls}
+                       "version": p.version, "since_s": _num(p.since_s), "cls": p.cls,
+                       "rate_bps": _num(p.rate_bps), "pinned": bool(p.pinned)}
                       for p in sorted(rows, key=lambda p: p.flow_id)]}
 
 

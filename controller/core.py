@@ -180,8 +180,11 @@ class ControllerCore:
 
     def __init__(self, capacity_bps, *, lldp_interval_s: float = 1.0,
                  link_timeout_s: Optional[float] = None, idle_timeout_s: int = 60,
-                 classify=None, drain_s: float = 2.0) -> None:
+                 classify=None, drain_s: float = 2.0, failover=None) -> None:
         self.fabric = Fabric()
+        # failover(cable) -> {five: path}: where to put flows of a failed cable (the runtime's
+        # planner placement); flows it leaves out take ECMP's choice over the surviving paths
+        self.failover = failover
         self.capacity_for = capacity_bps
         self.lldp_interval_s = lldp_interval_s
         self.link_timeout_s = link_timeout_s if link_timeout_s is not None else max(10.0, 10 * lldp_interval_s)
@@ -549,24 +552,37 @@ class ControllerCore:
         return self.link_down(state.name, nbr, now_s)
 
     def link_down(self, a: str, b: str, now_s: float) -> List[Command]:
-        """Mark the cable down and move every flow that crossed it at once."""
+        """Mark the cable down and move every flow that crossed it at once.
+
+        Where ``failover`` places a flow (the planner's load-aware choice), it
+        goes there and stays pinned, as after any planner move.  Every other
+        flow takes ECMP's choice over the surviving paths, and a flow that was
+        not pinned is left unpinned (ECMP's again once its rules idle out).
+        """
         if not self.fabric.graph.has_edge(a, b):
             return []
         self.fabric.set_link_up(a, b, False)
         if self.fabric.is_host(a) or self.fabric.is_host(b):
             return []
+        dead = {(a, b), (b, a)}
+        crossing = [(five, flow) for five, flow in sorted(self.flows.items())
+                    if not dead.isdisjoint(path_links(flow.path))]
+        placed = dict(self.failover((a, b))) if crossing and self.failover is not None else {}
         cmds: List[Command] = []
-        for five, flow in sorted(self.flows.items()):
-            links = set(path_links(flow.path))
-            if (a, b) in links or (b, a) in links:
-                pinned = self.pins.pop(five, None)
-                try:
-                    new_path = self.choose_path(five)
-                except FabricError as exc:
-                    LOG.warning("flow %s lost its path and has no other: %s", five.key(), exc)
-                    continue
-                LOG.info("link %s-%s down: moving %s to %s", a, b, five.key(), "->".join(new_path))
+        for five, flow in crossing:
+            pinned = self.pins.pop(five, None)
+            new_path = tuple(placed.get(five, ()))
+            if new_path and new_path[0] == five.src and new_path[-1] == five.dst and self._path_ok(new_path):
+                LOG.info("link %s-%s down: planner moves %s to %s", a, b, five.key(), "->".join(new_path))
                 cmds.extend(self.repin(five, new_path, now_s))
-                if pinned is None:
-                    self.pins.pop(five, None)
+                continue
+            try:
+                new_path = self.choose_path(five)
+            except FabricError as exc:
+                LOG.warning("flow %s lost its path and has no other: %s", five.key(), exc)
+                continue
+            LOG.info("link %s-%s down: moving %s to %s", a, b, five.key(), "->".join(new_path))
+            cmds.extend(self.repin(five, new_path, now_s))
+            if pinned is None:
+                self.pins.pop(five, None)
         return cmds

@@ -9,8 +9,10 @@ app turns a reroute into rules with ``controller.rules.consistent_update``.
 Policies
 --------
 ``ecmp``
-    Never reroutes: the hash decides.  (Link failures are handled for every
-    policy by ``reroute_failed_link``, which the app calls on port-down.)
+    Never reroutes: the hash decides.  (On a port-down, the flows of the failed
+    cable move at once: under ``ecmp`` to ECMP's choice over the surviving
+    paths, under ``reactive`` and ``predictive`` where ``reroute_failed_link``
+    places them on the measured load; ``ControllerRuntime._failover``.)
 ``reactive``
     Hedera's Global First Fit on *measured* utilization: elephants on a link
     above ``hot_threshold`` are moved, training class first, then largest
@@ -1474,7 +1476,9 @@ def reroute_failed_link(fabric: Fabric, flows: Sequence[ActiveFlow], link: Link,
                         paths: Optional[PathsFn] = None) -> List[Reroute]:
     """Move every flow whose path uses the cable ``link`` (either direction) off it.
 
-    Called on port-down, before the next poll, for every policy.  The fabric
+    Called on port-down, before the next poll, under the planner policies
+    (``ControllerRuntime._failover``; flows with no measured rate yet are left
+    to ECMP there).  The fabric
     must already have the link down (``set_link_up(a, b, False)``).  New paths
     are placed, in priority order, on the equal-cost path with the lowest
     bottleneck of ``measured`` (if given) or else of the load the flows

@@ -21,11 +21,12 @@ from controller.classify import TrafficClassifier
 from controller.config import Config
 from controller.core import Command, ControllerCore
 from controller.demand import estimate_demands
-from controller.fabric import FabricError, Link
+from controller.ecmp import FiveTuple
+from controller.fabric import FabricError, Link, Path
 from controller.loadtrace import LoadRecorder
 from controller.monitor import LinkMonitor, counters_from_stats
 from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, flow_demand_utilization,
-                                plan_reroutes)
+                                plan_reroutes, reroute_failed_link)
 from controller.poller import PollScheduler
 
 LOG = logging.getLogger("sidestep.runtime")
@@ -68,6 +69,8 @@ class ControllerRuntime:
         self._expected = 0
         self.update_latencies_ms: Deque[float] = deque(maxlen=1000)
         self.last_now_s = start_s  # the latest time the app has told us; we never read a clock
+        if self.planner_config.policy != "ecmp":
+            self.core.failover = self._failover
 
     @property
     def predictor_name(self) -> Optional[str]:
@@ -88,7 +91,46 @@ class ControllerRuntime:
         return self.core.switch_disconnected(dpid, now_s)
 
     def port_status(self, dpid: int, port: int, up: bool, now_s: float) -> List[Command]:
+        self.last_now_s = max(self.last_now_s, now_s)
         return self.core.port_status(dpid, port, up, now_s)
+
+    def _failover(self, cable: Link) -> Dict[FiveTuple, Path]:
+        """Where the planner puts the flows of a failed cable: ``reroute_failed_link`` on the measured load.
+
+        Why not ECMP's re-hash: it can land two training elephants on one
+        surviving link, and that hotspot would last until the next poll.  The
+        flows go in the planner's priority order (training first, then largest
+        demand), each onto the surviving path with the lowest bottleneck of the
+        measured load plus the flows placed before it.  Flows with no measured
+        rate yet are left to ECMP: with nothing to weigh, the placement would
+        stack them all on one path.  (``ControllerCore.link_down`` calls this
+        with the cable already down; under ``ecmp`` it is not installed.)
+        """
+        flows = [f for f in self.active_flows(self.last_now_s) if f.rate_bps > 0]
+        if not flows:
+            return {}
+        try:
+            reroutes = reroute_failed_link(self.core.fabric, flows, cable, measured=self._planning_basis(flows),
+                                           paths=self.paths)
+        except FabricError as exc:
+            LOG.warning("link %s-%s down: planner placement skipped (%s); ECMP picks the new paths",
+                        cable[0], cable[1], exc)
+            return {}
+        five_of = {f.flow_id: five for five, f in self.core.flows.items()}
+        return {five_of[r.flow_id]: tuple(r.new_path) for r in reroutes if r.flow_id in five_of}
+
+    def _planning_basis(self, flows: Sequence[ActiveFlow],
+                        measured: Optional[Mapping[Link, float]] = None) -> Dict[Link, float]:
+        """Measured utilization, raised to the flows' own demands where those say more.
+
+        A full link reads 1.0 however many flows want it; Hedera's placement works on
+        the flows' natural demands, so the planner sees at least their sum.
+        """
+        basis = dict(self.monitor.utilization() if measured is None else measured)
+        for link, util in flow_demand_utilization(self.core.fabric, flows).items():
+            if util > basis.get(link, 0.0):
+                basis[link] = util
+        return basis
 
     # -- polling ---------------------------------------------------------------
     def polls_due(self, now_s: float) -> List[int]:
@@ -144,13 +186,7 @@ class ControllerRuntime:
         if not flows:
             return []
         predicted = self.predictions if self.planner_config.policy == "predictive" else None
-        # A full link reads 1.0 however many flows want it; Hedera's placement works on
-        # the flows' natural demands, so the planner sees at least their sum.
-        demand = flow_demand_utilization(self.core.fabric, flows)
-        basis = dict(measured)
-        for link, util in demand.items():
-            if util > basis.get(link, 0.0):
-                basis[link] = util
+        basis = self._planning_basis(flows, measured)
         try:
             reroutes = plan_reroutes(self.core.fabric, flows, basis, predicted, self.planner_config,
                                      paths=self.paths)
@@ -259,7 +295,8 @@ class RuntimeApiState:
 
     def paths(self) -> Sequence[PathInfo]:
         return [PathInfo(f.flow_id, f.five.src, f.five.dst, f.five.proto, f.five.src_port, f.five.dst_port,
-                         tuple(f.path), f.version, f.since_s, f.cls)
+                         tuple(f.path), f.version, f.since_s, f.cls, f.rate_bps,
+                         self.rt.core.pins.get(f.five) == tuple(f.path))
                 for f in sorted(self.rt.core.flows.values(), key=lambda f: f.flow_id)]
 
     def health(self) -> Health:

@@ -31,9 +31,15 @@ def iperf3_client(host, server_ip: str, *args: str, port: int = 5201, timeout_s:
     return json.loads(out[start:])
 
 
-def flow_path(ctrl, src, dst, proto, sport):
-    """The path the controller reports for one connection, or None."""
+def path_row(ctrl, src, dst, proto, sport):
+    """The controller's /paths row for one connection, or None."""
     for p in ctrl.get("/paths")["paths"]:
         if (p["src"], p["dst"], p["proto"], p["src_port"]) == (src, dst, proto, sport):
-            return tuple(p["path"])
+            return p
     return None
+
+
+def flow_path(ctrl, src, dst, proto, sport):
+    """The path the controller reports for one connection, or None."""
+    row = path_row(ctrl, src, dst, proto, sport)
+    return tuple(row["path"]) if row is not None else None

@@ -11,7 +11,7 @@ from mininet_topos.fattree_spec import fat_tree
 from mininet_topos.lab import ControllerProcess, Lab, wait_for
 from mininet_topos.scenario import find_colliding_port
 
-from .helpers import flow_path, iperf3_server
+from .helpers import flow_path, iperf3_server, path_row
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +146,9 @@ def test_link_failure_moves_the_flow_and_tcp_survives(tmp_path_factory):
         wait_for(lambda: proc.poll() is None and
                  any((r["util"] or 0) > 0.5 for r in ctrl.get("/utilization")["links"]
                      if (r["src"], r["dst"]) == ("a0_0", "c0")), 10, "traffic on a0_0->c0")
+        # the flow's own rate measured (flow stats), so the planner places it rather than ECMP
+        wait_for(lambda: (path_row(ctrl, "h1", "h13", 6, sport) or {}).get("rate_bps", 0) > 1e6, 10,
+                 "the flow's measured rate")
         t_down = time.monotonic()
         lab.net.configLinkStatus("a0_0", "c0", "down")
 
@@ -155,9 +158,11 @@ def test_link_failure_moves_the_flow_and_tcp_survives(tmp_path_factory):
 
         wait_for(moved, 5, "the flow to leave a0_0-c0", interval_s=0.05)
         t_moved = time.monotonic() - t_down
+        placed = path_row(ctrl, "h1", "h13", 6, sport)
         result = iperf_json(proc)
     print("moved %.2f s after the link went down; path now avoids a0_0-c0" % t_moved)
     assert t_moved <= POLL_S
+    assert placed["pinned"], placed          # the planner's failover placed it (ECMP's re-hash is not pinned)
     assert "error" not in result, result.get("error")
     tail = [i["sum"]["bits_per_second"] for i in result["intervals"][-3:]]
     assert min(tail) > 5e6, tail

@@ -54,7 +54,7 @@ def state(fabric):
     return SnapshotState(
         topology_=topology_from_fabric(fabric, connected),
         utilization_=utilization_from_monitor(mon, preds),
-        paths_=[PathInfo("f1", "h1", "h13", 17, 5000, 4791, path, 2, 12.5, "training")],
+        paths_=[PathInfo("f1", "h1", "h13", 17, 5000, 4791, path, 2, 12.5, "training", 4.5e6, True)],
         health_=Health(len(connected), len(fabric.switches()), {"e0_0": 3, "c0": 0}, 42.0,
                        "predictive", "default-gbr", reroutes_total=5, packet_in_total=77))
 
@@ -99,6 +99,7 @@ def test_paths_and_health(state):
     app = make_wsgi_app(state)
     (p,) = get_json(app, "/paths")["paths"]
     assert p["flow_id"] == "f1" and p["path"][0] == "h1" and p["version"] == 2 and p["dst_port"] == 4791
+    assert p["rate_bps"] == 4.5e6 and p["pinned"] is True
     h = get_json(app, "/health")
     assert h["status"] == "degraded" and h["switches_connected"] == 19 and h["switches_expected"] == 20
     assert h["missed_polls"] == {"c0": 0, "e0_0": 3} and h["missed_polls_total"] == 3
