@@ -24,7 +24,10 @@ Metrics (``summary.json``)
 * ``max_link_util``/``mean_link_util``: per poll interval, exact bytes over
   capacity, over every directed link of the fabric the policy runs on (host
   links included; for ``ideal`` that is only host links) and every interval.
-* ``reroutes``: connection moves applied.
+* ``reroutes``: connection moves the planner applied at its ticks.
+* ``link_events``/``failover_moves`` (only for a replay with ``--fail``): cable
+  changes replayed, and connections moved off a cable when it went down (by
+  the planner's failover under reactive/predictive, else by ECMP's re-hash).
 * ``jobs``: iteration time of iteration i = last finish of i minus last finish
   of i-1, for each i whose predecessor exists (so the first iteration has none).
 * ``aggregate_throughput_bps``: sum over flows of size / FCT (Hedera's
@@ -43,7 +46,7 @@ import numpy as np
 
 from controller.fabric import Fabric, Link
 from controller.flowtrace import TraceFlow, write_flow_trace
-from controller.sim import (ConnView, PathChange, ProgressHook, SimResult, Simulator, TickHook,
+from controller.sim import (ConnView, LinkEvent, PathChange, ProgressHook, SimResult, Simulator, TickHook,
                             TickView, big_switch_fabric)
 
 POLICIES = ("ecmp", "reactive", "predictive", "ideal")
@@ -347,6 +350,28 @@ class ControlLoop:
         got = self.arrays.plan(rows, rates, training, order, util, flow)
         return None if got is None else self._changes(view, views, got)
 
+    def failover(self, view: TickView, cable: Link) -> List[PathChange]:
+        """Where the live app puts the connections of a cable that just went down (``ControllerRuntime._failover``).
+
+        ``reroute_failed_link`` on the measured load of the last poll, raised to
+        the connections' own demands, for the connections with a demand (in
+        flight, or between bursts with the last burst's rate); the simulator
+        gives every other connection of the cable ECMP's choice over the
+        surviving paths, as the live core does.
+        """
+        from controller.planner import flow_demand_utilization, reroute_failed_link
+
+        conns = [c for c in view.connections if c.demand_bps > 0]
+        flows = self._active_flows(conns)
+        if not flows:
+            return []
+        basis = dict(self.monitor.utilization())
+        for link, util in flow_demand_utilization(self.fabric, flows).items():
+            if util > basis.get(link, 0.0):
+                basis[link] = util
+        return self._changes(view, conns, reroute_failed_link(self.fabric, flows, cable, measured=basis,
+                                                              paths=self.paths))
+
     def _predicted(self, forecast: Optional[np.ndarray]) -> Optional[Dict[Link, float]]:
         if forecast is None:
             return None
@@ -444,13 +469,19 @@ class PolicyRun:
 def run_policy(policy: str, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                poll_interval_s: float = 1.0, model: Optional[str] = None, predictor: object = None,
                planner_overrides: Optional[Dict[str, object]] = None,
-               progress: Optional[ProgressHook] = None, quantum_s: float = 0.0) -> PolicyRun:
-    """Simulate ``flows`` under one policy and summarise the run."""
+               progress: Optional[ProgressHook] = None, quantum_s: float = 0.0,
+               link_events: Sequence[LinkEvent] = ()) -> PolicyRun:
+    """Simulate ``flows`` under one policy and summarise the run.
+
+    ``link_events``: cables of ``fabric`` going down and up; ``ideal`` (one
+    non-blocking switch, no such cables) replays without them.
+    """
     hook = make_hook(policy, fabric, poll_interval_s=poll_interval_s, model=model,
                      predictor=predictor, planner_overrides=planner_overrides)
     net = big_switch_fabric(fabric) if policy == "ideal" else fabric
     result = Simulator(net, flows, seed=seed, poll_interval_s=poll_interval_s, hook=hook,
-                       progress=progress, quantum_s=quantum_s).run()
+                       progress=progress, quantum_s=quantum_s,
+                       link_events=() if policy == "ideal" else link_events).run()
     return PolicyRun(policy, result, summarize(result))
 
 
@@ -491,7 +522,7 @@ def summarize(result: SimResult) -> Dict[str, object]:
         jobs[job] = {"mean_iteration_s": _r(times.mean()),
                      "p99_iteration_s": _r(np.percentile(times, 99)),
                      "iterations": len(times)}
-    return {
+    out = {
         "flows": len(result.flows),
         "mean_fct_s": _r(fct.mean()),
         "p99_fct_s": _r(np.percentile(fct, 99)),
@@ -502,6 +533,10 @@ def summarize(result: SimResult) -> Dict[str, object]:
         "makespan_s": _r(finish.max()),
         "jobs": jobs,
     }
+    if getattr(result, "link_events", 0):    # only then: a replay without cable changes keeps its summary
+        out["link_events"] = int(result.link_events)
+        out["failover_moves"] = int(result.failover_moves)
+    return out
 
 
 def mean_iteration_s(summary: Dict[str, object]) -> Optional[float]:

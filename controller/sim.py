@@ -231,6 +231,51 @@ class FlowRecord:
     flow: TraceFlow
 
 
+class LinkEvent(NamedTuple):
+    """A cable (``a``-``b``, both directions) going down or coming back up at ``t_s``."""
+
+    t_s: float
+    a: str
+    b: str
+    up: bool
+
+
+def check_link_events(fabric: Fabric, events: Sequence[LinkEvent],
+                      labels: Optional[Sequence[str]] = None) -> List[LinkEvent]:
+    """``events`` in time order (stable for equal times), each checked: a switch-to-switch cable of
+    ``fabric``, a time >= 0, and per cable down and up in turn, starting from up.  Raises ValueError,
+    naming the event by its ``labels`` entry if given (say, the command-line option that gave it).
+
+    Why switch cables only: a host's own link going down strands that host's
+    flows, and the simulator has no model of flows that never finish.
+    """
+    events = [LinkEvent(float(e.t_s), str(e.a), str(e.b), bool(e.up)) for e in events]
+    order = sorted(range(len(events)), key=lambda i: events[i].t_s)
+    out = [events[i] for i in order]
+    down = set()
+    for i, e in zip(order, out):
+        what = labels[i] if labels is not None else "link event %s-%s %s at t=%g s" % (
+            e.a, e.b, "up" if e.up else "down", e.t_s)
+        if not (math.isfinite(e.t_s) and e.t_s >= 0):
+            raise ValueError("%s: the time must be a number of seconds >= 0" % what)
+        if not fabric.graph.has_edge(e.a, e.b):
+            raise ValueError("%s: there is no cable %s-%s in this fabric" % (what, e.a, e.b))
+        if not (fabric.is_switch(e.a) and fabric.is_switch(e.b)):
+            raise ValueError("%s: only a cable between two switches can fail in a replay "
+                             "(a host's own link would strand its flows)" % what)
+        key = frozenset((e.a, e.b))
+        if e.up and key not in down:
+            raise ValueError("%s: the cable is not down at that time (a --restore needs an earlier --fail)"
+                             % what)
+        if not e.up and (key in down or not fabric.is_up(e.a, e.b)):
+            raise ValueError("%s: the cable is already down at that time" % what)
+        if e.up:
+            down.discard(key)
+        else:
+            down.add(key)
+    return out
+
+
 @dataclass
 class SimResult:
     flows: List[FlowRecord]
@@ -240,6 +285,8 @@ class SimResult:
     interval_bytes: np.ndarray        # (n_ticks, n_links) bytes sent in each interval
     reroutes: int
     events: int
+    link_events: int = 0              # cable downs and ups replayed
+    failover_moves: int = 0           # connections moved off a cable when it went down
 
     def utilization(self) -> np.ndarray:
         """(n_ticks, n_links) mean utilization of each link in each interval."""
@@ -977,7 +1024,8 @@ class Simulator:
     def __init__(self, fabric: Fabric, flows: Sequence[TraceFlow], *, seed: int = 0,
                  poll_interval_s: float = 1.0, hook: Optional[TickHook] = None,
                  progress: Optional[ProgressHook] = None, incremental: bool = True,
-                 compiled: Optional[bool] = None, quantum_s: float = 0.0) -> None:
+                 compiled: Optional[bool] = None, quantum_s: float = 0.0,
+                 link_events: Sequence[LinkEvent] = ()) -> None:
         if not poll_interval_s > 0:
             raise ValueError("poll interval must be > 0 s, got %r" % poll_interval_s)
         if not (quantum_s >= 0 and math.isfinite(quantum_s)):
@@ -1008,6 +1056,7 @@ class Simulator:
         self.resolved_flows = 0          # flows re-solved in all
         self.in_flight = 0               # flows in flight at the last tick
         self.start_s = np.zeros(0)       # set by run(): each flow's start time so far, NaN if not started
+        self.link_events = check_link_events(fabric, link_events)
 
     # ------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -1027,9 +1076,13 @@ class Simulator:
         if freeze:
             gc.freeze()
             gc.disable()
+        # the link events change the fabric; it is the caller's, and other policies replay on it next
+        was_up = {(e.a, e.b): self.fabric.is_up(e.a, e.b) for e in self.link_events}
         try:
             return self._run(freeze, collecting)
         finally:
+            for (a, b), up in was_up.items():
+                self.fabric.set_link_up(a, b, up)
             if freeze:
                 gc.unfreeze()
                 if collecting:
@@ -1266,6 +1319,62 @@ class Simulator:
         routed_depth = 0
         route_unstarted(np.flatnonzero(conn_depth == 0).tolist())
         routed_version = self.fabric.version
+        link_events = self.link_events
+        next_event = 0                   # the next of link_events to apply
+        failover_moves = 0
+
+        def open_view(t: float, interval: np.ndarray) -> TickView:
+            """What the hook sees now: the counters, and the connections open (in flight, or between bursts)."""
+            m = slots.m
+            in_flight_rate = np.bincount(cid_of_flow[slots.flow[:m]], weights=slots.rate[:m], minlength=n_conns)
+            open_ = (conn_pending > 0) & ((conn_inflight > 0) | (conn_burst > 0))
+            ids = np.flatnonzero(open_)
+            demand = np.where(conn_inflight > 0, in_flight_rate, conn_burst)[ids]
+            flow_slots, flow_rates = slots.flow[:m].copy(), slots.rate[:m].copy()
+            return TickView(t, self.links, link_bytes.copy(), interval * 8.0 / (self.poll * capacity), self._ports,
+                            conn_rows[ids], demand, conn_training[ids],
+                            connection_builder(flow_slots, flow_rates, in_flight_rate, ids),
+                            array_builder(flow_slots, flow_rates, demand, ids))
+
+        def cable_down(t: float, a: str, b: str) -> int:
+            """Move every connection that still has flows to send off the cable a-b (down now); returns how many.
+
+            As the live controller on a port-down: where the hook places a connection
+            (``failover``, the planner's load-aware placement) it goes there, every
+            other one takes ECMP's choice over the surviving paths.  In-flight flows
+            move at once; a connection between bursts sends its next flow on the new path.
+            """
+            dead = [self.link_index[(a, b)], self.link_index[(b, a)]]
+            crossing = np.flatnonzero(conn_routed & (conn_pending > 0)
+                                      & np.isin(conn_rows, dead).any(axis=1)).tolist()
+            if not crossing:
+                return 0
+            placed: Dict[int, Path] = {}
+            failover = getattr(self.hook, "failover", None)
+            if failover is not None:
+                for change in failover(open_view(t, link_bytes - last_tick_bytes), (a, b)):
+                    five = change.five
+                    cid = cid_of_key.get((five.src, five.dst, five.proto, five.src_port, five.dst_port))
+                    try:
+                        self.fabric.validate_path(change.new_path, five.src, five.dst)
+                    except FabricError as exc:
+                        raise SimError("controller returned a bad path for %s: %s" % (five.key(), exc)) from None
+                    if cid is not None:
+                        placed[cid] = tuple(change.new_path)
+            for cid in crossing:
+                c = order[cid]
+                path = placed.get(cid)
+                if path is None:
+                    try:
+                        path = ecmp_path(c.five)
+                    except FabricError as exc:
+                        raise SimError("connection %s has no path once %s-%s is down at t=%g s: %s"
+                                       % (c.five.key(), a, b, t, exc)) from None
+                c.path = path
+                conn_rows[cid] = row_for(path)
+                for i in c.in_flight:
+                    place(i, path)
+            return len(crossing)
         if freeze:
             gc.freeze()
             if collecting:
@@ -1275,6 +1384,8 @@ class Simulator:
                 solve()
             m = slots.m
             next_tick = tick_no * self.poll
+            # the events run up to the next tick or the next cable change, whichever is first
+            stop = min(next_tick, link_events[next_event].t_s) if next_event < len(link_events) else next_tick
             if len(fin_buf) < len(slots.flow):
                 fin_buf = np.empty(len(slots.flow), dtype=np.int64)
             t_arr = float(heap_t[0]) if heap_n else np.inf
@@ -1282,7 +1393,7 @@ class Simulator:
             if event_run is not None:     # the events up to the tick (or to one needing Python) in one call
                 (t, slots.m, done, n_log, n_arr, heap_n, n_events, n_solves, n_resolved, status, link_rate,
                  gone_rows, gone_rates, unsolved) = event_run(
-                    t, next_tick, n, done, m, slots.flow, slots.links, slots.rem, slots.rate, slots.fcap, slots.new,
+                    t, stop, n, done, m, slots.flow, slots.links, slots.rem, slots.rate, slots.fcap, slots.new,
                     slots.slot_of, link_rate, link_count, link_bytes, capacity, self.incremental, finish,
                     cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr,
                     wait_groups, group_left, released, fin_buf, fin_log, heap_t, heap_i, heap_n, member_ptr,
@@ -1305,7 +1416,7 @@ class Simulator:
                     removed_rows.append(gone_rows)
                     removed_rates.append(gone_rates)
             else:
-                t_next, n_fin = advance(t, t_arr, next_tick, m, slots.rem, slots.rate,
+                t_next, n_fin = advance(t, t_arr, stop, m, slots.rem, slots.rate,
                                         link_bytes, link_rate, fin_buf, self.quantum)
                 if n_fin < 0:
                     raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
@@ -1375,6 +1486,19 @@ class Simulator:
                     start[arrived] = t
                     np.add.at(conn_inflight, cids, 1)
                 unsolved = True
+            # cable changes due now (before a tick at the same time, so its planner sees them)
+            while next_event < len(link_events) and link_events[next_event].t_s <= t + 1e-12 * max(1.0, t):
+                ev = link_events[next_event]
+                next_event += 1
+                if unsolved or removed_rows:
+                    solve()               # the rates up to now, before anything moves
+                self.fabric.set_link_up(ev.a, ev.b, ev.up)
+                if not ev.up:
+                    failover_moves += cable_down(t, ev.a, ev.b)
+                # the connections not started yet take ECMP's choice on the fabric as it is now
+                routed_version = self.fabric.version
+                route_unstarted(np.flatnonzero((conn_inflight == 0) & (conn_last < 0)
+                                               & (conn_depth <= routed_depth)).tolist())
             # control tick
             if t >= next_tick - 1e-12 * max(1.0, t):
                 t = next_tick
@@ -1386,18 +1510,7 @@ class Simulator:
                 if self.hook is not None:
                     if unsolved or removed_rows:
                         solve()
-                    m = slots.m
-                    in_flight_rate = np.bincount(cid_of_flow[slots.flow[:m]], weights=slots.rate[:m],
-                                                 minlength=n_conns)
-                    open_ = (conn_pending > 0) & ((conn_inflight > 0) | (conn_burst > 0))
-                    ids = np.flatnonzero(open_)
-                    demand = np.where(conn_inflight > 0, in_flight_rate, conn_burst)[ids]
-                    flow_slots, flow_rates = slots.flow[:m].copy(), slots.rate[:m].copy()
-                    view = TickView(t, self.links, link_bytes.copy(),
-                                    interval * 8.0 / (self.poll * capacity), self._ports,
-                                    conn_rows[ids], demand, conn_training[ids],
-                                    connection_builder(flow_slots, flow_rates, in_flight_rate, ids),
-                                    array_builder(flow_slots, flow_rates, demand, ids))
+                    view = open_view(t, interval)
                     for change in self.hook(view):
                         five = change.five    # by_five.get(five), on plain tuples (see _connections)
                         cid = cid_of_key.get((five.src, five.dst, five.proto, five.src_port, five.dst_port)) \
@@ -1429,4 +1542,4 @@ class Simulator:
                            path_of, flows))
         return SimResult(records, self.links, self.capacity, np.asarray(ticks),
                          np.vstack(interval_rows) if interval_rows else np.zeros((0, n_links)),
-                         reroutes, events)
+                         reroutes, events, next_event, failover_moves)

@@ -1,7 +1,8 @@
 """``sidestep replay``: run a flow trace through the simulated fabric under each policy.
 
     sidestep replay FLOWS.csv --k 4 [--link-mbps 10] [--policy all] [--model M] [--seed 0]
-                    [--poll-interval 1] [--quantum 0] [--jobs N] --out DIR [--force]
+                    [--poll-interval 1] [--quantum 0] [--jobs N] [--fail A-B@T ...]
+                    [--restore A-B@T ...] --out DIR [--force]
     sidestep replay --scenario collide --k 4 --link-mbps 1000 --out DIR
 
 Writes DIR/summary.json, DIR/flows.csv, DIR/loads.csv (one policy: the one
@@ -23,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from controller.replay import POLICIES, ReplayError, comparison_table, run_policy, write_outputs
 
@@ -50,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="handle flow completions less than S seconds apart as one event, at the rates "
                              "as they were (faster, approximate: docs/replay.md); default 0, every completion "
                              "exact")
+    parser.add_argument("--fail", action="append", default=[], metavar="A-B@T",
+                        help="the cable between switches A and B goes down at T seconds (repeatable), "
+                             "e.g. a0_0-c0@20: its connections move at once (see docs/replay.md)")
+    parser.add_argument("--restore", action="append", default=[], metavar="A-B@T",
+                        help="a failed cable comes back up at T seconds (repeatable)")
     parser.add_argument("--jobs", default=None, metavar="N",
                         help="policies replayed at once, one process each (default: one per CPU this "
                              "process may use, at most one per policy; 1: one after another, in this process)")
@@ -90,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         jobs = _jobs(args.jobs, len(policies))
     except ValueError as exc:
         return _error(str(exc))
+    try:
+        link_events = parse_link_events(args.fail, args.restore, Fabric.from_spec(spec))
+    except ValueError as exc:
+        return _error(str(exc))
     out = os.path.abspath(args.out)
     if os.path.lexists(out) and not args.force:
         return _error("output folder %s exists; pick another --out or pass --force to replace it" % out)
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # ModelError and friends: one line, no traceback
             return _error("cannot load the forecaster: %s" % exc)
 
-    replay = _PolicyReplay(fabric, flows, seed, poll, predictor, args.quiet, quantum)
+    replay = _PolicyReplay(fabric, flows, seed, poll, predictor, args.quiet, quantum, link_events)
     try:
         runs = replay.all(policies, jobs)
     except _PolicyFailed as exc:
@@ -127,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             "model": getattr(predictor, "name", None)}
     if quantum:
         meta["quantum_s"] = quantum       # only when approximate: exact runs keep their summary as before
+    if link_events:
+        meta["link_events"] = [{"t_s": e.t_s, "cable": "%s-%s" % (e.a, e.b), "up": e.up} for e in link_events]
     try:
         summary = write_outputs(out, runs, force=args.force, plots=not args.no_plots, meta=meta,
                                 trace=flows if args.scenario else None)
@@ -135,6 +147,31 @@ def run(args: argparse.Namespace) -> int:
     print(comparison_table(summary))
     print("wrote %s" % out)
     return 0
+
+
+def parse_link_events(fails: Sequence[str], restores: Sequence[str], fabric) -> List[object]:
+    """``--fail``/``--restore`` values (``A-B@T``) as checked ``LinkEvent``s in time order; ValueError names the
+    option, the value and the fix."""
+    from controller.sim import LinkEvent, check_link_events
+
+    events, labels = [], []
+    for option, values, up in (("--fail", fails, False), ("--restore", restores, True)):
+        for text in values:
+            cable, at, when = text.rpartition("@")
+            a, dash, b = cable.partition("-")
+            try:
+                t = float(when)
+            except ValueError:
+                t = float("nan")
+            label = "%s %s" % (option, text)
+            if not (at and dash and a and b and t == t):
+                raise ValueError("%s: write the cable and the time as A-B@SECONDS, e.g. a0_0-c0@20" % label)
+            if not fabric.graph.has_edge(a, b):
+                raise ValueError("%s: there is no cable %s-%s in this fat-tree; cables join e<pod>_<i> to "
+                                 "a<pod>_<j> (same pod) and a<pod>_<j> to its core switches c<n>" % (label, a, b))
+            events.append(LinkEvent(t, a, b, up))
+            labels.append(label)
+    return check_link_events(fabric, events, labels)
 
 
 def _jobs(text: Optional[str], n_policies: int) -> int:
@@ -173,9 +210,10 @@ class _PolicyReplay:
     ORDER = ("predictive", "reactive", "ecmp", "ideal")
 
     def __init__(self, fabric, flows, seed: int, poll: float, predictor: object, quiet: bool,
-                 quantum: float = 0.0) -> None:
+                 quantum: float = 0.0, link_events: Sequence[object] = ()) -> None:
         self.fabric, self.flows, self.seed, self.poll = fabric, flows, seed, poll
         self.predictor, self.quiet, self.quantum = predictor, quiet, quantum
+        self.link_events = list(link_events)
         self._last = 0.0
 
     def one(self, policy: str) -> Tuple[str, object, Optional[str]]:
@@ -189,7 +227,8 @@ class _PolicyReplay:
                 print("%s: %s t=%.0fs %d/%d flows done" % (PROG, policy, t, done, total), file=sys.stderr)
         try:
             run = run_policy(policy, self.fabric, self.flows, seed=self.seed, poll_interval_s=self.poll,
-                             predictor=self.predictor, progress=progress, quantum_s=self.quantum)
+                             predictor=self.predictor, progress=progress, quantum_s=self.quantum,
+                             link_events=self.link_events)
         except (ReplayError, ValueError, RuntimeError) as exc:
             return policy, None, "%s: %s" % (policy, exc)
         return policy, run, None
