@@ -116,6 +116,9 @@ class ControllerRuntime:
             LOG.warning("link %s-%s down: planner placement skipped (%s); ECMP picks the new paths",
                         cable[0], cable[1], exc)
             return {}
+        except Exception:  # a planner bug must not leave the flows on a dead cable: ECMP still moves them
+            LOG.exception("link %s-%s down: planner placement failed; ECMP picks the new paths", *cable)
+            return {}
         five_of = {f.flow_id: five for five, f in self.core.flows.items()}
         return {five_of[r.flow_id]: tuple(r.new_path) for r in reroutes if r.flow_id in five_of}
 

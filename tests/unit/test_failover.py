@@ -110,3 +110,21 @@ def test_no_failover_call_when_no_flow_crossed_the_cable():
     discover(core)
     core.failover = lambda cable: (_ for _ in ()).throw(AssertionError("called"))
     assert fail(core) == []
+
+
+def test_a_planner_failure_still_moves_every_flow_by_ecmp(monkeypatch, caplog):
+    """Failing safe: whatever goes wrong in the placement, no flow is left on the dead cable."""
+    import controller.runtime as runtime
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planner bug")
+    monkeypatch.setattr(runtime, "reroute_failed_link", broken)
+    rt = ControllerRuntime(load_config(None, {"policy": "predictive"}), 0.0)
+    discover(rt.core)
+    fives = flows_across_the_cable(rt.core, PAIRS)
+    for five in fives:
+        rt.core.flows[five].rate_bps = 8e6
+    fail(rt)
+    for five in fives:
+        assert rt.core.flows[five].path == ecmp_choice(five, rt.core.fabric.paths(five.src, five.dst))
+    assert "planner placement failed" in caplog.text
