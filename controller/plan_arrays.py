@@ -10,9 +10,9 @@ link) stays ``plan_reroutes``' own code, on the few flows it looks at.
 
 It is not a second planner: it returns the same ``Reroute`` list as
 ``plan_reroutes`` (same flows, paths, order and reason text) or ``None``
-when the round is outside what it replicates (a link down, a flow whose
-path is not one of its pair's equal-cost paths, a NaN), and the caller
-then calls ``plan_reroutes``.  The floats are the same because every
+when the round is outside what it replicates (a flow whose path is not one
+of its pair's equal-cost paths, such as one stranded on a down link, or a
+NaN), and the caller then calls ``plan_reroutes``.  The floats are the same because every
 operation is: shares ``rate / capacity`` per link, ``u + share`` or
 ``max(u, share)`` on the flow's own path, path sums left to right from 0.0,
 first-of-equals maxima, ``max(u - share, 0.0)`` then ``u + share`` for a
@@ -629,7 +629,7 @@ class ArrayPlanner:
         """The round's reroutes, or None (then call ``plan_reroutes``).
 
         ``rows``/``rates``/``training``: per flow its path's link ids, demand
-        and class (the flows ``plan_reroutes`` would be given, every link up);
+        and class (the flows ``plan_reroutes`` would be given, none on a down link);
         ``order``: positions sorted by flow_id; ``util``: ``planning_util``;
         ``flow(k)``: flow k as an ``ActiveFlow``, asked only for the flows a
         reason or the joint search needs.

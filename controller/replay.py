@@ -103,7 +103,7 @@ class ControlLoop:
     flow.  When it provably could not, the call is skipped: that is most
     ticks of a large replay, and building 1,000 ``ActiveFlow`` records plus a
     planning round cost more than the rest of the tick.  ``plan_reroutes``
-    returns no move when no link is down and no candidate (a training
+    returns no move when no flow is stranded on a down link (``stranded``) and no candidate (a training
     elephant, by the planner's own rules) has a link that a placement can
     change (not its host's access link, which every equal-cost path shares)
     whose planning load ``max(utilization, the flow's own share)`` is above
@@ -114,14 +114,16 @@ class ControlLoop:
     rounding can only make it call the planner more often.
 
     For ``reactive`` the planner is given the candidates only: it plans on
-    measured load, so other flows never change its answer (with no link down
-    none is stranded).  ``predictive`` gets every connection, because their
+    measured load, so other flows never change its answer (when none is
+    stranded).  ``predictive`` gets every connection, because their
     demand is part of its planning load.
 
     A round is planned by ``ArrayPlanner`` (controller/plan_arrays.py) on the
     tick's arrays, with ``plan_reroutes``' exact answer; ``plan_reroutes``
-    itself plans the rounds it declines (a link down, say) and every round
-    when ``use_arrays`` is False.
+    itself plans the rounds it declines (a flow stranded on a down link, say)
+    and every round when ``use_arrays`` is False.  A link that is down but
+    carries no flow changes only the equal-cost paths, which both take from
+    the same path index.
     """
 
     def __init__(self, fabric: Fabric, policy: str, *, poll_interval_s: float,
@@ -152,7 +154,7 @@ class ControlLoop:
         single = {h for h in fabric.hosts() if len(list(fabric.graph.neighbors(h))) == 1}
         self.access = np.array([a in single or b in single for a, b in self.links] + [True])
         self._up_version: Optional[int] = None
-        self._all_up = False
+        self._down = np.zeros(len(self.links) + 1, dtype=bool)   # per link (and the pad): down
         self._pad = pad
         # (the monitor's rows of self.links, their positions in its order, or None if it knows other links)
         self._monitor_order: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
@@ -185,11 +187,22 @@ class ControlLoop:
         with self._threads.limit(limits=1):
             return np.asarray(self.predictor.predict(history), dtype=float)
 
-    def all_links_up(self) -> bool:
+    def stranded(self, view: TickView) -> bool:
+        """True when an open connection's path crosses a link that is down.
+
+        ``plan_reroutes`` moves such flows first, every one of them, candidate
+        or not; the shortcuts of ``decide`` (``may_move``, candidates only, the
+        array planner) hold when none is.  Replay moves a failed cable's
+        connections at once (``failover``), so after a failure none is, and
+        the planners keep their fast rounds with the cable down.
+        """
         if self._up_version != self.fabric.version:
-            self._all_up = all(self.fabric.is_up(a, b) for a, b in self.links)
+            self._down = np.array([not self.fabric.is_up(a, b) for a, b in self.links] + [False])
             self._up_version = self.fabric.version
-        return self._all_up
+        if not self._down.any():
+            return False
+        rows, _, _ = view.demand()
+        return bool(self._down[rows].any())
 
     def candidates(self, view: TickView) -> np.ndarray:
         """Mask over ``view.connections``: the flows the planner may move (training elephants)."""
@@ -203,8 +216,8 @@ class ControlLoop:
         return (demand > 0) & movable & (demand >= threshold)
 
     def _plans_regardless(self, view: TickView) -> bool:
-        """True when the loads do not decide whether to plan (asked to always, other links, a link down)."""
-        return self.always_plan or view.links != self.links or not self.all_links_up()
+        """True when the loads do not decide whether to plan (asked to always, other links, a flow stranded)."""
+        return self.always_plan or view.links != self.links or self.stranded(view)
 
     def could_move(self, view: TickView, cand: np.ndarray) -> bool:
         """``may_move``'s answer when no flow is a candidate; True: the loads decide (``may_move``)."""
@@ -311,9 +324,9 @@ class ControlLoop:
             return []       # (a forecast still to make: could_move said no)
         self.planner_calls += 1
         positions: Optional[np.ndarray] = None
-        if self.policy == "reactive" and not self.always_plan and self.all_links_up():
+        if self.policy == "reactive" and not self.always_plan and not self.stranded(view):
             positions = np.flatnonzero(cand)          # candidates only: see the class doc
-        if self.use_arrays and self.arrays.compiled and view.links == self.links and self.all_links_up():
+        if self.use_arrays and self.arrays.compiled and view.links == self.links and not self.stranded(view):
             got = self._plan_arrays(view, positions, measured, forecast)
             if got is not None:
                 self.array_rounds += 1

@@ -296,3 +296,67 @@ def test_pair_tables_from_the_compiled_walk_equal_those_from_the_paths(k):
     for g, (a, b) in enumerate(pairs):
         want = sorted(fab.paths(a, b))
         assert [walked.path(g, j) for j in range(len(want))] == want
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+@pytest.mark.parametrize("policy", ["reactive", "predictive"])
+@pytest.mark.parametrize("k", [4, 8])
+def test_same_moves_with_cables_down_and_no_flow_on_them(policy, k, compiled):
+    """A cable down that carries no flow changes only the equal-cost paths, which both planners take
+    from the fabric as it is: the same answer, and the array planner does not decline."""
+    rnd = random.Random(100 + k)
+    moved = 0
+    for tick in range(8):
+        fab = fat(k)
+        switch_links = [(a, b) for a, b in fab.graph.edges if fab.is_switch(a) and fab.is_switch(b)]
+        for a, b in rnd.sample(sorted(switch_links), 2):
+            fab.set_link_up(a, b, False)
+        flows = random_flows(fab, rnd, 12 * k, ecmp=True)        # ECMP over the surviving paths
+        flows = [ActiveFlow(f.flow_id, f.five, f.path, rnd.choice([0.2, 0.4, 0.6]) * CAP, "training")
+                 for f in flows]
+        measured = noisy_loads(fab, flows, rnd)
+        predicted = {l: rnd.random() for l in fab.directed_links()} if policy == "predictive" else None
+        config = PlannerConfig(policy=policy)
+        got = _plan(fab, flows, measured, predicted, config, compiled=compiled)
+        ref = plan_reroutes(fab, flows, measured, predicted, config)
+        assert got is not None and got == ref
+        moved += len(ref)
+    assert moved > 0
+
+
+@pytest.mark.parametrize("policy", ["reactive", "predictive"])
+@pytest.mark.skipif(_greedy_jit is None, reason="replay uses ArrayPlanner only compiled (Numba not in use)")
+def test_replay_rounds_with_a_cable_down_keep_the_fast_planner_and_its_answer(policy):
+    """After a failure the failed cable's connections have moved (ControlLoop.failover), none is stranded:
+    every round still goes through the shortcuts and ArrayPlanner, and equals plan_reroutes with every
+    connection (``decide(full=True)``)."""
+    from controller.fabric import Fabric
+    from controller.replay import ControlLoop, PersistencePredictor
+    from controller.scenarios import generate
+    from controller.sim import LinkEvent, Simulator
+    from mininet_topos.fattree_spec import fat_tree
+
+    fabric = Fabric.from_spec(fat_tree(4, 1000.0))
+    loop = ControlLoop(fabric, policy, poll_interval_s=1.0,
+                       predictor=PersistencePredictor(1.0) if policy == "predictive" else None)
+    seen = {"down_ticks": 0, "moves": 0}
+
+    class Hook:
+        failover = staticmethod(loop.failover)
+
+        def __call__(self, view):
+            measured, forecast = loop.observe(view)
+            before = loop.array_rounds
+            fast = loop.decide(view, measured, forecast)
+            full = loop.decide(view, measured, forecast, full=True)
+            assert fast == full
+            assert not loop.stranded(view)
+            if not fabric.is_up("a0_0", "c0"):
+                seen["down_ticks"] += 1
+                seen["array_down"] = seen.get("array_down", 0) + (loop.array_rounds > before)
+            seen["moves"] += len(fast)
+            return fast
+    events = [LinkEvent(2.5, "a0_0", "c0", False), LinkEvent(4.5, "a1_1", "c2", False)]
+    result = Simulator(fabric, generate("bursts", 4, 1000.0, 0), hook=Hook(), link_events=events).run()
+    assert result.failover_moves > 0 and seen["down_ticks"] > 3 and seen["moves"] > 0
+    assert seen["array_down"] > 0           # rounds with the cable down answered by ArrayPlanner
