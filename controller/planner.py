@@ -77,7 +77,7 @@ from controller.fabric import Fabric, FabricError, Link, Path, path_links
 
 __all__ = [
     "POLICIES", "TRAINING", "BACKGROUND", "CLASSES", "PlannerError", "ActiveFlow",
-    "PlannerConfig", "Reroute", "EqualCostPaths", "plan_reroutes", "reroute_failed_link",
+    "PlannerConfig", "Reroute", "EqualCostPaths", "plan_reroutes", "reroute_failed_link", "with_demand_floor",
     "planning_utilization", "flow_demand_utilization", "apply_reroutes",
 ]
 
@@ -593,6 +593,21 @@ def flow_demand_utilization(fabric: Fabric, flows: Iterable[ActiveFlow]) -> Dict
     the order the caller lists the flows in.
     """
     return _flow_demand(_Capacities(fabric), flows)
+
+
+def with_demand_floor(fabric: Fabric, flows: Iterable[ActiveFlow],
+                      measured: Mapping[Link, float]) -> Dict[Link, float]:
+    """``measured`` raised, link by link, to the utilization the flows' own demands add up to.
+
+    Why: a full link reads 1.0 however many flows want it, and Hedera's
+    placement works on the flows' natural demands, so the live app plans (and
+    places a failed cable's flows) on at least their sum.
+    """
+    basis = dict(measured)
+    for link, util in flow_demand_utilization(fabric, flows).items():
+        if util > basis.get(link, 0.0):
+            basis[link] = util
+    return basis
 
 
 def _flow_demand(caps: _Capacities, flows: Iterable[ActiveFlow]) -> Dict[Link, float]:

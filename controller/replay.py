@@ -372,16 +372,13 @@ class ControlLoop:
         gives every other connection of the cable ECMP's choice over the
         surviving paths, as the live core does.
         """
-        from controller.planner import flow_demand_utilization, reroute_failed_link
+        from controller.planner import reroute_failed_link, with_demand_floor
 
         conns = [c for c in view.connections if c.demand_bps > 0]
         flows = self._active_flows(conns)
         if not flows:
             return []
-        basis = dict(self.monitor.utilization())
-        for link, util in flow_demand_utilization(self.fabric, flows).items():
-            if util > basis.get(link, 0.0):
-                basis[link] = util
+        basis = with_demand_floor(self.fabric, flows, self.monitor.utilization())
         return self._changes(view, conns, reroute_failed_link(self.fabric, flows, cable, measured=basis,
                                                               paths=self.paths))
 

@@ -25,8 +25,8 @@ from controller.ecmp import FiveTuple
 from controller.fabric import FabricError, Link, Path
 from controller.loadtrace import LoadRecorder
 from controller.monitor import LinkMonitor, counters_from_stats
-from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, flow_demand_utilization,
-                                plan_reroutes, reroute_failed_link)
+from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, plan_reroutes,
+                                reroute_failed_link, with_demand_floor)
 from controller.poller import PollScheduler
 
 LOG = logging.getLogger("sidestep.runtime")
@@ -110,8 +110,8 @@ class ControllerRuntime:
         if not flows:
             return {}
         try:
-            reroutes = reroute_failed_link(self.core.fabric, flows, cable, measured=self._planning_basis(flows),
-                                           paths=self.paths)
+            basis = with_demand_floor(self.core.fabric, flows, self.monitor.utilization())
+            reroutes = reroute_failed_link(self.core.fabric, flows, cable, measured=basis, paths=self.paths)
         except FabricError as exc:
             LOG.warning("link %s-%s down: planner placement skipped (%s); ECMP picks the new paths",
                         cable[0], cable[1], exc)
@@ -121,19 +121,6 @@ class ControllerRuntime:
             return {}
         five_of = {f.flow_id: five for five, f in self.core.flows.items()}
         return {five_of[r.flow_id]: tuple(r.new_path) for r in reroutes if r.flow_id in five_of}
-
-    def _planning_basis(self, flows: Sequence[ActiveFlow],
-                        measured: Optional[Mapping[Link, float]] = None) -> Dict[Link, float]:
-        """Measured utilization, raised to the flows' own demands where those say more.
-
-        A full link reads 1.0 however many flows want it; Hedera's placement works on
-        the flows' natural demands, so the planner sees at least their sum.
-        """
-        basis = dict(self.monitor.utilization() if measured is None else measured)
-        for link, util in flow_demand_utilization(self.core.fabric, flows).items():
-            if util > basis.get(link, 0.0):
-                basis[link] = util
-        return basis
 
     # -- polling ---------------------------------------------------------------
     def polls_due(self, now_s: float) -> List[int]:
@@ -189,7 +176,7 @@ class ControllerRuntime:
         if not flows:
             return []
         predicted = self.predictions if self.planner_config.policy == "predictive" else None
-        basis = self._planning_basis(flows, measured)
+        basis = with_demand_floor(self.core.fabric, flows, measured)
         try:
             reroutes = plan_reroutes(self.core.fabric, flows, basis, predicted, self.planner_config,
                                      paths=self.paths)

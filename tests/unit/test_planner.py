@@ -12,7 +12,7 @@ from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, path_links
 from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, PlannerError, Reroute,
                                 apply_reroutes, flow_demand_utilization, plan_reroutes,
-                                planning_utilization, reroute_failed_link)
+                                planning_utilization, reroute_failed_link, with_demand_floor)
 from mininet_topos.fattree_spec import fat_tree
 
 CAP = 10e6
@@ -581,3 +581,15 @@ def test_a_kept_index_follows_links_going_down_and_up(seed):
             assert got == plan_reroutes(fab, flows, measured, measured, config)
             stranded += sum("down" in r.reason for r in got)
     assert stranded > 0
+
+
+def test_with_demand_floor_raises_measured_loads_to_the_flows_demands():
+    fab = fat(4)
+    path = fab.paths("h1", "h16")[0]
+    first, second = path_links(path)[1], path_links(path)[2]
+    flows = [ActiveFlow("a", FiveTuple("h1", "h16", 6, 1, 2), path, 0.5 * CAP)]
+    measured = {first: 0.2, second: 0.9, ("c0", "a1_0"): 0.4}
+    basis = with_demand_floor(fab, flows, measured)
+    assert basis[first] == 0.5 and basis[second] == 0.9 and basis[("c0", "a1_0")] == 0.4
+    assert basis[path_links(path)[0]] == 0.5          # a link measured nothing gets the demand
+    assert measured[first] == 0.2                     # the caller's dict is left as it was
