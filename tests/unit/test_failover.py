@@ -41,12 +41,19 @@ def fail(rt_or_core, now=20.0):
     return rt_or_core.port_status(DPID[CABLE[0]], core.fabric.port(*CABLE), False, now)
 
 
-def test_planner_policies_put_the_elephants_of_a_failed_cable_on_separate_paths():
-    rt = ControllerRuntime(load_config(None, {"policy": "reactive"}), 0.0)
+def runtime_with_elephants(policy, rate_bps=8e6):
+    """A runtime of ``policy`` on a discovered k=4 fabric, with ``PAIRS``' flows on ``CABLE`` at ``rate_bps``
+    (as measured: 0.8 of a 10 Mbit/s link each by default)."""
+    rt = ControllerRuntime(load_config(None, {"policy": policy}), 0.0)
     discover(rt.core)
     fives = flows_across_the_cable(rt.core, PAIRS)
     for five in fives:
-        rt.core.flows[five].rate_bps = 8e6              # measured: 0.8 of a 10 Mbit/s link each
+        rt.core.flows[five].rate_bps = rate_bps
+    return rt, fives
+
+
+def test_planner_policies_put_the_elephants_of_a_failed_cable_on_separate_paths():
+    rt, fives = runtime_with_elephants("reactive")
     assert rt.core.flows[fives[0]].cls == "training"
     fail(rt)
     paths = [rt.core.flows[five].path for five in fives]
@@ -66,9 +73,7 @@ def test_planner_policies_put_the_elephants_of_a_failed_cable_on_separate_paths(
 
 
 def test_flows_without_a_measured_rate_take_ecmp_over_the_surviving_paths():
-    rt = ControllerRuntime(load_config(None, {"policy": "reactive"}), 0.0)
-    discover(rt.core)
-    fives = flows_across_the_cable(rt.core, PAIRS)
+    rt, fives = runtime_with_elephants("reactive", rate_bps=0.0)
     fail(rt)
     for five in fives:
         assert rt.core.flows[five].path == ecmp_choice(five, rt.core.fabric.paths(five.src, five.dst))
@@ -76,12 +81,8 @@ def test_flows_without_a_measured_rate_take_ecmp_over_the_surviving_paths():
 
 
 def test_ecmp_policy_re_hashes_and_installs_no_failover():
-    rt = ControllerRuntime(load_config(None, {"policy": "ecmp"}), 0.0)
+    rt, fives = runtime_with_elephants("ecmp")
     assert rt.core.failover is None
-    discover(rt.core)
-    fives = flows_across_the_cable(rt.core, PAIRS)
-    for five in fives:
-        rt.core.flows[five].rate_bps = 8e6
     fail(rt)
     for five in fives:
         assert rt.core.flows[five].path == ecmp_choice(five, rt.core.fabric.paths(five.src, five.dst))
@@ -119,11 +120,7 @@ def test_a_planner_failure_still_moves_every_flow_by_ecmp(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("planner bug")
     monkeypatch.setattr(runtime, "reroute_failed_link", broken)
-    rt = ControllerRuntime(load_config(None, {"policy": "predictive"}), 0.0)
-    discover(rt.core)
-    fives = flows_across_the_cable(rt.core, PAIRS)
-    for five in fives:
-        rt.core.flows[five].rate_bps = 8e6
+    rt, fives = runtime_with_elephants("predictive")
     fail(rt)
     for five in fives:
         assert rt.core.flows[five].path == ecmp_choice(five, rt.core.fabric.paths(five.src, five.dst))
