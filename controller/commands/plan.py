@@ -2,7 +2,9 @@
 
 Runs the same ``plan_reroutes`` the controller runs each tick, on a fat-tree
 described by ``--k``/``--link-mbps``, the flows in FLOWS.csv and the latest
-sample per link in LOADS.csv.
+sample per link in LOADS.csv.  With ``--down A-B`` it answers instead what the
+controller does when that cable fails: the moves it makes at once, before its
+next planning round (``fail_cables``).
 
 FLOWS.csv: ``flow_id,src,dst,rate_bps,cls`` plus optional ``path`` (node names
 separated by ``;``; ECMP's choice when absent or empty), ``proto`` (tcp, udp,
@@ -19,11 +21,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
-from controller.fabric import Fabric, FabricError, Link
+from controller.fabric import Fabric, FabricError, Link, path_links
 from controller.loadtrace import LinkLoadTrace, format_link, read_link_loads
 from controller.planner import (CLASSES, POLICIES, ActiveFlow, EqualCostPaths, PlannerConfig,
                                 PlannerError, Reroute, apply_reroutes, plan_reroutes,
-                                planning_utilization)
+                                planning_utilization, reroute_failed_link, with_demand_floor)
 from controller.tracefile import TraceError, open_csv, parse_float, parse_int
 from mininet_topos.fattree_spec import TopologyError, fat_tree
 
@@ -64,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="elephant threshold in bit/s (default 10%% of the flow's host link)")
     parser.add_argument("--move-background", action="store_true",
                         help="also move background elephants (default: training flows only)")
+    parser.add_argument("--down", action="append", default=[], metavar="A-B",
+                        help="the cable between switches A and B fails (repeatable): show the moves the "
+                             "controller makes at once, instead of a planning round")
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -191,12 +196,71 @@ def forecast(trace: LinkLoadTrace, model: Optional[str], warnings: _Warnings) ->
     return {link: float(v) for link, v in zip(links, values)}
 
 
+def parse_cables(texts: Sequence[str], fabric: Fabric) -> List[Link]:
+    """``--down`` values as cables between two switches of ``fabric``; ValueError names the value and the fix."""
+    cables: List[Link] = []
+    for text in texts:
+        a, dash, b = text.partition("-")
+        if not (dash and a and b):
+            raise ValueError("--down %s: write the cable as A-B, e.g. a0_0-c0" % text)
+        if not fabric.graph.has_edge(a, b):
+            raise ValueError("--down %s: there is no cable %s-%s in this fat-tree; cables join e<pod>_<i> to "
+                             "a<pod>_<j> (same pod) and a<pod>_<j> to its core switches c<n>" % (text, a, b))
+        if not (fabric.is_switch(a) and fabric.is_switch(b)):
+            raise ValueError("--down %s: only a cable between two switches; a host's own link leaves its "
+                             "flows nowhere to go" % text)
+        if any({a, b} == set(c) for c in cables):
+            raise ValueError("--down %s: that cable is already down" % text)
+        cables.append((a, b))
+    return cables
+
+
+def fail_cables(fabric: Fabric, flows: Sequence[ActiveFlow], cables: Sequence[Link], config: PlannerConfig,
+                measured: Dict[Link, float], paths: EqualCostPaths,
+                warnings: _Warnings) -> Tuple[List[ActiveFlow], List[Reroute]]:
+    """The controller's moves when ``cables`` fail, one after another: (flows after, moves).
+
+    As ``ControllerRuntime`` on a port-down: under reactive and predictive the
+    flows with a demand are placed by ``reroute_failed_link`` on the measured
+    load raised to the flows' demands; every other flow on the cable, and every
+    one under ecmp, takes ECMP's choice over the surviving paths.  A flow left
+    with no path at all is reported as a warning and stays where it was.
+    """
+    flows = list(flows)
+    moves: List[Reroute] = []
+    for a, b in cables:
+        fabric.set_link_up(a, b, False)
+        dead = {(a, b), (b, a)}
+        crossing = [f for f in flows if not dead.isdisjoint(path_links(f.path))]
+        if not crossing:
+            continue
+        placed: Dict[str, Reroute] = {}
+        weighed = [f for f in flows if f.rate_bps > 0]
+        if config.policy != "ecmp" and weighed:
+            placed = {rr.flow_id: rr for rr in reroute_failed_link(
+                fabric, weighed, (a, b), measured=with_demand_floor(fabric, weighed, measured), paths=paths)}
+        for f in crossing:
+            rr = placed.get(f.flow_id)
+            if rr is None:
+                try:
+                    new = tuple(ecmp_choice(f.five, paths(f.five.src, f.five.dst)))
+                except FabricError as exc:
+                    warnings.add("flow %s has no path once %s-%s is down (%s)" % (f.flow_id, a, b, exc))
+                    continue
+                rr = Reroute(f.flow_id, f.path, new, "link-down %s-%s; ECMP over the surviving paths" % (a, b))
+            moves.append(rr)
+        new_path = {rr.flow_id: tuple(rr.new_path) for rr in moves}
+        flows = [ActiveFlow(f.flow_id, f.five, new_path.get(f.flow_id, f.path), f.rate_bps, f.cls) for f in flows]
+    return flows, moves
+
+
 def _max(util: Dict[Link, float]) -> float:
     return max(util.values(), default=0.0)
 
 
 def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, config: PlannerConfig,
-         model: Optional[str], warnings: _Warnings, paths: EqualCostPaths) -> dict:
+         model: Optional[str], warnings: _Warnings, paths: EqualCostPaths,
+         down: Sequence[Link] = ()) -> dict:
     measured = trace.latest()
     predicted = None
     if config.policy == "predictive":
@@ -204,12 +268,19 @@ def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, conf
             predicted = trace.latest_pred()
         else:
             predicted = forecast(trace, model, warnings)
-    reroutes = plan_reroutes(fabric, flows, measured, predicted, config, paths=paths)
     before = planning_utilization(fabric, flows, measured, predicted, config)
+    if down:
+        _, reroutes = fail_cables(fabric, flows, down, config, measured, paths, warnings)
+    else:
+        reroutes = plan_reroutes(fabric, flows, measured, predicted, config, paths=paths)
     after = apply_reroutes(fabric, flows, before, reroutes)
+    for a, b in down:                 # a cable that is down carries nothing
+        after.pop((a, b), None)
+        after.pop((b, a), None)
     final = {f.flow_id: list(f.path) for f in flows}
     for rr in reroutes:
         final[rr.flow_id] = list(rr.new_path)
+    extra = {"down": ["%s-%s" % cable for cable in down]} if down else {}
     return {
         "paths": final,
         "reroutes": [{"flow_id": r.flow_id, "old_path": list(r.old_path), "new_path": list(r.new_path),
@@ -218,6 +289,7 @@ def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, conf
         "max_util_after": round(_max(after), 6),
         "basis": "forecast" if config.policy == "predictive" else "measured",
         "warnings": list(warnings),
+        **extra,
     }
 
 
@@ -251,6 +323,10 @@ def run(args: argparse.Namespace) -> int:
         fabric = _build_fabric(args.k, args.link_mbps)
     except TopologyError as exc:
         return _fail(str(exc))
+    try:
+        down = parse_cables(args.down, fabric)
+    except ValueError as exc:
+        return _fail(str(exc))
     paths = EqualCostPaths(fabric)
     warnings = _Warnings()
     try:
@@ -259,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
         check_loads(trace, fabric)
     except TraceError as exc:
         return _fail(str(exc))
-    result = plan(fabric, flows, trace, config, args.model, warnings, paths)
+    result = plan(fabric, flows, trace, config, args.model, warnings, paths, down)
     if args.json is None:
         print(format_table(result, flows, config.policy))
         return 0

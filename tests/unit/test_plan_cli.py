@@ -6,7 +6,8 @@ import json
 import pytest
 
 from controller import cli
-from controller.fabric import Fabric
+from controller.ecmp import FiveTuple, ecmp_choice
+from controller.fabric import Fabric, path_links
 from mininet_topos.fattree_spec import fat_tree
 
 FLOWS = """flow_id,src,dst,rate_bps,cls,path
@@ -104,3 +105,48 @@ def test_bad_k_and_settings(tmp_path, capsys):
     assert "k must be an even integer" in capsys.readouterr().err
     assert run(tmp_path, "--hysteresis", "-1") == 2
     assert "hysteresis" in capsys.readouterr().err
+
+
+def test_down_shows_the_controllers_moves_off_a_failed_cable(tmp_path, capsys):
+    """f1 and f2 (0.6 each) share a0_0-c0; when it fails, the planner puts them on separate surviving
+    paths, where ECMP's re-hash (under ecmp) decides by the hash alone."""
+    out = tmp_path / "down.json"
+    assert run(tmp_path, "--down", "a0_0-c0", "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert result["down"] == ["a0_0-c0"]
+    moved = {r["flow_id"]: r for r in result["reroutes"]}
+    fab = Fabric.from_spec(fat_tree(4, 10))
+    f3 = ecmp_choice(FiveTuple("h2", "h9", 6, 0, 0), fab.paths("h2", "h9"))      # f3's path: ECMP's
+    crossing = {"f1", "f2"} | ({"f3"} if ("a0_0", "c0") in path_links(f3) else set())
+    assert set(moved) == crossing
+    for r in moved.values():
+        assert r["reason"].startswith("link-down a0_0-c0")
+        hops = list(zip(r["new_path"], r["new_path"][1:]))
+        assert ("a0_0", "c0") not in hops and ("c0", "a0_0") not in hops
+        fab.validate_path(tuple(r["new_path"]), r["new_path"][0], r["new_path"][-1])
+    shared = set(zip(moved["f1"]["new_path"][1:-2], moved["f1"]["new_path"][2:-1])) & \
+        set(zip(moved["f2"]["new_path"][1:-2], moved["f2"]["new_path"][2:-1]))
+    assert not shared, moved                              # no fabric link in common
+    assert ("a0_0->c0" not in json.dumps(result["paths"]))
+    assert result["max_util_after"] < result["max_util_before"]
+
+    assert run(tmp_path, "--down", "c0-a0_0", "--json", str(out), policy="ecmp") == 0
+    ecmp = json.loads(out.read_text())
+    assert {r["flow_id"] for r in ecmp["reroutes"]} == crossing
+    assert all(r["reason"] == "link-down c0-a0_0; ECMP over the surviving paths" for r in ecmp["reroutes"])
+
+
+@pytest.mark.parametrize("value, message", [
+    ("a0_0", "write the cable as A-B"),
+    ("a0_0-c2", "no cable a0_0-c2"),
+    ("h1-e0_0", "only a cable between two switches"),
+])
+def test_down_refuses_a_bad_cable(tmp_path, capsys, value, message):
+    assert run(tmp_path, "--down", value) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("--down %s: " % value) in err and message in err, err
+
+
+def test_down_twice_is_refused(tmp_path, capsys):
+    assert run(tmp_path, "--down", "a0_0-c0", "--down", "c0-a0_0") == 2
+    assert "already down" in capsys.readouterr().err
