@@ -1523,8 +1523,11 @@ def reroute_failed_link(fabric: Fabric, flows: Sequence[ActiveFlow], link: Link,
             continue
         if not alts:
             continue
-        # The old path carries nothing any more: score as a fresh placement.
-        new, worst = placer.best(flow, alts, frozenset(), frozenset())
+        # Measured loads still hold the flow's own share on the links its old path keeps (its host
+        # links, at least): there it counts once, as in plan_reroutes.  Loads made from the other
+        # flows' demands do not hold it anywhere: a fresh placement.
+        own = placer.link_set(flow.path) - dead if measured is not None else frozenset()
+        new, worst = placer.best(flow, alts, own, frozenset())
         if new is None:
             continue
         if measured is None:
