@@ -593,3 +593,16 @@ def test_with_demand_floor_raises_measured_loads_to_the_flows_demands():
     assert basis[first] == 0.5 and basis[second] == 0.9 and basis[("c0", "a1_0")] == 0.4
     assert basis[path_links(path)[0]] == 0.5          # a link measured nothing gets the demand
     assert measured[first] == 0.2                     # the caller's dict is left as it was
+
+
+def test_reroute_failed_link_counts_a_flows_own_share_once_on_measured_loads():
+    """The measured load of the flow's host links already holds its own traffic; the new path keeps
+    those links, so the flow's share must not be added on top (it was: every path then peaked at 1.2)."""
+    fab = fat(4)
+    path = next(p for p in fab.paths("h1", "h5") if ("a0_0", "c0") in path_links(p))
+    flow = ActiveFlow("a", FiveTuple("h1", "h5", 6, 1, 2), path, 0.6 * CAP)
+    measured = flow_demand_utilization(fab, [flow])      # 0.6 on every link of its path
+    fab.set_link_up("a0_0", "c0", False)
+    (rr,) = reroute_failed_link(fab, [flow], ("a0_0", "c0"), measured=measured)
+    assert rr.reason.endswith("new path peaks at 0.60"), rr.reason
+    assert ("a0_0", "c0") not in path_links(rr.new_path)
