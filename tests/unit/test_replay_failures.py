@@ -165,3 +165,16 @@ def test_cli_refuses_a_bad_failure_and_writes_nothing(tmp_path, fabric, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("--fail %s: " % value) in err and message in err, err
     assert not os.path.exists(out)
+
+
+def test_the_python_event_loop_replays_failures_as_the_compiled_one(fabric):
+    """Simulator(compiled=False) (numpy solver, Python event loop) stops at the same cable events."""
+    flows = elephants(fabric) + [TraceFlow("x", 1.0, "h4", "h16", 3e6)]
+    events = [LinkEvent(0.5, *CABLE, False), LinkEvent(2.0, "a3_1", "c3", False), LinkEvent(3.0, *CABLE, True)]
+    got = {}
+    for compiled in (None, False):
+        res = Simulator(fabric, flows, link_events=events, compiled=compiled).run()
+        got[compiled] = ([(r.flow_id, round(r.finish_s, 9), r.path) for r in res.flows],
+                         res.link_events, res.failover_moves)
+    assert got[None] == got[False]
+    assert got[None][1] == 3 and got[None][2] >= 3
