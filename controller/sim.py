@@ -261,7 +261,7 @@ def check_link_events(fabric: Fabric, events: Sequence[LinkEvent],
         if not fabric.graph.has_edge(e.a, e.b):
             raise ValueError("%s: there is no cable %s-%s in this fabric" % (what, e.a, e.b))
         if not (fabric.is_switch(e.a) and fabric.is_switch(e.b)):
-            raise ValueError("%s: only a cable between two switches can fail in a replay "
+            raise ValueError("%s: only a cable between two switches can fail here "
                              "(a host's own link would strand its flows)" % what)
         key = frozenset((e.a, e.b))
         if e.up and key not in down:

@@ -198,21 +198,12 @@ def forecast(trace: LinkLoadTrace, model: Optional[str], warnings: _Warnings) ->
 
 def parse_cables(texts: Sequence[str], fabric: Fabric) -> List[Link]:
     """``--down`` values as cables between two switches of ``fabric``; ValueError names the value and the fix."""
-    cables: List[Link] = []
-    for text in texts:
-        a, dash, b = text.partition("-")
-        if not (dash and a and b):
-            raise ValueError("--down %s: write the cable as A-B, e.g. a0_0-c0" % text)
-        if not fabric.graph.has_edge(a, b):
-            raise ValueError("--down %s: there is no cable %s-%s in this fat-tree; cables join e<pod>_<i> to "
-                             "a<pod>_<j> (same pod) and a<pod>_<j> to its core switches c<n>" % (text, a, b))
-        if not (fabric.is_switch(a) and fabric.is_switch(b)):
-            raise ValueError("--down %s: only a cable between two switches; a host's own link leaves its "
-                             "flows nowhere to go" % text)
-        if any({a, b} == set(c) for c in cables):
-            raise ValueError("--down %s: that cable is already down" % text)
-        cables.append((a, b))
-    return cables
+    from controller.commands.cables import parse_cable
+    from controller.sim import LinkEvent, check_link_events
+
+    labels = ["--down %s" % text for text in texts]
+    events = [LinkEvent(0.0, *parse_cable(label, text, fabric), False) for label, text in zip(labels, texts)]
+    return [(e.a, e.b) for e in check_link_events(fabric, events, labels)]
 
 
 def fail_cables(fabric: Fabric, flows: Sequence[ActiveFlow], cables: Sequence[Link], config: PlannerConfig,

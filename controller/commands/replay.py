@@ -152,24 +152,21 @@ def run(args: argparse.Namespace) -> int:
 def parse_link_events(fails: Sequence[str], restores: Sequence[str], fabric) -> List[object]:
     """``--fail``/``--restore`` values (``A-B@T``) as checked ``LinkEvent``s in time order; ValueError names the
     option, the value and the fix."""
+    from controller.commands.cables import parse_cable
     from controller.sim import LinkEvent, check_link_events
 
     events, labels = [], []
     for option, values, up in (("--fail", fails, False), ("--restore", restores, True)):
         for text in values:
             cable, at, when = text.rpartition("@")
-            a, dash, b = cable.partition("-")
             try:
                 t = float(when)
             except ValueError:
                 t = float("nan")
             label = "%s %s" % (option, text)
-            if not (at and dash and a and b and t == t):
+            if not (at and t == t):
                 raise ValueError("%s: write the cable and the time as A-B@SECONDS, e.g. a0_0-c0@20" % label)
-            if not fabric.graph.has_edge(a, b):
-                raise ValueError("%s: there is no cable %s-%s in this fat-tree; cables join e<pod>_<i> to "
-                                 "a<pod>_<j> (same pod) and a<pod>_<j> to its core switches c<n>" % (label, a, b))
-            events.append(LinkEvent(t, a, b, up))
+            events.append(LinkEvent(t, *parse_cable(label, cable, fabric), up))
             labels.append(label)
     return check_link_events(fabric, events, labels)
 
