@@ -12,13 +12,11 @@ its options.  Every decision is made by the pure core
 (``controller/core.py``, ``monitor.py``, ``planner.py``, ``models/runtime``);
 this file only translates.
 """
-import errno
 import functools
 import json
 import logging
 import os
 import random
-import socket
 import struct
 import sys
 import time
@@ -34,28 +32,13 @@ from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCH
 from controller.config import ConfigError, load_config  # noqa: E402
 from controller.core import (ArpReply, ControlRule, DeleteRules,  # noqa: E402
                              InstallRule, PacketInfo, PacketOut, PathUpdate, SendLldp)
+from controller.listening import listening_on  # noqa: E402
 from controller.runtime import ControllerRuntime  # noqa: E402
 from controller.rules import COOKIE_TAG, OP_ADD, OP_BARRIER, OP_DELETE  # noqa: E402
 
 LOG = logging.getLogger("sidestep.app")
 LLDP_SRC_MAC = "02:51:de:00:00:01"
 OFPMPF_REPLY_MORE = 1
-
-
-def port_in_use(host, port):
-    """True if something already listens on the OpenFlow port.
-
-    eventlet listens with SO_REUSEPORT, so a second controller would start
-    silently and the kernel would split the switches between the two.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((host or "0.0.0.0", port))
-    except OSError as exc:
-        return exc.errno == errno.EADDRINUSE
-    finally:
-        sock.close()
-    return False
 
 
 def guarded(handler):
@@ -86,7 +69,7 @@ class SidestepApp(compat.BaseApp):
             raise SystemExit(2)
         ofp_port = compat.cfg.CONF.ofp_tcp_listen_port or 6653
         ofp_host = compat.cfg.CONF.ofp_listen_host or "0.0.0.0"
-        if port_in_use(ofp_host, ofp_port):
+        if listening_on(ofp_host, ofp_port):
             LOG.error("sidestep: OpenFlow port %s is already in use (another controller?); "
                       "stop it or choose another port with --ofp-port", ofp_port)
             raise SystemExit(2)

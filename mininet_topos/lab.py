@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, Dict, List, Optional, Sequence
 
+from controller.listening import listening_on
 from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
@@ -72,14 +73,8 @@ def mininet_cleanup() -> None:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((host, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
+    """True if no controller listens on ``host:port`` (see ``controller.listening``)."""
+    return not listening_on(host, port)
 
 
 def free_port() -> int:
@@ -297,9 +292,17 @@ class Lab:
                 continue
 
     def stop(self) -> None:
+        """Tear down: the hosts' processes, then the controller, then the network.
+
+        Why the controller before the network: taking the switches down first
+        shows the controller every cable failing, and it would log a failover
+        (and warnings for flows with no path left) for each, in the log the
+        user reads after the run.
+        """
         try:
             if self.net is not None:
                 self._kill_host_processes()
+                self.controller.stop()
                 self.net.stop()
         except Exception:  # pylint: disable=broad-except
             pass

@@ -134,8 +134,13 @@ def run_job(lab: Lab, scenario: Scenario, out_dir: str, timeout_s: float) -> Dic
 
 def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int = 6653,
                  poll_interval: float = 1.0, model: Optional[str] = None,
-                 reference: Optional[Scenario] = None, job_timeout_s: float = 300.0) -> List[RunResult]:
-    """One fresh network and controller; runs ``reference`` (no hotspot) first if given, then ``scenario``."""
+                 reference: Optional[Scenario] = None, job_timeout_s: float = 300.0,
+                 label: Optional[str] = None) -> List[RunResult]:
+    """One fresh network and controller; runs ``reference`` (no hotspot) first if given, then ``scenario``.
+
+    ``label`` names the scenario's row (default: the policy, or "no hotspot"
+    for a scenario without background traffic).
+    """
     os.makedirs(out_dir, exist_ok=True)
     overrides: Dict[str, object] = {
         "policy": policy, "poll_interval": poll_interval, "record_flush_s": 1.0,
@@ -167,9 +172,12 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
                 write_lab_trace(run_dir, os.path.join(run_dir, "trace.csv"), sc.k, sc.bw_mbps)
             except (ValueError, OSError) as exc:
                 print("sidestep lab: no trace.csv for %s: %s" % (run_dir, exc), file=sys.stderr)
-            label = "no hotspot" if (tag == "reference" or not sc.background) else policy
+            if tag == "reference" or not sc.background:
+                row = "no hotspot"
+            else:
+                row = label or policy
             results.append(RunResult(
-                label, sc.name,
+                row, sc.name,
                 float(summary["mean_iteration_s"]), float(summary["p99_iteration_s"]),
                 float(summary["throughput_bps"]), int(after["reroutes_total"]) - int(before["reroutes_total"]),
                 int(summary["iterations"]), run_dir,

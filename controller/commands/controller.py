@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print("sidestep controller: error: %s" % exc, file=sys.stderr)
         return 2
-    from mininet_topos.lab import port_free
+    from controller.listening import listening_on
 
-    if not port_free(config.ofp_port, args.ofp_host):
+    if listening_on(args.ofp_host, config.ofp_port):
         print("sidestep controller: error: OpenFlow port %d is already in use (another controller?); "
               "stop it or choose another port with --ofp-port" % config.ofp_port, file=sys.stderr)
         return 2

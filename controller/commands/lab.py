@@ -42,7 +42,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from mininet_topos.lab import LabError, check_root, ensure_ovs, port_free
-    from mininet_topos.scenario import ScenarioError, build_scenario
+    from mininet_topos.scenario import ScenarioError, build_scenario, without_collisions
 
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     unknown = [p for p in policies if p not in POLICIES]
@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 return _fail(str(exc))
         elif not args.hedera:
             scenario = build_scenario(args.scenario, **_sizes(args))
+            # the same traffic clear of the ring: what the best placement could do (not in --quick)
+            clear = None if args.quick else without_collisions(scenario)
         check_root()
         ensure_ovs()
         if not port_free(args.ofp_port, "0.0.0.0"):
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             from mininet_topos.hedera import run_hedera
             return run_hedera(out, policies, ofp_port=args.ofp_port, model=args.model, quick=args.quick,
                               link_mbps=args.link_mbps)
-        return _run_training(scenario, policies, out, args)
+        return _run_training(scenario, clear, policies, out, args)
     except LabError as exc:
         print("sidestep lab: error: %s\n(outputs so far are in %s)" % (exc, out), file=sys.stderr)
         return 1
@@ -99,16 +101,18 @@ def _sizes(args: argparse.Namespace) -> dict:
     return {"iterations": args.iterations or 20, "message_bytes": 1_000_000, "compute_s": 0.5, "warmup": 3}
 
 
-def _run_training(scenario, policies: List[str], out: str, args: argparse.Namespace) -> int:
+def _run_training(scenario, clear, policies: List[str], out: str, args: argparse.Namespace) -> int:
     from mininet_topos.live import run_scenario
-    from mininet_topos.scenario import build_scenario
+    from mininet_topos.scenario import NO_COLLISION, build_scenario
 
     reference = build_scenario("none", **_sizes(args))
     started = time.time()
     results = []
-    if not args.quick:
-        print("sidestep lab: reference run (no hotspot, ecmp) ...", file=sys.stderr)
-        results += run_scenario(reference, "ecmp", os.path.join(out, "reference"), ofp_port=args.ofp_port)
+    if clear is not None:
+        print("sidestep lab: reference runs (no hotspot; the same hotspot traffic clear of the ring), ecmp ...",
+              file=sys.stderr)
+        results += run_scenario(clear, "ecmp", os.path.join(out, "reference"), ofp_port=args.ofp_port,
+                                reference=reference, label=NO_COLLISION)
         ref_needed = None
     else:
         ref_needed = reference
@@ -147,11 +151,11 @@ def _run_training(scenario, policies: List[str], out: str, args: argparse.Namesp
 
 
 def format_table(rows) -> str:
-    head = "%-11s %10s %10s %12s %9s %12s" % ("run", "mean it s", "p99 it s", "tput Mbit/s", "reroutes",
+    head = "%-12s %10s %10s %12s %9s %12s" % ("run", "mean it s", "p99 it s", "tput Mbit/s", "reroutes",
                                               "vs no-hot")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append("%-11s %10.2f %10.2f %12.2f %9d %11.2fx" % (
+        lines.append("%-12s %10.2f %10.2f %12.2f %9d %11.2fx" % (
             r["run"], r["mean_iteration_s"], r["p99_iteration_s"], r["throughput_mbps"], r["reroutes"],
             r["ratio_to_no_hotspot"]))
     return "\n".join(lines)
