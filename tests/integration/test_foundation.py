@@ -88,3 +88,34 @@ def test_second_controller_on_same_port_is_refused(lab_k4, tmp_path):
                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
     assert proc.returncode != 0
     assert "already in use" in proc.stdout
+
+
+def test_a_controller_restarts_at_once_while_its_switch_stays_connected(tmp_path):
+    """Stopping a controller leaves its switch connections in TIME_WAIT on the OpenFlow port.
+
+    The port check used to take those for another controller and refused the
+    restart for a minute ("already in use"). Here a real OVS bridge stays up
+    across the restart, and reconnects to the new controller.
+    """
+    from mininet_topos.lab import ControllerProcess, ensure_ovs, free_port, wait_for
+
+    ensure_ovs()
+    port = free_port()
+    bridge = "sdrestart0"
+    subprocess.run(["ovs-vsctl", "--if-exists", "del-br", bridge], check=True)
+    subprocess.run(["ovs-vsctl", "add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
+                    "protocols=OpenFlow13", "--", "set-controller", bridge, "tcp:127.0.0.1:%d" % port],
+                   check=True)
+    ctrl = ControllerProcess(str(tmp_path), ofp_port=port)
+    try:
+        ctrl.start()
+        wait_for(lambda: ctrl.get("/health")["switches_connected"] == 1, 30, "the bridge to connect")
+        ctrl.stop()
+        states = subprocess.run(["ss", "-tanH", "state", "time-wait", "sport", "=", ":%d" % port],
+                                stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+        assert states.strip(), "the stopped controller left no connection in TIME_WAIT; nothing was tested"
+        ctrl.start()
+        wait_for(lambda: ctrl.get("/health")["switches_connected"] == 1, 30, "the bridge to reconnect")
+    finally:
+        ctrl.stop()
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", bridge])
