@@ -589,18 +589,102 @@ def loads_policy(policies: Sequence[str]) -> str:
     return "ecmp" if "ecmp" in policies else policies[0]
 
 
-def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = False,
-                  plots: bool = True, meta: Optional[Dict[str, object]] = None,
-                  trace: Optional[Sequence[TraceFlow]] = None) -> Dict[str, object]:
-    """Write summary.json, flows.csv, loads.csv and plots into a temp folder, then rename it into place.
+MAX_POLL_LINKS = 100_000_000
+"""Polls x directed links a replay may keep: its link-load trace is a dense float64 array of that size
+(800 MB at this limit; the outputs need a few times more)."""
 
-    An existing ``out_dir`` is refused unless ``force``; with ``force`` it is
-    replaced only once the new folder is complete.
+
+def check_span(flows: Sequence[TraceFlow], fabric: Fabric, poll_interval_s: float, source: str) -> None:
+    """Refuse a trace whose replay could not fit in memory, before it starts.
+
+    Why: a replay polls every link every ``poll_interval_s`` from t=0 until the
+    last flow ends, and keeps every poll.  A trace with Unix timestamps in
+    ``start_s`` (t=1.7e9 s) or a flow capped at a few bit/s ran for ever and
+    grew without bound.  Each flow's earliest finish (its start, after its
+    dependencies and gap, plus its size at its host link's rate or its own cap)
+    is a lower bound on the span, so a trace refused here could not have fitted.
+    """
+    links = 2 * fabric.graph.number_of_edges()
+    if not flows or links == 0:
+        return
+    host_bps = {h: min(fabric.capacity_bps(*l) for l in fabric.graph.edges(h)) for h in fabric.hosts()}
+    by_id = {f.flow_id: f for f in flows}
+    finish: Dict[str, float] = {}
+    for top in flows:
+        stack = [top]
+        while stack:              # dependencies first (the reader has refused cycles)
+            f = stack[-1]
+            pending = [by_id[d] for d in f.deps if d not in finish]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            if f.flow_id in finish:
+                continue
+            start = max([f.start_s] + [finish[d] + f.gap_s for d in f.deps])
+            bps = min(host_bps[f.src], host_bps[f.dst], f.rate_bps or float("inf"))
+            finish[f.flow_id] = start + 8.0 * f.size_bytes / bps
+    last = max(flows, key=lambda f: finish[f.flow_id])
+    end = finish[last.flow_id]
+    limit_s = MAX_POLL_LINKS / links * poll_interval_s
+    if end <= limit_s:
+        return
+    where = "%s:%d: " % (source, last.line) if last.line else "%s: " % source
+    raise ReplayError(
+        "%sflow %s cannot finish before t=%.4g s, and a replay of this fabric (%d links) with %g s polls keeps at "
+        "most %.4g s; if start_s holds Unix timestamps, make them relative to the first flow; otherwise check "
+        "that flow's size_bytes and rate_bps, or pass a longer --poll-interval"
+        % (where, last.flow_id, end, links, poll_interval_s, limit_s))
+
+
+OUTPUT_FILES = ("summary.json", "flows.csv", "loads.csv", "trace.csv", "iterations.png")
+
+
+def _is_output_file(name: str) -> bool:
+    return name in OUTPUT_FILES or (name.startswith("heatmap-") and name.endswith(".png"))
+
+
+def check_output_folder(out_dir: str, force: bool = False, keep: Sequence[str] = ()) -> None:
+    """Refuse an ``out_dir`` that a replay must not write or replace.
+
+    Why so strict: ``--force`` moves the old folder away and deletes it, so it
+    may only ever take a folder a replay wrote (or an empty one).  A folder
+    that holds anything else, a file, the current folder, or a folder that
+    holds one of the ``keep`` paths (the trace being replayed) is refused with
+    the reason.
     """
     out_dir = os.path.abspath(out_dir)
-    if os.path.lexists(out_dir) and not force:
+    if not os.path.lexists(out_dir):
+        return
+    if not force:
         raise ReplayError("output folder %s exists; pick another --out or pass --force to replace it"
                           % out_dir)
+    if os.path.islink(out_dir) or not os.path.isdir(out_dir):
+        raise ReplayError("--out %s is not a folder; --force replaces only a previous replay's output "
+                          "folder; pick another --out" % out_dir)
+    inside = [p for p in [os.getcwd()] + [os.path.abspath(k) for k in keep]
+              if os.path.commonpath([out_dir, p]) == out_dir]
+    if inside:
+        raise ReplayError("--force would delete %s, which is or holds %s; pick another --out"
+                          % (out_dir, inside[0]))
+    others = sorted(n for n in os.listdir(out_dir) if not _is_output_file(n))
+    if others:
+        shown = ", ".join(others[:3]) + (" and %d more" % (len(others) - 3) if len(others) > 3 else "")
+        raise ReplayError("--force replaces only a previous replay's output folder, and %s also holds %s; "
+                          "pick another --out" % (out_dir, shown))
+
+
+def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = False,
+                  plots: bool = True, meta: Optional[Dict[str, object]] = None,
+                  trace: Optional[Sequence[TraceFlow]] = None, keep: Sequence[str] = ()) -> Dict[str, object]:
+    """Write summary.json, flows.csv, loads.csv and plots into a temp folder, then rename it into place.
+
+    An existing ``out_dir`` is refused unless ``force``, and then replaced
+    only if it is a previous replay's output (``check_output_folder``), once
+    the new folder is complete.
+    """
+    out_dir = os.path.abspath(out_dir)
+    check_output_folder(out_dir, force, keep)
     parent = os.path.dirname(out_dir)
     if not os.path.isdir(parent):
         raise ReplayError("cannot write %s: folder %s does not exist" % (out_dir, parent))

@@ -341,14 +341,20 @@ def read_cdf(path: str) -> np.ndarray:
     fraction that is not 1 (100 in the percent format).
     """
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            parts = line.replace(",", " ").split()
-            if len(parts) >= 2:
-                try:
-                    rows.append((float(parts[0]), float(parts[1])))
-                except ValueError:
-                    raise ValueError("%s:%d: not a size and a fraction: %r" % (path, n, line.strip())) from None
+    if os.path.isdir(path):
+        raise ValueError("--cdf %s is a folder; give a 'size fraction' file or one of %s" % (path, ", ".join(CDFS)))
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                parts = line.replace(",", " ").split()
+                if len(parts) >= 2:
+                    try:
+                        rows.append((float(parts[0]), float(parts[1])))
+                    except ValueError:
+                        raise ValueError("%s:%d: not a size and a fraction: %r" % (path, n, line.strip())) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError("%s is not a text file (byte %d is not UTF-8); a flow-size CDF has 'size fraction' "
+                         "lines" % (path, exc.start)) from None
     arr = np.asarray(rows, dtype=float).reshape(-1, 2)
     if len(arr) >= 2 and arr[-1, 1] > 1.5:
         arr[:, 1] /= 100.0

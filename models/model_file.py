@@ -66,6 +66,23 @@ def save_model(path: str, estimator: Any, metadata: Dict[str, Any]) -> None:
     _atomic_write_bytes(path, outer.getvalue())
 
 
+def _check_fields(path: str, meta: Dict[str, Any]) -> None:
+    """The fields every user of a model reads: refused here, by name, instead of a KeyError later."""
+    for name in ("window", "horizon"):
+        value = meta.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(path, "metadata field %r must be a whole number >= 1, got %r; %s"
+                             % (name, value, REBUILD_HINT))
+    period = meta.get("sampling_period_s")
+    if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < float("inf"):
+        raise ModelError(path, "metadata field 'sampling_period_s' must be a number of seconds > 0, got %r; %s"
+                         % (period, REBUILD_HINT))
+    for name in ("libraries", "estimator"):
+        if not isinstance(meta.get(name, {}), dict):
+            raise ModelError(path, "metadata field %r must be a record, got %r; %s"
+                             % (name, meta.get(name), REBUILD_HINT))
+
+
 def read_metadata(path: str) -> Tuple[Dict[str, Any], bytes]:
     """The checked metadata and the estimator bytes of a model file, or ``ModelError``."""
     if not os.path.exists(path):
@@ -81,6 +98,9 @@ def read_metadata(path: str) -> Tuple[Dict[str, Any], bytes]:
         raise ModelError(path, "has model file format %r, this Sidestep reads %d; %s"
                          % (outer.get("format_version"), FORMAT_VERSION, REBUILD_HINT))
     meta = outer["metadata"]
+    if not isinstance(meta, dict):
+        raise ModelError(path, "has metadata of type %s, not a record; %s" % (type(meta).__name__, REBUILD_HINT))
+    _check_fields(path, meta)
     if meta.get("feature_version") != FEATURE_VERSION:
         raise ModelError(path, "was built with feature version %r, this Sidestep computes version %d; %s"
                          % (meta.get("feature_version"), FEATURE_VERSION, REBUILD_HINT))

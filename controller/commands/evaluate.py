@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from controller.commands.outputs import output_file_problem, write_text_atomically
 from controller.commands.train import read_grids
 from controller.tracefile import TraceError
 from models.model_file import ModelError, load_model
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=None,
                         help="samples ahead; must match the model's (default: the model's)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the scores as JSON")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--hot", type=float, default=0.8, help="hotspot threshold, utilization (default 0.8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
@@ -48,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.hot > 0:
         return error("--hot must be a utilization > 0, got %g" % args.hot)
     if args.json:
-        json_dir = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(json_dir):
-            return error("%s: folder %s does not exist" % (args.json, json_dir))
+        problem = output_file_problem(args.json, "--json", force=args.force,
+                                      inputs=list(args.loads) + [args.model or DEFAULT_MODEL])
+        if problem:
+            return error(problem)
     path = args.model or DEFAULT_MODEL
     try:
         estimator, meta = load_model(path)
@@ -81,15 +83,8 @@ def run(args: argparse.Namespace) -> int:
           % (ratio, horizon, horizon * predictor.sampling_period_s, args.hot))
     if args.json:
         doc = {name: s.as_dict() for name, s in scores.items()}
-        tmp = "%s.tmp%d" % (args.json, os.getpid())
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(tmp, args.json)
+            write_text_atomically(args.json, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         except OSError as exc:
             return error("%s: cannot write: %s" % (args.json, exc.strerror))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return 0

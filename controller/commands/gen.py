@@ -20,7 +20,13 @@ import os
 import sys
 from typing import Dict, Optional, Tuple
 
+from controller.commands.outputs import output_file_problem
+
 PROG = "sidestep gen"
+
+
+MAX_DURATION_S = 7 * 24 * 3600   # a week of traffic; sidestep replay refuses what it cannot keep anyway
+MAX_ITERATIONS = 100_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,15 +121,19 @@ def run(args: argparse.Namespace) -> int:
             "cdf": args.cdf,
             "stagger": _stagger(args.stagger),
         }
+        for key, flag, most in (("duration_s", "--duration", MAX_DURATION_S),
+                                ("iterations", "--iterations", MAX_ITERATIONS)):
+            if options[key] is not None and options[key] > most:   # beyond these, generation never ended
+                raise ValueError("%s must be at most %d, got %r" % (flag, most, getattr(args, flag[2:])))
         if options["load"] is not None and options["load"] > 1.0:
             raise ValueError("--background-load must be a fraction in (0, 1], got %r" % args.background_load)
     except ValueError as exc:
         return _error(str(exc))
     out = os.path.abspath(args.output)
-    if os.path.lexists(out) and not args.force:
-        return _error("%s exists; pick another -o or pass --force to replace it" % out)
-    if not os.path.isdir(os.path.dirname(out)):
-        return _error("folder %s does not exist" % os.path.dirname(out))
+    problem = output_file_problem(out, "-o", force=args.force, inputs=[args.cdf] if args.cdf else [],
+                                  example="flows.csv")
+    if problem:
+        return _error(problem)
     from controller.scenarios import TRAINING
     flags = {"jobs": "--training-jobs", "workers": "--workers", "iterations": "--iterations",
              "compute_s": "--compute-s", "message_bytes": "--message-mb"}

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from controller.commands.outputs import output_file_problem, write_text_atomically
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, path_links
 from controller.loadtrace import LinkLoadTrace, format_link, read_link_loads
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="placement policy: %s" % ", ".join(POLICIES))
     parser.add_argument("--json", metavar="OUT", default=None,
                         help="write the result as JSON to OUT ('-' for standard output)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--model", metavar="MODEL", default=None,
                         help="forecaster for predictive when LOADS.csv has no pred column (default: shipped)")
     defaults = PlannerConfig()
@@ -164,11 +166,17 @@ def check_loads(trace: LinkLoadTrace, fabric: Fabric) -> None:
                              _line_of_link(trace.path, link), "link")
 
 
+class PlanInputError(ValueError):
+    """Input ``sidestep plan`` refuses (one line, exit 2): the message names the thing and the fix."""
+
+
 def forecast(trace: LinkLoadTrace, model: Optional[str], warnings: _Warnings) -> Optional[Dict[Link, float]]:
     """The forecaster's prediction for each link, or None (with a warning) if there is none.
 
     The default forecaster lives in ``models.runtime``; it is imported here,
-    lazily, so ``sidestep plan`` works (on measured values) without it.
+    lazily, so ``sidestep plan`` works (on measured values) without it.  A
+    model named with ``--model`` that cannot be used raises ``PlanInputError``:
+    planning on something else than what was asked for is not an answer.
     """
     try:
         from models import runtime  # noqa: WPS433 (optional part)
@@ -186,7 +194,12 @@ def forecast(trace: LinkLoadTrace, model: Optional[str], warnings: _Warnings) ->
             tail = trace.series[link].util[-window:]
             history[i, window - len(tail):] = tail
         values = np.asarray(predictor.predict(history), dtype=float)
-    except (model_error, TraceError, ValueError, OSError) as exc:
+    except model_error as exc:
+        if model is not None:    # the model the user named: refused, not quietly replaced
+            raise PlanInputError(str(exc)) from None
+        warnings.add("forecaster unusable (%s); predictive plans on measured utilization" % exc)
+        return None
+    except (TraceError, ValueError, OSError) as exc:
         warnings.add("forecaster unusable (%s); predictive plans on measured utilization" % exc)
         return None
     if values.shape != (len(links),):
@@ -278,7 +291,7 @@ def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, conf
                       "reason": r.reason} for r in reroutes],
         "max_util_before": round(_max(before), 6),
         "max_util_after": round(_max(after), 6),
-        "basis": "forecast" if config.policy == "predictive" else "measured",
+        "basis": "forecast" if predicted is not None else "measured",
         "warnings": list(warnings),
         **extra,
     }
@@ -318,6 +331,11 @@ def run(args: argparse.Namespace) -> int:
         down = parse_cables(args.down, fabric)
     except ValueError as exc:
         return _fail(str(exc))
+    if args.json not in (None, "-"):
+        inputs = [args.flows, args.loads] + ([args.model] if args.model else [])
+        problem = output_file_problem(args.json, "--json", force=args.force, inputs=inputs)
+        if problem:
+            return _fail(problem)
     paths = EqualCostPaths(fabric)
     warnings = _Warnings()
     try:
@@ -326,7 +344,10 @@ def run(args: argparse.Namespace) -> int:
         check_loads(trace, fabric)
     except TraceError as exc:
         return _fail(str(exc))
-    result = plan(fabric, flows, trace, config, args.model, warnings, paths, down)
+    try:
+        result = plan(fabric, flows, trace, config, args.model, warnings, paths, down)
+    except PlanInputError as exc:
+        return _fail(str(exc))
     if args.json is None:
         print(format_table(result, flows, config.policy))
         return 0
@@ -335,8 +356,7 @@ def run(args: argparse.Namespace) -> int:
         print(text)
         return 0
     try:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        write_text_atomically(args.json, text + "\n")
     except OSError as exc:
         return _fail("cannot write %s: %s" % (args.json, exc.strerror), 1)
     print("%s: %d reroute(s); max utilization %.3f -> %.3f (%s); wrote %s"

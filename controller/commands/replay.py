@@ -26,7 +26,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from controller.replay import POLICIES, ReplayError, comparison_table, run_policy, write_outputs
+from controller.replay import (POLICIES, ReplayError, check_output_folder, check_span, comparison_table,
+                               run_policy, write_outputs)
 
 PROG = "sidestep replay"
 
@@ -101,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(str(exc))
     out = os.path.abspath(args.out)
-    if os.path.lexists(out) and not args.force:
-        return _error("output folder %s exists; pick another --out or pass --force to replace it" % out)
+    keep = [args.flows] if args.flows else []
+    try:
+        check_output_folder(out, args.force, keep)   # before the replay, not after it
+    except ReplayError as exc:
+        return _error(str(exc))
     fabric = Fabric.from_spec(spec)
     try:
         if args.scenario:
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             flows = read_flow_trace(args.flows, fabric.hosts())
         else:
             return _error("give a flow trace FLOWS.csv or --scenario NAME")
+        check_span(flows, fabric, poll, args.flows or "scenario %s" % args.scenario)
     except TraceError as exc:
         return _error(str(exc))
     except (ValueError, OSError) as exc:
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         meta["link_events"] = [{"t_s": e.t_s, "cable": "%s-%s" % (e.a, e.b), "up": e.up} for e in link_events]
     try:
         summary = write_outputs(out, runs, force=args.force, plots=not args.no_plots, meta=meta,
-                                trace=flows if args.scenario else None)
+                                trace=flows if args.scenario else None, keep=keep)
     except (ReplayError, OSError) as exc:
         return _error(str(exc))
     print(comparison_table(summary))

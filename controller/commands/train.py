@@ -6,6 +6,7 @@ import os
 import sys
 from typing import List
 
+from controller.commands.outputs import output_file_problem
 from controller.loadtrace import read_link_loads
 from controller.tracefile import TraceError
 from models.estimators import REGRESSORS
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="quantile of the change hgb predicts: 0.5 minimises MAE, above leans toward "
                         "predicting bursts (hotspot recall); default 0.65")
     parser.add_argument("--seed", type=int, default=0, help="seed for row sampling and the regressor (default 0)")
+    parser.add_argument("--force", action="store_true", help="replace an existing model file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
 
@@ -66,11 +68,10 @@ def run(args: argparse.Namespace) -> int:
         return error("--max-iter must be >= 1, got %d" % args.max_iter)
     if args.max_rows < 100:
         return error("--max-rows must be at least 100, got %d" % args.max_rows)
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        return error("%s: folder %s does not exist; create it or choose another -o path" % (args.output, out_dir))
-    if os.path.isdir(args.output):
-        return error("%s is a folder; -o needs a file name such as model.joblib" % args.output)
+    problem = output_file_problem(args.output, "-o", force=args.force, inputs=args.loads,
+                                  example="model.joblib")
+    if problem:
+        return error(problem)
     try:
         grids = read_grids(args.loads, progress)
         est, meta = fit_forecaster(grids, horizon=args.horizon, window=args.window, regressor=args.regressor,

@@ -164,6 +164,8 @@ def test_staggered_takes_its_two_chances(tmp_path, capsys):
     (["websearch", "--k", "4", "--background-load", "1.5"], "--background-load must be a fraction in (0, 1]"),
     (["staggered", "--k", "4", "--stagger", "0.8,0.4"], "--stagger must be P_EDGE,P_POD"),
     (["random", "--k", "4", "--stagger", "0.2,0.3"], "--stagger applies to the staggered scenario only"),
+    (["collide", "--k", "4", "--duration", "1e9"], "--duration must be at most 604800, got '1e9'"),
+    (["collide", "--k", "4", "--iterations", "1000000000"], "--iterations must be at most 100000"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     path = tmp_path / "x.csv"
@@ -180,3 +182,20 @@ def test_an_existing_trace_is_kept_without_force(tmp_path, capsys):
     code, _, err = _gen(["collide", "--k", "4", "-o", str(path), "--force"], capsys)
     assert code == 0 and path.read_text().startswith("start_s,")
     assert sorted(os.listdir(tmp_path)) == ["keep.csv"]      # no temporary file left
+
+
+def test_bad_paths_are_one_line_and_write_nothing(tmp_path, capsys):
+    """These used to end in a traceback (IsADirectoryError, UnicodeDecodeError) or name no file."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    code, _, err = _gen(["collide", "--k", "4", "-o", str(folder), "--force"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is a folder; -o needs a file name" in err, err
+    code, _, err = _gen(["websearch", "--k", "4", "--cdf", str(folder), "-o", str(tmp_path / "x.csv")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--cdf %s is a folder" % folder in err, err
+    binary = tmp_path / "sizes.cdf"
+    binary.write_bytes(b"\xff\xfe\x00")
+    code, _, err = _gen(["websearch", "--k", "4", "--cdf", str(binary), "-o", str(tmp_path / "x.csv")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "%s is not a text file" % binary in err, err
+    code, _, err = _gen(["websearch", "--k", "4", "--cdf", str(binary), "-o", str(binary), "--force"], capsys)
+    assert code == 2 and "is also an input" in err and binary.read_bytes() == b"\xff\xfe\x00", err
+    assert sorted(os.listdir(tmp_path)) == ["d", "sizes.cdf"]

@@ -113,3 +113,35 @@ def test_fallback_is_persistence_and_loud(caplog):
     hist = np.array([[0.1, 0.5, np.nan], [np.nan, np.nan, np.nan]])
     assert pred.predict(hist).tolist() == [0.5, 0.0]
     assert "persistence" in pred.name
+
+
+def _with_metadata(path, metadata):
+    """A file in the model format whose metadata record is ``metadata`` (the estimator is never reached)."""
+    joblib.dump({"format": model_file.FORMAT, "format_version": model_file.FORMAT_VERSION,
+                 "metadata": metadata, "estimator": b""}, path)
+    return path
+
+
+@pytest.mark.parametrize("metadata, words", [
+    (["not", "a", "record"], "metadata of type list"),
+    ({k: v for k, v in meta().items() if k != "horizon"}, "'horizon' must be a whole number >= 1, got None"),
+    (meta(window=0), "'window' must be a whole number >= 1, got 0"),
+    (meta(horizon=True), "'horizon' must be a whole number >= 1, got True"),
+    (meta(sampling_period_s=float("nan")), "'sampling_period_s' must be a number of seconds > 0"),
+    (meta(libraries="sklearn"), "'libraries' must be a record"),
+])
+def test_a_model_with_bad_metadata_is_refused_by_field(tmp_path, metadata, words):
+    """Each of these used to pass the checks and fail later (KeyError, AttributeError) in whoever read it."""
+    path = _with_metadata(str(tmp_path / "m.joblib"), metadata)
+    with pytest.raises(ModelError) as exc:
+        load_model(path)
+    assert path in str(exc.value) and words in str(exc.value) and "sidestep train" in str(exc.value)
+
+
+def test_the_controller_falls_back_loudly_on_a_model_with_bad_metadata(tmp_path, caplog):
+    from controller.config import load_config
+    from controller.runtime import load_predictor_or_fallback
+    path = _with_metadata(str(tmp_path / "m.joblib"), {k: v for k, v in meta().items() if k != "horizon"})
+    with caplog.at_level(logging.WARNING):
+        pred = load_predictor_or_fallback(load_config(None, {"policy": "predictive", "model": path}))
+    assert "persistence" in pred.name and "FORECASTER UNUSABLE" in caplog.text and "'horizon'" in caplog.text

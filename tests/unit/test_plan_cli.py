@@ -130,7 +130,7 @@ def test_down_shows_the_controllers_moves_off_a_failed_cable(tmp_path, capsys):
     assert ("a0_0->c0" not in json.dumps(result["paths"]))
     assert result["max_util_after"] < result["max_util_before"]
 
-    assert run(tmp_path, "--down", "c0-a0_0", "--json", str(out), policy="ecmp") == 0
+    assert run(tmp_path, "--down", "c0-a0_0", "--json", str(out), "--force", policy="ecmp") == 0
     ecmp = json.loads(out.read_text())
     assert {r["flow_id"] for r in ecmp["reroutes"]} == crossing
     assert all(r["reason"] == "link-down c0-a0_0; ECMP over the surviving paths" for r in ecmp["reroutes"])
@@ -150,3 +150,37 @@ def test_down_refuses_a_bad_cable(tmp_path, capsys, value, message):
 def test_down_twice_is_refused(tmp_path, capsys):
     assert run(tmp_path, "--down", "a0_0-c0", "--down", "c0-a0_0") == 2
     assert "already down" in capsys.readouterr().err
+
+
+def test_json_output_never_replaces_an_input_or_a_file_unasked(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    flows = tmp_path / "flows.csv"
+    assert run(tmp_path, "--json", str(flows)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json %s is also an input" % flows in err
+    assert flows.read_text() == FLOWS
+    out.write_text("keep me\n")
+    assert run(tmp_path, "--json", str(out)) == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == "keep me\n"
+    assert run(tmp_path, "--json", str(out), "--force") == 0
+    assert json.loads(out.read_text())["paths"]
+
+
+@pytest.mark.parametrize("content", [b"not a model", None])
+def test_a_named_model_that_cannot_be_used_is_an_error(tmp_path, capsys, content):
+    """It used to print a warning, plan on measured values, exit 0 and say "basis": "forecast"."""
+    model = tmp_path / "m.joblib"
+    if content is not None:
+        model.write_bytes(content)
+    assert run(tmp_path, "--json", "-", "--model", str(model), policy="predictive") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and str(model) in captured.err, captured.err
+
+
+def test_basis_says_measured_when_no_forecast_was_used(tmp_path, capsys):
+    """The shipped model is trained on 1 s samples; on 5 s samples predictive plans on measured values."""
+    loads = LOADS.replace("1,a0_0->c0", "5,a0_0->c0").replace("1,c0->a1_0", "5,c0->a1_0")
+    assert run(tmp_path, "--json", "-", loads=loads, policy="predictive") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["basis"] == "measured"
+    assert "forecaster unusable" in captured.err and "measured utilization" in captured.err

@@ -301,3 +301,76 @@ def test_cached_active_flows_and_partial_views_are_exact(fabric):
         return loop.decide(view, measured, forecast)
     Simulator(fabric, generate("bursts", 4, 1000.0, 0), seed=0, hook=hook).run()
     assert ticks["n"] > 10 and ticks["reused"] > 0
+
+
+def _tiny_trace(path):
+    path.write_text("start_s,src,dst,size_bytes\n0,h1,h16,125000\n")
+    return str(path)
+
+
+def test_force_replaces_only_a_previous_replays_output(tmp_path, capsys, monkeypatch):
+    """--force moves the old folder away and deletes it: only a replay's own output may go that way."""
+    trace = _tiny_trace(tmp_path / "t.csv")
+    out = tmp_path / "o"
+    base = [trace, "--k", "4", "--policy", "ecmp", "--no-plots", "--quiet"]
+    assert _cli(base + ["--out", str(out)], capsys)[0] == 0
+    assert _cli(base + ["--out", str(out), "--force"], capsys)[0] == 0          # its own output: replaced
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _cli(base + ["--out", str(empty), "--force"], capsys)[0] == 0        # an empty folder: fine
+
+    (out / "notes.txt").write_text("precious\n")
+    code, _, err = _cli(base + ["--out", str(out), "--force"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "also holds notes.txt" in err, err
+    assert (out / "notes.txt").read_text() == "precious\n" and (out / "summary.json").exists()
+
+    code, _, err = _cli(base + ["--out", trace, "--force"], capsys)             # the trace itself
+    assert code == 2 and "is not a folder" in err, err
+    assert open(trace).read().startswith("start_s,")
+
+    work = tmp_path / "work"                                                   # the current folder
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, err = _cli(base + ["--out", ".", "--force"], capsys)
+    assert code == 2 and "which is or holds %s" % work in err, err
+
+    kept = tmp_path / "k"                                                      # a folder holding the trace
+    assert _cli(base + ["--out", str(kept)], capsys)[0] == 0
+    inner = str(kept / "trace.csv")
+    _tiny_trace(kept / "trace.csv")
+    code, _, err = _cli([inner] + base[1:] + ["--out", str(kept), "--force"], capsys)
+    assert code == 2 and "which is or holds %s" % inner in err, err
+    assert os.path.exists(inner)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]          # no temp folders left
+
+
+@pytest.mark.parametrize("rows, line, words", [
+    ("start_s,src,dst,size_bytes\n0,h1,h16,1000\n1732890000,h1,h2,1000\n", 3, "flow L3 cannot finish before t=1.733e+09 s"),
+    ("start_s,src,dst,size_bytes,rate_bps\n0,h1,h2,1000,1e-9\n", 2, "t=8e+12 s"),
+    ("start_s,src,dst,size_bytes\n0,h1,h2,1e300\n", 2, "t=8e+293 s"),
+])
+def test_a_trace_that_would_replay_for_ever_is_refused_before_it_starts(tmp_path, capsys, rows, line, words):
+    """Unix timestamps in start_s, a flow capped at a nanobit per second: these ran without end and without
+    bound on memory."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(rows)
+    code, _, err = _cli([str(trace), "--k", "4", "--policy", "ecmp", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "t.csv:%d: " % line in err and words in err and "relative to the first flow" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_span_check_follows_dependencies():
+    """Three flows of 5e5 s each at the host link's rate: only the chain of them is too long to keep."""
+    from controller.replay import MAX_POLL_LINKS, check_span
+    fabric = Fabric.from_spec(fat_tree(4, 10))
+    size = 5e5 * 10e6 / 8
+    alone = [TraceFlow("f%d" % i, 0.0, "h1", "h16", size, line=i + 2) for i in range(3)]
+    check_span(alone, fabric, 1.0, "t.csv")
+    chain = [TraceFlow("f0", 0.0, "h1", "h16", size, line=2),
+             TraceFlow("f1", 0.0, "h1", "h16", size, deps=("f0",), line=3),
+             TraceFlow("f2", 0.0, "h1", "h16", size, deps=("f1",), gap_s=1.0, line=4)]
+    with pytest.raises(ReplayError, match=r"t\.csv:4: flow f2 cannot finish before t=1\.5e\+06 s"):
+        check_span(chain, fabric, 1.0, "t.csv")
+    assert MAX_POLL_LINKS / 96 * 2.0 > 1.5e6
+    check_span(chain, fabric, 2.0, "t.csv")      # longer polls keep a longer span

@@ -116,3 +116,37 @@ def test_sampling_period_other_than_the_models(tmp_path, capsys):
 def test_missing_output_folder(loads, tmp_path, capsys):
     assert train([loads, "-o", str(tmp_path / "no" / "m.joblib")]) == 2
     one_error_line(capsys, "does not exist")
+
+
+def test_outputs_never_replace_an_input_and_need_force_to_replace_a_file(loads, tmp_path, capsys):
+    """train -o, evaluate --json and plan --json used to write wherever they were pointed."""
+    copy = str(tmp_path / "loads.csv")
+    with open(loads) as src, open(copy, "w") as dst:
+        dst.write(src.read())
+    before = open(copy).read()
+    assert train([copy, "-o", copy]) == 2
+    one_error_line(capsys, "-o %s is also an input" % copy, "choose another -o path")
+    assert train([copy, "-o", copy, "--force"]) == 2          # --force does not make an input writable
+    one_error_line(capsys, "is also an input")
+    model = str(tmp_path / "m.joblib")
+    assert train([copy, "-o", model]) == 0
+    stamp = os.stat(model).st_mtime_ns
+    assert train([copy, "-o", model]) == 2
+    one_error_line(capsys, "%s exists" % model, "--force")
+    assert os.stat(model).st_mtime_ns == stamp
+    assert train([copy, "-o", model, "--force"]) == 0
+
+    assert main(["evaluate", "-q", copy, "--model", model, "--json", copy]) == 2
+    one_error_line(capsys, "--json %s is also an input" % copy)
+    assert main(["evaluate", "-q", copy, "--model", model, "--json", model]) == 2
+    one_error_line(capsys, "--json %s is also an input" % model)
+    assert main(["evaluate", "-q", copy, "--model", model, "--json", str(tmp_path)]) == 2
+    one_error_line(capsys, "is a folder")
+    assert capsys.readouterr().out == ""                     # refused before the scores, not after them
+    scores = str(tmp_path / "scores.json")
+    assert main(["evaluate", "-q", copy, "--model", model, "--json", scores]) == 0
+    assert main(["evaluate", "-q", copy, "--model", model, "--json", scores]) == 2
+    one_error_line(capsys, "%s exists" % scores)
+    assert main(["evaluate", "-q", copy, "--model", model, "--json", scores, "--force"]) == 0
+    assert open(copy).read() == before
+    assert [p for p in os.listdir(tmp_path) if ".tmp" in p] == []

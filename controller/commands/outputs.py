@@ -1,0 +1,46 @@
+"""Where a command may write its output file: never over an input, never over a file unasked.
+
+Why one place: ``train -o``, ``evaluate --json`` and ``plan --json`` each
+used to write wherever they were pointed, so ``sidestep train loads.csv -o
+loads.csv`` replaced the recording it had just read with a model.  Every
+command checks its output here before it starts work, the way ``gen`` and
+``replay`` refuse an existing output unless ``--force``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+__all__ = ["output_file_problem", "write_text_atomically"]
+
+
+def output_file_problem(path: str, option: str, *, force: bool, inputs: Sequence[str] = (),
+                        example: str = "") -> Optional[str]:
+    """Why ``path`` (given as ``option``) must not be written, or None if it may be."""
+    if os.path.isdir(path):
+        return "%s is a folder; %s needs a file name%s" % (path, option, " such as " + example if example else "")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return "%s: folder %s does not exist; create it or choose another %s path" % (path, parent, option)
+    if os.path.exists(path):
+        for given in inputs:
+            if os.path.exists(given) and os.path.samefile(given, path):
+                return "%s %s is also an input of this command; writing it would destroy the input; " \
+                       "choose another %s path" % (option, path, option)
+        if not force:
+            return "%s exists; choose another %s path or pass --force to replace it" % (path, option)
+    elif os.path.islink(path) and not force:
+        return "%s is a dangling link; choose another %s path or pass --force to replace it" % (path, option)
+    return None
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path`` (OSError on failure)."""
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
