@@ -45,6 +45,8 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import yaml
 
+from controller.loadtrace import recording_problem
+
 POLICIES = ("ecmp", "reactive", "predictive")
 MIN_POLL_INTERVAL_S = 0.2
 OVERRIDE = "override"
@@ -177,6 +179,9 @@ def read_yaml(path: str) -> Dict[str, Any]:
             data = yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 (SafeLoader subclass)
     except OSError as exc:
         raise ConfigError(None, "cannot read config file: %s" % exc.strerror, path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(None, "not a text file: byte %d is not UTF-8; a config is YAML text (README, "
+                          "'Configuration'; `sidestep check-config FILE` checks one)" % exc.start, path) from None
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.reason, path) from None
     except yaml.YAMLError as exc:
@@ -201,6 +206,9 @@ def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any
     Raises ConfigError naming the key, or the path for file problems.
     """
     raw = read_yaml(path) if path else {}
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(None, "overrides must be a mapping of key: value, got %s" % type(overrides).__name__,
+                          OVERRIDE)
     merged: Dict[str, Any] = dict(raw)
     from_override: Set[str] = set()
     for key, value in (overrides or {}).items():
@@ -256,6 +264,7 @@ def _build(data: Mapping[str, Any], path: Optional[str], from_override: Set[str]
     kw["rest_allow_pin"] = allow_pin
     record = _opt_str(ctx, "record", g("record", d.record))
     if record is not None:
+        record = os.path.expanduser(record)    # what the recorder opens is what was checked
         _check_writable(ctx, "record", record)
     kw["record"] = record
     kw["record_flush_s"] = _float(ctx, "record_flush_s", g("record_flush_s", d.record_flush_s),
@@ -451,5 +460,8 @@ def _check_writable(ctx: _Ctx, key: str, path: str) -> None:
     if os.path.exists(full):
         if not os.access(full, os.W_OK):
             raise ctx.error(key, "cannot write %s: file is not writable" % path)
+        problem = recording_problem(full)
+        if problem:
+            raise ctx.error(key, problem)
     elif not os.access(folder, os.W_OK | os.X_OK):
         raise ctx.error(key, "cannot write %s: folder %s is not writable" % (path, folder))

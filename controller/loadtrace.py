@@ -136,22 +136,49 @@ def write_tick(handle: IO[str], t: float, names: Sequence[str], caps: Sequence[f
     return len(names)
 
 
+def recording_problem(path: str) -> Optional[str]:
+    """Why appending link-load rows to the existing file ``path`` would damage it, or None.
+
+    Why: the recorder appends, so a config that points ``record`` at a flow
+    trace or any other file used to add link-load rows to it, and that file no
+    longer read as what it was.  Only an empty file or an earlier recording
+    (same header) is appended to.
+    """
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return None         # missing or unreadable: the open for appending says what is wrong
+    if not first:
+        return None
+    if first.rstrip(b"\r\n") == ",".join(HEADER).encode("ascii"):
+        return None
+    return ("%s exists and is not a link-load recording (its first line is %r, not %r); choose another path, "
+            "or move that file away" % (path, first[:60].decode("utf-8", "replace").rstrip("\r\n"),
+                                        ",".join(HEADER)))
+
+
 class LoadRecorder:
     """Appends link-load rows to a CSV, flushing at least every ``flush_every_s``.
 
     Rows are buffered in memory and written whole with one ``os.write`` at
     each flush, so a crash loses at most the last few seconds and never
     leaves half a line: the file stays parseable.  Opening checks that the
-    path is writable, so a bad ``--record`` fails at start.  A file that
-    already has rows is appended to (the header is written once).
+    path is writable, so a bad ``--record`` fails at start.  An earlier
+    recording is appended to (the header is written once); any other file
+    that is not empty is refused (``recording_problem``).
     """
 
     def __init__(self, path: str, flush_every_s: float = 2.0) -> None:
+        path = os.path.expanduser(path)
         self.path = path
         self.flush_every_s = flush_every_s
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise OSError("record path %s: folder %s does not exist" % (path, directory))
+        problem = recording_problem(path)
+        if problem:
+            raise OSError("record path %s" % problem)
         try:
             fresh = not os.path.exists(path) or os.path.getsize(path) == 0
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

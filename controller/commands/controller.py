@@ -35,10 +35,15 @@ def run(args: argparse.Namespace) -> int:
     overrides = {}
     if args.set_json:
         try:
-            overrides.update(json.loads(args.set_json))
+            given = json.loads(args.set_json)
         except ValueError as exc:
             print("sidestep controller: error: --set-json is not a JSON object: %s" % exc, file=sys.stderr)
             return 2
+        if not isinstance(given, dict):
+            print("sidestep controller: error: --set-json must be a JSON object such as '{\"policy\": "
+                  "\"reactive\"}', got %s" % type(given).__name__, file=sys.stderr)
+            return 2
+        overrides.update(given)
     for key, value in (("ofp_port", args.ofp_port), ("rest_host", args.rest_host),
                        ("rest_port", args.rest_port), ("record", args.record), ("policy", args.policy),
                        ("model", args.model), ("poll_interval", args.poll_interval)):

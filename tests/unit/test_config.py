@@ -9,6 +9,7 @@ import yaml
 
 from controller.cli import main as cli_main
 from controller.config import Config, ConfigError, load_config
+from controller.loadtrace import LoadRecorder, read_link_loads
 
 
 def write(tmp_path, text: str, name: str = "sidestep.yaml") -> str:
@@ -202,3 +203,47 @@ def test_check_config_command(tmp_path, capsys):
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sidestep check-config: error: %s: bogus:" % bad)
+
+
+def test_a_record_path_holding_another_file_is_refused_and_left_alone(tmp_path):
+    """The recorder appends: pointed at a flow trace, it used to add link-load rows to it."""
+    trace = tmp_path / "flows.csv"
+    trace.write_text("start_s,src,dst,size_bytes\n0,h1,h2,1000\n")
+    with pytest.raises(ConfigError, match=r"record: .*flows\.csv exists and is not a link-load recording "
+                                          r"\(its first line is 'start_s,src,dst,size_bytes'"):
+        load_config(None, {"record": str(trace)})
+    with pytest.raises(OSError, match="is not a link-load recording"):
+        LoadRecorder(str(trace))
+    assert trace.read_text() == "start_s,src,dst,size_bytes\n0,h1,h2,1000\n"
+    earlier = tmp_path / "loads.csv"          # an earlier recording, and an empty file, are appended to
+    rec = LoadRecorder(str(earlier))
+    rec.write(1.0, [(1.0, ("e0_0", "a0_0"), 0.5, 625000, 10_000_000)])
+    rec.close()
+    (tmp_path / "empty.csv").write_text("")
+    for path in (earlier, tmp_path / "empty.csv"):
+        assert load_config(None, {"record": str(path)}).record == str(path)
+        LoadRecorder(str(path)).close()
+    assert read_link_loads(str(earlier)).latest() == {("e0_0", "a0_0"): 0.5}
+
+
+def test_a_record_path_under_home_is_the_path_the_recorder_opens(tmp_path, monkeypatch):
+    """check-config expanded ~ and the recorder did not: the controller then failed at start."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config(None, {"record": "~/loads.csv"})
+    assert cfg.record == str(tmp_path / "loads.csv")
+    LoadRecorder("~/loads.csv").close()
+    assert (tmp_path / "loads.csv").read_text().startswith("t_s,link,util")
+
+
+def test_a_binary_config_and_a_set_json_that_is_not_an_object_are_one_line(tmp_path, capsys):
+    """These used to end in a UnicodeDecodeError and a TypeError traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe")
+    for argv in (["check-config", str(bad)], ["controller", "--config", str(bad)]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bad.yaml: not a text file: byte 0 is not UTF-8" in err, err
+    for text, kind in (("123", "int"), ("null", "NoneType"), ('["policy"]', "list")):
+        assert cli_main(["controller", "--set-json", text]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--set-json must be a JSON object" in err and kind in err, err
