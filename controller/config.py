@@ -40,6 +40,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
@@ -170,6 +171,12 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.2's floats: PyYAML (YAML 1.1) reads 1e3 and 5e-1 as strings, and the config then said
+# "must be a number, got '1e3'".  Plain decimals, ints and quoted strings resolve as before.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def read_yaml(path: str) -> Dict[str, Any]:
@@ -258,6 +265,9 @@ def _build(data: Mapping[str, Any], path: Optional[str], from_override: Set[str]
                                  lo=MIN_POLL_INTERVAL_S, unit="seconds")
     kw["rest_host"] = _str(ctx, "rest_host", g("rest_host", d.rest_host))
     kw["rest_port"] = _int(ctx, "rest_port", g("rest_port", d.rest_port), 0, 65535)
+    if kw["rest_port"] == kw["ofp_port"]:
+        raise ctx.error("rest_port", "%d is also ofp_port; the REST API and OpenFlow need different ports "
+                        "(0 disables the REST API)" % kw["rest_port"])
     allow_pin = g("rest_allow_pin", d.rest_allow_pin)
     if not isinstance(allow_pin, bool):
         raise ctx.error("rest_allow_pin", "must be true or false, got %r" % (allow_pin,))

@@ -190,8 +190,8 @@ def fat_tree(k: object = 4, bw_mbps: object = 10.0) -> FatTreeSpec:
         bw = float(bw_mbps)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TopologyError("link bandwidth bw must be a number of Mbit/s > 0, got %r" % (bw_mbps,))
-    if not bw > 0:
-        raise TopologyError("link bandwidth bw must be a number of Mbit/s > 0, got %r" % (bw_mbps,))
+    if not 0 < bw < float("inf"):
+        raise TopologyError("link bandwidth bw must be a finite number of Mbit/s > 0, got %r" % (bw_mbps,))
     half = k_int // 2
     switches: List[SwitchSpec] = []
     hosts: List[HostSpec] = []

@@ -1,7 +1,9 @@
 """``sidestep check-config FILE``: validate a controller config without starting anything.
 
 Prints the effective configuration (defaults filled in) as YAML and exits 0,
-or prints one error line naming the key or path and exits 2.  Run it before
+or prints one error line naming the key or path and exits 2.  The forecaster
+the config asks for is loaded too, as the controller would load it: a model
+the controller would replace with persistence is an error here.  Run it before
 ``sidestep controller --config FILE`` or in CI for a config you ship.
 """
 from __future__ import annotations
@@ -26,6 +28,16 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print("sidestep check-config: error: %s" % exc, file=sys.stderr)
         return 2
+    if config.policy != "ecmp" or config.model:
+        # the controller loads it the same way, and on failure runs on persistence (next = now)
+        from models.runtime import ModelError, load_predictor
+        try:
+            load_predictor(config.model, sampling_period_s=config.poll_interval)
+        except ModelError as exc:
+            print("sidestep check-config: error: %s: the forecaster cannot be used with this config (%s); the "
+                  "controller would run %s on persistence (next = now) instead" % (args.file, exc, config.policy),
+                  file=sys.stderr)
+            return 2
     if not args.quiet:
         sys.stdout.write("# effective config of %s\n" % args.file)
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False))

@@ -80,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         seed = int(args.seed)
         poll = float(args.poll_interval)
-        if not poll > 0:
+        if not 0 < poll < float("inf"):
             raise ValueError
     except ValueError:
-        return _error("--seed must be an integer and --poll-interval a number of seconds > 0")
+        return _error("--seed must be an integer and --poll-interval a finite number of seconds > 0, got %r and %r"
+                      % (args.seed, args.poll_interval))
     try:
         quantum = float(args.quantum)
     except ValueError:

@@ -247,3 +247,37 @@ def test_a_binary_config_and_a_set_json_that_is_not_an_object_are_one_line(tmp_p
         assert cli_main(["controller", "--set-json", text]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--set-json must be a JSON object" in err and kind in err, err
+
+
+def test_exponent_numbers_read_as_numbers(tmp_path):
+    """PyYAML reads 1e3 as a string, and the config then said "must be a number Mbit/s, got '1e3'"."""
+    path = tmp_path / "c.yaml"
+    path.write_text("link_mbps: 1e3\npoll_interval: 5e-1\nrecord_flush_s: 2.0e+0\n")
+    cfg = load_config(str(path))
+    assert (cfg.link_mbps, cfg.poll_interval, cfg.record_flush_s) == (1000.0, 0.5, 2.0)
+    path.write_text('link_mbps: "1e3"\n')            # quoted: still a string, and still refused
+    with pytest.raises(ConfigError, match="link_mbps: must be a number Mbit/s, got '1e3'"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("text, words", [
+    ("policy: predictive\npoll_interval: 5.0\n", "was trained on samples every 1 s but the live sampling period is 5 s"),
+    ("policy: reactive\nmodel: %(junk)s\n", "is not a readable model file"),
+])
+def test_check_config_refuses_a_forecaster_the_controller_would_replace(tmp_path, capsys, text, words):
+    """check-config used to check only that the model file existed; the controller then ran on persistence."""
+    junk = tmp_path / "junk.joblib"
+    junk.write_bytes(b"not a model")
+    path = tmp_path / "c.yaml"
+    path.write_text(text % {"junk": junk})
+    assert cli_main(["check-config", "-q", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "would run" in err and "on persistence" in err, err
+    path.write_text("policy: predictive\n")          # the shipped model at 1 s polls: fine
+    assert cli_main(["check-config", "-q", str(path)]) == 0
+
+
+def test_the_rest_api_and_openflow_need_different_ports():
+    with pytest.raises(ConfigError, match="rest_port: 8080 is also ofp_port"):
+        load_config(None, {"ofp_port": 8080})
+    assert load_config(None, {"ofp_port": 8080, "rest_port": 0}).rest_port == 0

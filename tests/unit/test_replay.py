@@ -374,3 +374,15 @@ def test_the_span_check_follows_dependencies():
         check_span(chain, fabric, 1.0, "t.csv")
     assert MAX_POLL_LINKS / 96 * 2.0 > 1.5e6
     check_span(chain, fabric, 2.0, "t.csv")      # longer polls keep a longer span
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--link-mbps", "inf", "bw must be a finite number of Mbit/s > 0, got 'inf'"),
+    ("--poll-interval", "inf", "--poll-interval a finite number of seconds > 0, got '0' and 'inf'"),
+])
+def test_infinite_numbers_are_refused(tmp_path, capsys, option, value, words):
+    """They were accepted and wrote "Infinity" into summary.json, which strict JSON parsers refuse."""
+    trace = _tiny_trace(tmp_path / "t.csv")
+    code, _, err = _cli([trace, "--k", "4", "--policy", "ecmp", "--out", str(tmp_path / "o"), option, value], capsys)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "o").exists()
