@@ -348,6 +348,45 @@ class ActionError(ValueError):
     """A write request the controller refuses; the message says why (HTTP 400)."""
 
 
+PIN_FIELDS = ("src", "dst", "proto", "src_port", "dst_port", "path")
+PIN_EXAMPLE = ('{"src": "h1", "dst": "h13", "proto": 6, "src_port": 40000, "dst_port": 5201, '
+               '"path": ["h1", "e0_0", "a0_1", "c2", "a3_1", "e3_0", "h13"]}')
+
+
+def _whole(body: Mapping[str, Any], key: str, default: int, top: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        raise ActionError("%s must be a whole number 0..%d, got %s; e.g. %s"
+                          % (key, top, json.dumps(value), PIN_EXAMPLE))
+    return value
+
+
+def parse_pin(body: Mapping[str, Any]) -> Tuple[str, str, int, int, int, Tuple[str, ...]]:
+    """``POST /pins``'s body as (src, dst, proto, src_port, dst_port, path); ActionError names the field.
+
+    Why strict: a pin is an operator's order to move live traffic.  A port of
+    99999, a protocol of 6.9 read as 6, or a misspelt ``srcport`` that left
+    the port at 0 used to be accepted and kept, pinning something other than
+    what was meant.
+    """
+    unknown = sorted(set(body) - set(PIN_FIELDS))
+    if unknown:
+        raise ActionError("unknown field %s; a pin takes %s, e.g. %s"
+                          % (", ".join(repr(k) for k in unknown), ", ".join(PIN_FIELDS), PIN_EXAMPLE))
+    names = []
+    for key in ("src", "dst"):
+        value = body.get(key)
+        if not isinstance(value, str) or not value:
+            raise ActionError("%s must be a host name, got %s; e.g. %s" % (key, json.dumps(value), PIN_EXAMPLE))
+        names.append(value)
+    path = body.get("path")
+    if not isinstance(path, list) or len(path) < 2 or not all(isinstance(n, str) and n for n in path):
+        raise ActionError("path must be a list of node names from src to dst, got %s; e.g. %s"
+                          % (json.dumps(path), PIN_EXAMPLE))
+    return (names[0], names[1], _whole(body, "proto", 6, 255), _whole(body, "src_port", 0, 65535),
+            _whole(body, "dst_port", 0, 65535), tuple(path))
+
+
 def make_wsgi_app(state: ApiState, logger: Optional[logging.Logger] = None,
                   pin: Optional[Callable[[Mapping[str, Any]], Dict[str, Any]]] = None) -> Callable:
     """The WSGI application: ``app(environ, start_response) -> [bytes]``.
@@ -382,18 +421,33 @@ def make_wsgi_app(state: ApiState, logger: Optional[logging.Logger] = None,
         if len(path) > 1:
             path = path.rstrip("/")
         head = method == "HEAD"
-        if path == "/pins" and pin is not None:
+        if path == "/pins" and pin is None:
+            return respond(start_response, "403 Forbidden",
+                           json_body({"error": "pinning is off; set rest_allow_pin: true in the controller's "
+                                      "config to allow POST /pins"}), JSON_CONTENT_TYPE, head)
+        if path == "/pins":
             if method != "POST":
                 return respond(start_response, "405 Method Not Allowed",
-                               json_body({"error": "use POST with a JSON body"}), JSON_CONTENT_TYPE,
-                               False, [("Allow", "POST")])
+                               json_body({"error": "use POST with a JSON body, e.g. %s" % PIN_EXAMPLE}),
+                               JSON_CONTENT_TYPE, False, [("Allow", "POST")])
             try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
+                try:
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                except ValueError:
+                    raise ActionError("Content-Length must be a number of bytes, got %r"
+                                      % environ.get("CONTENT_LENGTH")) from None
                 if length <= 0 or length > 65536:
-                    raise ActionError("send a JSON object of at most 64 KiB")
-                body_in = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
+                    raise ActionError("send a JSON object of at most 64 KiB, e.g. %s" % PIN_EXAMPLE)
+                try:
+                    body_in = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise ActionError("the body is not UTF-8 text; send a JSON object, e.g. %s"
+                                      % PIN_EXAMPLE) from None
+                except ValueError as exc:
+                    raise ActionError("the body is not JSON (%s); send a JSON object, e.g. %s"
+                                      % (exc, PIN_EXAMPLE)) from None
                 if not isinstance(body_in, dict):
-                    raise ActionError("the body must be a JSON object")
+                    raise ActionError("the body must be a JSON object, e.g. %s" % PIN_EXAMPLE)
                 result = pin(body_in)
             except (ActionError, ValueError) as exc:
                 return respond(start_response, "400 Bad Request", json_body({"error": str(exc)}),

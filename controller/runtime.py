@@ -243,16 +243,11 @@ class ControllerRuntime:
 
     def pin_request(self, body: Mapping[str, object], now_s: float):
         """``POST /pins``: validate an operator's pin and turn it into a consistent update."""
-        from controller.api import ActionError
+        from controller.api import ActionError, parse_pin
         from controller.ecmp import FiveTuple
 
-        try:
-            five = FiveTuple(str(body["src"]), str(body["dst"]), int(body.get("proto", 6)),
-                             int(body.get("src_port", 0)), int(body.get("dst_port", 0)))
-            path = tuple(str(n) for n in body["path"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ActionError("a pin needs src, dst, proto, src_port, dst_port and path "
-                              "(a list of node names): %s" % exc) from None
+        src, dst, proto, src_port, dst_port, path = parse_pin(body)
+        five = FiveTuple(src, dst, proto, src_port, dst_port)
         try:
             cmds = self.core.repin(five, path, now_s)
         except FabricError as exc:

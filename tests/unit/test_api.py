@@ -241,3 +241,83 @@ def test_served_over_http_by_wsgiref(state):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# -- POST /pins ----------------------------------------------------------------
+
+def post(app, path, body, content_length=None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(raw),
+               "SCRIPT_NAME": "", "QUERY_STRING": "", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(raw)) if content_length is None else content_length}
+    setup_testing_defaults(environ)
+    got = {}
+
+    def start_response(status, headers, exc_info=None):
+        got["status"] = status
+        return lambda data: None
+
+    body_out = b"".join(app(environ, start_response))
+    return int(got["status"].split()[0]), json.loads(body_out)
+
+
+@pytest.fixture
+def pinning(state):
+    """The REST app on a controller runtime whose core has discovered a k=4 fat-tree and learned h1, h13."""
+    from controller.config import load_config
+    from controller.runtime import ControllerRuntime
+    from tests.unit.test_core import discovered_core, learn
+
+    rt = ControllerRuntime(load_config(None, {"rest_allow_pin": True, "rest_port": 0}), 0.0)
+    rt.core = discovered_core()
+    learn(rt.core, "h1")
+    learn(rt.core, "h13")
+    return rt, make_wsgi_app(state, pin=lambda body: rt.pin_request(body, 20.0)[1])
+
+
+GOOD_PIN = {"src": "h1", "dst": "h13", "proto": 6, "src_port": 40000, "dst_port": 5201,
+            "path": ["h1", "e0_0", "a0_1", "c2", "a3_1", "e3_0", "h13"]}
+
+
+def test_a_good_pin_is_taken(pinning):
+    rt, app = pinning
+    status, body = post(app, "/pins", GOOD_PIN)
+    assert status == 200 and body["pinned"] == "h1|h13|6|40000|5201" and body["path"] == GOOD_PIN["path"]
+    assert list(rt.core.pins.values()) == [tuple(GOOD_PIN["path"])]
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"src_port": 99999}, "src_port must be a whole number 0..65535, got 99999"),
+    ({"src_port": -1}, "src_port must be a whole number 0..65535, got -1"),
+    ({"dst_port": 10 ** 30}, "dst_port must be a whole number 0..65535"),
+    ({"proto": 999}, "proto must be a whole number 0..255, got 999"),
+    ({"proto": 6.9}, "proto must be a whole number 0..255, got 6.9"),
+    ({"proto": True}, "proto must be a whole number 0..255, got true"),
+    ({"srcport": 40000}, "unknown field 'srcport'; a pin takes src, dst, proto, src_port, dst_port, path"),
+    ({"src": 7}, "src must be a host name, got 7"),
+    ({"path": "h1,e0_0"}, "path must be a list of node names"),
+    ({"path": ["h1"]}, "path must be a list of node names"),
+])
+def test_a_bad_pin_is_refused_by_field_and_nothing_is_kept(pinning, change, words):
+    """Each of these used to be answered 200 and kept (6.9 as 6, true as 1, a misspelt field as port 0)."""
+    rt, app = pinning
+    status, body = post(app, "/pins", dict(GOOD_PIN, **change))
+    assert status == 400 and words in body["error"] and '"src": "h1"' in body["error"], body
+    assert rt.core.pins == {}
+
+
+@pytest.mark.parametrize("raw, length, words", [
+    (b"{not json", None, "the body is not JSON"),
+    (b"\xff\xfe{}", None, "the body is not UTF-8 text"),
+    (b"[1, 2]", None, "the body must be a JSON object"),
+    (b"{}", "abc", "Content-Length must be a number of bytes, got 'abc'"),
+])
+def test_a_body_that_is_not_a_json_object_says_what_to_send(pinning, raw, length, words):
+    status, body = post(pinning[1], "/pins", raw, content_length=length)
+    assert status == 400 and words in body["error"], body
+    assert length is not None or "e.g. {" in body["error"], body
+
+
+def test_pins_when_pinning_is_off_says_how_to_turn_it_on(state):
+    status, body = post(make_wsgi_app(state), "/pins", GOOD_PIN)
+    assert status == 403 and "rest_allow_pin: true" in body["error"]
