@@ -168,8 +168,13 @@ def _parse_row(path: str, line: int, row: Dict[str, str], hosts: Collection[str]
     if rate is not None and rate <= 0:
         raise TraceError(path, "%r must be > 0 bit/s (leave it empty for no cap)"
                          % row["rate_bps"], line, "rate_bps")
-    flow_id = get("flow_id", "") or "L%d" % line
+    given_id = get("flow_id", "")
+    flow_id = given_id or "L%d" % line
     if flow_id in seen:
+        if not given_id:
+            raise TraceError(path, "this row has no flow_id, so it is named %r after its line, and line %d "
+                             "already uses that name; give this row a flow_id" % (flow_id, seen[flow_id]),
+                             line, "flow_id")
         raise TraceError(path, "flow_id %r already used on line %d" % (flow_id, seen[flow_id]),
                          line, "flow_id")
     seen[flow_id] = line

@@ -30,7 +30,7 @@ def open_csv(path: str, required: Sequence[str], optional: Sequence[str] = (), *
     ``cells``: each row as its list of stripped cells, in header order, instead of a dict.
     """
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise TraceError(path, "cannot open: %s" % exc.strerror) from None
     reader = csv.reader(handle)

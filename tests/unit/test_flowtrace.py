@@ -180,3 +180,22 @@ def test_a_trace_reads_the_same_without_the_quick_parser(tmp_path, monkeypatch):
     fast = read_flow_trace(path, hosts)
     monkeypatch.setattr(flowtrace, "_quick_parser", lambda header, hosts, seen: lambda line, cells: None)
     assert read_flow_trace(path, hosts) == fast and len(fast) > 100
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_reads(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; the header then "lacked" start_s, its first column."""
+    p = tmp_path / "excel.csv"
+    p.write_bytes(b"\xef\xbb\xbfstart_s,src,dst,size_bytes\r\n0,h1,h2,1000\r\n")
+    (flow,) = read_flow_trace(str(p), HOSTS)
+    assert (flow.start_s, flow.src, flow.dst, flow.size_bytes) == (0.0, "h1", "h2", 1000.0)
+    from controller.loadtrace import read_link_loads
+    q = tmp_path / "loads.csv"
+    q.write_bytes(b"\xef\xbb\xbft_s,link,util\r\n0,e0_0->a0_0,0.5\r\n1,e0_0->a0_0,0.25\r\n")
+    assert read_link_loads(str(q)).latest() == {("e0_0", "a0_0"): 0.25}
+
+
+def test_a_row_without_flow_id_whose_line_name_is_taken_says_so(tmp_path):
+    path = _write(tmp_path, "flow_id,start_s,src,dst,size_bytes\nL3,0,h1,h2,1000\n,0,h3,h4,1000\n")
+    with pytest.raises(TraceError, match=r"flows\.csv:3: column 'flow_id': this row has no flow_id, so it is "
+                                         r"named 'L3' after its line, and line 2 already uses that name"):
+        read_flow_trace(path, HOSTS)
