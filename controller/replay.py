@@ -651,9 +651,14 @@ def check_output_folder(out_dir: str, force: bool = False, keep: Sequence[str] =
     may only ever take a folder a replay wrote (or an empty one).  A folder
     that holds anything else, a file, the current folder, or a folder that
     holds one of the ``keep`` paths (the trace being replayed) is refused with
-    the reason.
+    the reason, as is an ``out_dir`` whose parent folder does not exist (the
+    command checks all this before the replay, not after it).
     """
     out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    if not os.path.isdir(parent):
+        raise ReplayError("cannot write %s: folder %s does not exist; create it (mkdir -p) or choose another --out"
+                          % (out_dir, parent))
     if not os.path.lexists(out_dir):
         return
     if not force:
@@ -686,8 +691,6 @@ def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = Fals
     out_dir = os.path.abspath(out_dir)
     check_output_folder(out_dir, force, keep)
     parent = os.path.dirname(out_dir)
-    if not os.path.isdir(parent):
-        raise ReplayError("cannot write %s: folder %s does not exist" % (out_dir, parent))
     summary: Dict[str, object] = {"policies": {r.policy: r.summary for r in runs}}
     names = [r.policy for r in runs]
     chosen = loads_policy(names)

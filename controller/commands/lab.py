@@ -20,15 +20,17 @@ POLICIES = ("ecmp", "reactive", "predictive")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="fewer, smaller iterations; the reference runs in the ECMP network (< 3 min)")
-    parser.add_argument("--scenario", default="hotspot", help="hotspot (default) or bursts")
+                        help="fewer, smaller iterations, no 'no collision' run; the no-hotspot reference runs in the "
+                             "first policy's network (< 3 min)")
+    parser.add_argument("--scenario", default="hotspot", help="hotspot (default), bursts, or none (the job alone)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated (default: all three)")
     parser.add_argument("--iterations", type=int, default=None, help="training iterations per run")
     parser.add_argument("--model", default=None, help="forecaster model for predictive (default: shipped)")
     parser.add_argument("--out", default=None, help="output folder (default: out/lab-<time>)")
     parser.add_argument("--ofp-port", type=int, default=6653)
     parser.add_argument("--replay", metavar="FLOWS.csv", default=None,
-                        help="play a flow trace into the lab instead of the training scenario")
+                        help="play a flow trace into the lab instead of the training scenario, under predictive "
+                             "(or the one policy --policies names)")
     parser.add_argument("--hedera", action="store_true",
                         help="run the Hedera protocol (stride/staggered/random patterns) instead")
     parser.add_argument("--link-mbps", type=float, default=10.0,

@@ -44,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", default="0", help="seed: ephemeral source ports, scenario generation (default 0)")
     parser.add_argument("--poll-interval", default="1", metavar="S",
                         help="control tick (port-stats poll) interval in seconds (default 1)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder: must not exist (unless --force), its parent folder must")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing output folder that an earlier replay wrote")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
     parser.add_argument("--quantum", default="0", metavar="S",

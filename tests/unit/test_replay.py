@@ -386,3 +386,14 @@ def test_infinite_numbers_are_refused(tmp_path, capsys, option, value, words):
     code, _, err = _cli([trace, "--k", "4", "--policy", "ecmp", "--out", str(tmp_path / "o"), option, value], capsys)
     assert code == 2 and err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_parent_folder_is_refused_before_the_replay(tmp_path, capsys, monkeypatch):
+    """It used to be found only when the outputs were written, after the whole replay had run."""
+    import controller.commands.replay as replay_command
+    trace = _tiny_trace(tmp_path / "t.csv")
+    started = []
+    monkeypatch.setattr(replay_command._PolicyReplay, "all", lambda *a: started.append(1) or [])
+    code, _, err = _cli([trace, "--k", "4", "--policy", "ecmp", "--out", str(tmp_path / "sweep" / "a")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "folder %s does not exist; create it" % (tmp_path / "sweep") in err
+    assert started == []
