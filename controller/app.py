@@ -79,6 +79,7 @@ class SidestepApp(compat.BaseApp):
         self.datapaths = {}
         self._stats_parts = {}
         self._barrier_waiters = {}
+        self._update_gen = {}       # 5-tuple -> number of its newest path update
         self._rng = random.Random(0)
         self.threads.append(hub.spawn(self._loop))
         if config.rest_port:
@@ -131,7 +132,9 @@ class SidestepApp(compat.BaseApp):
     def _execute(self, commands):
         for cmd in commands:
             if isinstance(cmd, PathUpdate):
-                self.threads.append(hub.spawn(self._run_update, cmd))
+                gen = self._update_gen.get(cmd.flow, 0) + 1
+                self._update_gen[cmd.flow] = gen
+                self.threads.append(hub.spawn(self._run_update, cmd, gen))
                 continue
             dp = self.datapaths.get(cmd.dpid)
             if dp is None:
@@ -198,12 +201,26 @@ class SidestepApp(compat.BaseApp):
         if event is not None:
             event.set()
 
-    def _run_update(self, update):
-        """Run a consistent update: each switch confirms (barrier) before the one upstream of it."""
+    def _run_update(self, update, gen=None):
+        """Run a consistent update: each switch confirms (barrier) before the one upstream of it.
+
+        Updates of one connection can overlap (a planner move, then a cable of
+        its new path fails while the first still waits on a barrier).  Each
+        stops writing rules as soon as a newer one for the same connection has
+        started, so its ingress rule can never land after the newer one's.
+        Its deletes still run: they match the older version's cookie exactly.
+        """
         try:
             start = time.time()
             deletes = []
             for op in update.ops:
+                if op.kind == OP_DELETE:            # after the drain, switch by switch
+                    deletes.append(op)
+                    continue
+                if gen is not None and self._update_gen.get(update.flow) != gen:
+                    LOG.info("update of %s superseded by a newer one; stopping it", update.flow.key())
+                    deletes = [o for o in update.ops if o.kind == OP_DELETE]
+                    break
                 dpid = update.dpid(op.switch)
                 dp = self.datapaths.get(dpid)
                 if dp is None:
@@ -216,9 +233,8 @@ class SidestepApp(compat.BaseApp):
                     if not self._barrier(dp):
                         LOG.warning("update of %s: no barrier reply from %s within 2 s; continuing",
                                     update.flow.key(), op.switch)
-                elif op.kind == OP_DELETE:
-                    deletes.append(op)
-            self.runtime.update_done(update.flow, (time.time() - start) * 1000.0)
+            else:
+                self.runtime.update_done(update.flow, (time.time() - start) * 1000.0)
             if deletes:
                 hub.sleep(max(op.delay_s for op in deletes))
                 for op in deletes:
@@ -234,6 +250,9 @@ class SidestepApp(compat.BaseApp):
         except Exception:  # pylint: disable=broad-except
             LOG.exception("path update of %s failed", update.flow.key())
             self.runtime.handler_errors += 1
+        finally:
+            if gen is not None and self._update_gen.get(update.flow) == gen:
+                del self._update_gen[update.flow]       # the newest is done: nothing left to supersede
 
     # ------------------------------------------------------------ switch lifecycle
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -292,7 +311,9 @@ class SidestepApp(compat.BaseApp):
     @guarded
     def _flow_removed(self, ev):
         msg = ev.msg
-        self.core.flow_removed(msg.datapath.id, msg.cookie, dict(msg.match.items()))
+        ofp = msg.datapath.ofproto
+        self.core.flow_removed(msg.datapath.id, msg.cookie, dict(msg.match.items()),
+                               timed_out=msg.reason in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT))
 
     # ------------------------------------------------------------ statistics
     def _collect(self, ev, kind):

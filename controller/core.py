@@ -14,8 +14,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
-from controller.rules import (PRIORITY_CONTROL, RuleSpec, consistent_update, is_sidestep_cookie,
-                              make_cookie, path_rules)
+from controller.rules import (COOKIE_TAG_MASK, PRIORITY_CONTROL, RuleSpec, consistent_update, flow_match,
+                              is_sidestep_cookie, make_cookie, path_rules)
 from mininet_topos.fattree_spec import dpid_to_name, ip_to_host_name
 
 LOG = logging.getLogger("sidestep.core")
@@ -169,6 +169,11 @@ class CoreCounters:
     flows_installed: int = 0
     reroutes: int = 0
     dropped_unknown_dst: int = 0
+    rules_rewritten: int = 0
+
+
+MAX_PINS = 65536
+"""Pins kept for connections that are gone (a live connection's pin is never dropped)."""
 
 
 class ControllerCore:
@@ -248,14 +253,22 @@ class ControllerCore:
         name = state.name
         for link in [l for l in self.link_seen if name in l]:
             del self.link_seen[link]
-        if self.fabric.is_switch(name):
-            for nbr in list(self.fabric.graph.neighbors(name)):
-                if self.fabric.is_switch(nbr):
-                    self.fabric.remove_link(name, nbr)
+        # Flows from or to its own hosts have no other path: forgotten, re-learned when it is back.
         for five, flow in list(self.flows.items()):
-            if name in flow.path:
+            if name in (flow.path[1], flow.path[-2]):
                 del self.flows[five]
-        return []
+        cmds: List[Command] = []
+        if self.fabric.is_switch(name):
+            # Its rules can no longer be managed and its data plane may be dead: every other flow
+            # through it moves as if all its cables had failed at once (they come back with LLDP
+            # when it reconnects).  Forgetting them instead left the rules upstream sending a
+            # long-lived connection into it for good: its traffic kept them from idling out.
+            nbrs = [n for n in self.fabric.graph.neighbors(name) if self.fabric.is_switch(n)]
+            for nbr in nbrs:
+                self.fabric.set_link_up(name, nbr, False)
+            for nbr in nbrs:
+                cmds.extend(self.link_down(name, nbr, now_s))
+        return cmds
 
     def connected_switches(self) -> List[int]:
         return sorted(d for d, s in self.switches.items() if s.connected)
@@ -301,19 +314,20 @@ class ControllerCore:
         a, b = self.name_of(src_dpid), self.name_of(dpid)
         self.link_seen[(a, b)] = now_s
         self._newest_lldp_s = max(self._newest_lldp_s, now_s)
+        cmds: List[Command] = []
         # A host entry learned on this port before discovery settled was wrong.
         for host in [h for h in self.hosts.values() if (h.switch, h.port) in ((a, src_port), (b, in_port))]:
             LOG.warning("port %s:%d is a switch link; forgetting host %s learned there",
                         host.switch, host.port, host.name)
-            self._forget_host(host.name)
+            cmds.extend(self._forget_host(host.name))
         if self.fabric.graph.has_edge(a, b) and self.fabric.port(a, b) == src_port \
                 and self.fabric.port(b, a) == in_port:
             if not self.fabric.is_up(a, b):
                 self.fabric.set_link_up(a, b, True)
-            return []
+            return cmds
         LOG.info("link discovered: %s:%d <-> %s:%d", a, src_port, b, in_port)
         self.fabric.add_link(a, src_port, b, in_port, self.capacity_for(a, b))
-        return []
+        return cmds
 
     def _is_switch_port(self, switch: str, port: int) -> bool:
         nbr = self.fabric.neighbor(switch, port)
@@ -339,37 +353,65 @@ class ControllerCore:
                    for s in self.switches.values() if s.connected)
 
     # ---------------------------------------------------------- hosts
-    def _learn_host(self, switch: str, port: int, ip: Optional[str], mac: str, now_s: float) -> Optional[str]:
+    def _learn_host(self, switch: str, port: int, ip: Optional[str], mac: str,
+                    now_s: float) -> List[Command]:
+        """Learn (or re-learn) a host from its ARP; returns the deletes of a moved host's old rules."""
         if not ip or ip == "0.0.0.0":
-            return None
+            return []
         dpid = self.dpid_of(switch)
         state = self.switches.get(dpid) if dpid is not None else None
         if state is None or self._is_switch_port(switch, port):
-            return None
+            return []
         if now_s - state.connected_at < 2.5 * self.lldp_interval_s:
-            return None  # cannot yet tell host ports from fabric ports
+            return []  # cannot yet tell host ports from fabric ports
         name = ip_to_host_name(ip)
         old = self.hosts.get(name)
         if old is not None and (old.switch, old.port, old.mac) == (switch, port, mac):
-            return name
+            if not self.fabric.is_up(name, switch):      # it speaks, so its cable is up
+                self.fabric.set_link_up(name, switch, True)
+            return []
+        cmds: List[Command] = []
         if old is not None:
             LOG.info("host %s moved from %s:%d to %s:%d", name, old.switch, old.port, switch, port)
-            self._forget_host(name)
+            cmds = self._forget_host(name)
         self.hosts[name] = HostEntry(name, ip, mac, switch, port)
         self.hosts_by_ip[ip] = name
         self.fabric.add_host(name, ip=ip, mac=mac)
         self.fabric.add_link(name, 0, switch, port, self.capacity_for(name, switch))
         LOG.info("host learned: %s ip=%s mac=%s at %s:%d", name, ip, mac, switch, port)
-        return name
+        return cmds
 
-    def _forget_host(self, name: str) -> None:
+    def _forget_host(self, name: str) -> List[Command]:
+        """Forget a host and its connections, and delete their rules.
+
+        Why the deletes: the old rules keep matching the connections' packets
+        (toward where the host was), and the traffic keeps them from idling
+        out, so without the deletes the moved host would never be reached.
+        """
         entry = self.hosts.pop(name, None)
         if entry is None:
-            return
+            return []
         self.hosts_by_ip.pop(entry.ip, None)
-        self.fabric.remove_node(name)
+        cmds: List[Command] = []
         for five in [f for f in self.flows if name in (f.src, f.dst)]:
-            del self.flows[five]
+            cmds.extend(self._delete_rules_of(self.flows.pop(five)))
+        self.fabric.remove_node(name)
+        return cmds
+
+    def _delete_rules_of(self, flow: InstalledFlow) -> List[Command]:
+        """Delete every version of ``flow``'s rules on the connected switches of its path."""
+        try:
+            match = flow_match(self.fabric, flow.five)
+        except FabricError:
+            return []
+        cookie = make_cookie(flow.five, 0) & ~(0xFFFF << 32)      # the tag and the 5-tuple's hash
+        mask = COOKIE_TAG_MASK | 0xFFFFFFFF                         # any path version
+        cmds: List[Command] = []
+        for sw in flow.path[1:-1]:
+            dpid = self.dpid_of(sw)
+            if dpid is not None and dpid in self.switches and self.switches[dpid].connected:
+                cmds.append(DeleteRules(dpid, cookie, mask, match))
+        return cmds
 
     # ---------------------------------------------------------- packet-in
     def packet_in(self, dpid: int, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
@@ -393,23 +435,23 @@ class ControllerCore:
     def _arp(self, state: SwitchState, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
         if self._is_switch_port(state.name, in_port):
             return []  # we never flood ARP over fabric links, so this is a stray copy
-        self._learn_host(state.name, in_port, pkt.arp_spa, pkt.arp_sha or pkt.eth_src, now_s)
+        cmds = self._learn_host(state.name, in_port, pkt.arp_spa, pkt.arp_sha or pkt.eth_src, now_s)
         if pkt.arp_op == 1:  # request
             target = self.hosts_by_ip.get(pkt.arp_tpa or "")
             if target is not None:
                 entry = self.hosts[target]
                 self.counters.arp_replies += 1
-                return [ArpReply(state.dpid, in_port, entry.mac, entry.ip,
-                                 pkt.arp_sha or pkt.eth_src, pkt.arp_spa or "")]
-            return self._flood_to_hosts(pkt.data, state.dpid, in_port, now_s)
+                return cmds + [ArpReply(state.dpid, in_port, entry.mac, entry.ip,
+                                        pkt.arp_sha or pkt.eth_src, pkt.arp_spa or "")]
+            return cmds + self._flood_to_hosts(pkt.data, state.dpid, in_port, now_s)
         if pkt.arp_op == 2:  # a host answered a request we flooded: deliver it
             target = self.hosts_by_ip.get(pkt.arp_tpa or "")
             if target is not None:
                 entry = self.hosts[target]
                 dpid = self.dpid_of(entry.switch)
                 if dpid is not None:
-                    return [PacketOut(dpid, (entry.port,), pkt.data)]
-        return []
+                    return cmds + [PacketOut(dpid, (entry.port,), pkt.data)]
+        return cmds
 
     def _flood_to_hosts(self, data: bytes, origin_dpid: int, origin_port: int, now_s: float) -> List[Command]:
         self.counters.arp_floods += 1
@@ -443,6 +485,14 @@ class ControllerCore:
             cmds.extend(install)
         # Send this packet on along the flow's path from where it is now.
         path = flow.path
+        if not cmds and state.name in path[2:-1]:
+            # A known flow reached the controller from a switch past its ingress: that switch has
+            # lost its rule (a failed write, a barrier that timed out), and every later packet
+            # would come here too.  Write it again.
+            self.counters.rules_rewritten += 1
+            for rule in path_rules(self.fabric, five, path, flow.version, idle_timeout=self.idle_timeout_s):
+                if rule.switch == state.name:
+                    cmds.append(InstallRule(state.dpid, rule, flow_removed=False))
         if state.name in path:
             i = path.index(state.name)
             cmds.append(PacketOut(state.dpid, (self.fabric.port(state.name, path[i + 1]),), pkt.data,
@@ -481,12 +531,19 @@ class ControllerCore:
         return flow, cmds
 
     # ---------------------------------------------------------- flow lifecycle
-    def flow_removed(self, dpid: int, cookie: int, match: Dict[str, object]) -> None:
-        """The ingress rule idled out: the connection is gone (its pin stays)."""
-        if not is_sidestep_cookie(cookie):
+    def flow_removed(self, dpid: int, cookie: int, match: Dict[str, object], timed_out: bool = True) -> None:
+        """The ingress rule idled out: the connection is gone (its pin stays).
+
+        Only a timeout of the flow's current ingress rule counts.  A rule this
+        controller deleted (``timed_out`` False), or a rule of the same cookie
+        left on another switch (a host that moved keeps the cookie: version 0
+        both times), says nothing about the connection as it is now.
+        """
+        if not timed_out or not is_sidestep_cookie(cookie):
             return
+        name = self.name_of(dpid)
         for five, flow in list(self.flows.items()):
-            if make_cookie(five, flow.version) == cookie:
+            if make_cookie(five, flow.version) == cookie and flow.path[1] == name:
                 del self.flows[five]
                 return
 
@@ -521,7 +578,7 @@ class ControllerCore:
         (after an idle timeout) is installed on the pinned path.
         """
         self.fabric.validate_path(new_path, five.src, five.dst)
-        self.pins[five] = tuple(new_path)
+        self._remember_pin(five, tuple(new_path))
         flow = self.flows.get(five)
         if flow is None or tuple(flow.path) == tuple(new_path):
             return []
@@ -538,6 +595,20 @@ class ControllerCore:
         self.counters.reroutes += 1
         return [PathUpdate(five, tuple(ops), new_path[1], dpids)]
 
+    def _remember_pin(self, five: FiveTuple, path: Path) -> None:
+        """Keep ``five``'s pin, newest last; past ``MAX_PINS`` the oldest pins of gone connections go.
+
+        Why a bound: a pin outlives its connection's rules (the next burst
+        takes the pinned path), so with many short connections moved once each
+        the pins grew for ever.  A dropped pin only means that connection, if
+        it ever comes back, starts on ECMP's path and the planner judges it again.
+        """
+        self.pins.pop(five, None)
+        self.pins[five] = path
+        if len(self.pins) > MAX_PINS:
+            for old in [f for f in self.pins if f not in self.flows][:len(self.pins) - MAX_PINS]:
+                del self.pins[old]
+
     # ---------------------------------------------------------- port status
     def port_status(self, dpid: int, port: int, up: bool, now_s: float) -> List[Command]:
         state = self.switches.get(dpid)
@@ -548,6 +619,11 @@ class ControllerCore:
         if nbr is None:
             return [SendLldp(dpid, port)] if up else []
         if up:
+            # A switch link comes back when LLDP crosses it again; a host never answers LLDP,
+            # so its cable is up again as soon as the port is (it stayed down for good before).
+            if self.fabric.is_host(nbr) and not self.fabric.is_up(state.name, nbr):
+                LOG.info("host link %s-%s up", state.name, nbr)
+                self.fabric.set_link_up(state.name, nbr, True)
             return [SendLldp(dpid, port)]
         return self.link_down(state.name, nbr, now_s)
 

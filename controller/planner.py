@@ -100,6 +100,9 @@ class ActiveFlow:
     ``path`` is the full current path (source host, switches..., destination
     host); ``rate_bps`` is its demand (see the module docstring); ``cls`` is
     ``training`` or ``background`` (``controller.classify`` decides).
+    ``movable`` False keeps a planning round from moving it (the live app's
+    cooldown after a move) while its load still counts; a failover moves it
+    anyway.
     """
 
     flow_id: str
@@ -107,6 +110,7 @@ class ActiveFlow:
     path: Tuple[str, ...]
     rate_bps: float
     cls: str = TRAINING
+    movable: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.flow_id, str) or not self.flow_id:
@@ -1234,7 +1238,7 @@ def _candidates(flows: Sequence[ActiveFlow], infos: Sequence[_PathInfo], strande
     all_rates = [f.rate_bps for f in flows]
     move_background = config.move_background
     picked = [k for k, (flow, rate) in enumerate(zip(flows, all_rates))
-              if rate > 0 and (move_background or flow.cls == TRAINING)]
+              if rate > 0 and (move_background or flow.cls == TRAINING) and flow.movable]
     if stranded_ids:
         picked = [k for k in picked if flows[k].flow_id not in stranded_ids]
     access = [infos[k].access for k in picked]  # not stranded: the first link exists

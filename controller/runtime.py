@@ -198,9 +198,11 @@ class ControllerRuntime:
         """The planner's view of the installed connections.
 
         A connection moved less than ``MOVE_COOLDOWN_POLLS`` polls ago is
-        handed over as ``background``: its load still counts, but it is not
+        handed over as not ``movable``: its load still counts, but it is not
         moved again until TCP has ramped up on its new path and the counters
-        show the result (otherwise it flaps on stale measurements).
+        show the result (otherwise it flaps on stale measurements).  It used
+        to be relabelled ``background``, which did nothing under
+        ``move_background: true``.
         """
         cooldown = MOVE_COOLDOWN_POLLS * self.config.poll_interval
         flows = sorted(self.core.flows.values(), key=lambda f: f.flow_id)
@@ -209,11 +211,9 @@ class ControllerRuntime:
         for flow in flows:
             if len(flow.path) < 4:  # same edge switch: nothing to choose
                 continue
-            cls = flow.cls
-            if flow.last_move_s is not None and now_s - flow.last_move_s < cooldown:
-                cls = "background"
+            cooling = flow.last_move_s is not None and now_s - flow.last_move_s < cooldown
             rate = max(flow.demand_bps, flow.rate_bps, natural.get(flow.flow_id, 0.0))
-            out.append(ActiveFlow(flow.flow_id, flow.five, tuple(flow.path), rate, cls))
+            out.append(ActiveFlow(flow.flow_id, flow.five, tuple(flow.path), rate, flow.cls, movable=not cooling))
         return out
 
     def _natural_demands(self, flows) -> Dict[str, float]:

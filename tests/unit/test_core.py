@@ -5,7 +5,7 @@ from controller.core import (ArpReply, ControllerCore, ETH_TYPE_ARP, ETH_TYPE_IP
                              InstallRule, PacketInfo, PacketOut, PathUpdate, SendLldp)
 from controller.ecmp import FiveTuple
 from controller.fabric import path_links
-from controller.rules import OP_ADD, OP_BARRIER, is_sidestep_cookie
+from controller.rules import OP_ADD, OP_BARRIER, is_sidestep_cookie, make_cookie
 from mininet_topos.fattree_spec import fat_tree
 
 SPEC = fat_tree(4, 10)
@@ -186,3 +186,131 @@ def test_a_slow_controller_does_not_expire_links_but_a_silent_link_does():
     core.lldp_due(101.0)
     assert not core.fabric.graph.has_edge("a0_0", "c0")
     assert core.fabric.graph.number_of_edges() == n_links - 1
+
+
+# -- what a production fabric does to a controller: flaps, moves, dead switches, lost rules -------
+
+def test_a_host_cable_that_flaps_comes_back():
+    """Hosts never answer LLDP: the host link stayed down for good, and the host unreachable."""
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    core.port_status(DPID["e0_0"], 1, False, 11.0)
+    assert not core.fabric.is_up("e0_0", "h1")
+    assert core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 11.5) == []     # no path while down
+    core.port_status(DPID["e0_0"], 1, True, 12.0)
+    assert core.fabric.is_up("e0_0", "h1")
+    cmds = core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 12.5)
+    assert [c for c in cmds if isinstance(c, InstallRule)]
+    # and if the port-up was missed, the host's own ARP says its cable is up
+    core.port_status(DPID["e3_1"], SPEC.host("h16").edge_port, False, 13.0)
+    learn(core, "h16", now=14.0)
+    assert core.fabric.is_up("e3_1", "h16")
+
+
+def _deletes(cmds):
+    from controller.core import DeleteRules
+    return [c for c in cmds if isinstance(c, DeleteRules)]
+
+
+def test_a_host_that_moves_has_its_old_rules_deleted_and_is_reached_again():
+    """The old rules kept sending its traffic where it was, and the traffic kept them from idling out."""
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    core.packet_in(DPID["e3_1"], SPEC.host("h16").edge_port, ip_packet("h16", "h1"), 12.0)
+    old = core.flows[FiveTuple("h16", "h1", 6, 40000, 5201)]
+    h1 = SPEC.host("h1")
+    # h1 reappears on e1_0 port 2 (its IP and MAC, a new port)
+    cmds = core.packet_in(DPID["e1_0"], 2, PacketInfo(ETH_TYPE_ARP, h1.mac, "ff:ff:ff:ff:ff:ff", b"arp", arp_op=1,
+                                                      arp_spa=h1.ip, arp_tpa=SPEC.host("h16").ip,
+                                                      arp_sha=h1.mac), 13.0)
+    deleted = _deletes(cmds)
+    assert sorted(d.dpid for d in deleted) == sorted(DPID[sw] for sw in old.path[1:-1])
+    from controller.rules import make_cookie
+    for d in deleted:                       # every version of that connection's rules, and only those
+        assert d.cookie & d.cookie_mask == make_cookie(old.five, 7) & d.cookie_mask
+        assert dict(d.match)["tcp_src"] == 40000 and dict(d.match)["ipv4_dst"] == h1.ip
+    assert core.hosts["h1"].switch == "e1_0" and not core.flows
+    # the next packet is learned on a path to where h1 is now
+    core.packet_in(DPID["e3_1"], SPEC.host("h16").edge_port, ip_packet("h16", "h1"), 14.0)
+    new = core.flows[FiveTuple("h16", "h1", 6, 40000, 5201)]
+    assert new.path[-2:] == ("e1_0", "h1")
+    # the deleted old ingress rule reports its removal with the same cookie (version 0 both times):
+    # it is not a timeout, and it is not the current ingress's rule either way
+    from controller.rules import make_cookie as cookie_of
+    core.flow_removed(DPID["e3_1"], cookie_of(new.five, new.version), {}, timed_out=False)
+    assert FiveTuple("h16", "h1", 6, 40000, 5201) in core.flows
+    core.flow_removed(DPID["e0_0"], cookie_of(new.five, new.version), {}, timed_out=True)
+    assert FiveTuple("h16", "h1", 6, 40000, 5201) in core.flows
+    core.flow_removed(DPID["e3_1"], cookie_of(new.five, new.version), {}, timed_out=True)
+    assert FiveTuple("h16", "h1", 6, 40000, 5201) not in core.flows          # its own idle timeout
+
+
+def test_a_switch_that_disconnects_has_its_transit_flows_moved_off_it():
+    """Forgetting them left the upstream rules sending long-lived connections into it for good."""
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    learn(core, "h13")
+    for sport in range(40000, 40016):
+        core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16", sport=sport), 12.0)
+    through = [f.five for f in core.flows.values() if "c1" in f.path]
+    assert through
+    cmds = core.switch_disconnected(DPID["c1"], 13.0)
+    moved = {c.flow for c in cmds if isinstance(c, PathUpdate)}
+    assert moved == set(through)
+    for f in core.flows.values():
+        assert "c1" not in f.path
+        core.fabric.validate_path(f.path, f.five.src, f.five.dst)
+    assert len(core.flows) == 16
+    # its own hosts' flows cannot move: forgotten, and learned again when it is back
+    core.packet_in(DPID["e3_0"], SPEC.host("h13").edge_port, ip_packet("h13", "h1"), 14.0)
+    assert FiveTuple("h13", "h1", 6, 40000, 5201) in core.flows
+    core.switch_disconnected(DPID["e3_0"], 15.0)
+    assert FiveTuple("h13", "h1", 6, 40000, 5201) not in core.flows
+    # c1 comes back: LLDP brings its links up again
+    core.switch_connected(DPID["c1"], 20.0)
+    core.ports_described(DPID["c1"], [(p, True) for p in range(1, 5)], 20.0)
+    for link in SPEC.links:
+        if "c1" in (link.a, link.b):
+            core.packet_in(DPID[link.b], link.b_port, lldp(link.a, link.a_port), 21.0)
+            core.packet_in(DPID[link.a], link.a_port, lldp(link.b, link.b_port), 21.0)
+    assert all(core.fabric.is_up("c1", n) for n in core.fabric.graph.neighbors("c1"))
+
+
+def test_a_transit_switch_that_lost_its_rule_gets_it_again():
+    """A known flow's packet-in past the ingress got a PacketOut and nothing else, for every packet."""
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 12.0)
+    flow = core.flows[FiveTuple("h1", "h16", 6, 40000, 5201)]
+    transit = flow.path[3]
+    in_port = core.fabric.port(transit, flow.path[2])
+    cmds = core.packet_in(DPID[transit], in_port, ip_packet("h1", "h16"), 13.0)
+    installs = [c for c in cmds if isinstance(c, InstallRule)]
+    assert [(c.dpid, c.rule.out_port) for c in installs] == [(DPID[transit], core.fabric.port(transit, flow.path[4]))]
+    assert installs[0].rule.cookie == make_cookie(flow.five, flow.version) and not installs[0].flow_removed
+    assert [c for c in cmds if isinstance(c, PacketOut)]
+    assert core.counters.rules_rewritten == 1
+    # at the ingress the flow is simply forwarded (its rule there answers the next packets)
+    cmds = core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 13.5)
+    assert not [c for c in cmds if isinstance(c, InstallRule)]
+
+
+def test_pins_of_gone_connections_are_bounded(monkeypatch):
+    import controller.core as core_module
+    monkeypatch.setattr(core_module, "MAX_PINS", 5)
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    paths = core.fabric.paths("h1", "h16")
+    core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16", sport=39999), 12.0)
+    live = FiveTuple("h1", "h16", 6, 39999, 5201)
+    core.repin(live, paths[0], 12.0)
+    for sport in range(40000, 40020):
+        core.repin(FiveTuple("h1", "h16", 6, sport, 5201), paths[sport % len(paths)], 13.0)
+    assert len(core.pins) == 5
+    assert live in core.pins                                   # a live connection's pin is kept
+    assert FiveTuple("h1", "h16", 6, 40019, 5201) in core.pins  # and the newest

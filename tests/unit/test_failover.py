@@ -125,3 +125,19 @@ def test_a_planner_failure_still_moves_every_flow_by_ecmp(monkeypatch, caplog):
     for five in fives:
         assert rt.core.flows[five].path == ecmp_choice(five, rt.core.fabric.paths(five.src, five.dst))
     assert "planner placement failed" in caplog.text
+
+
+def test_a_moved_flow_cools_down_as_itself_and_a_failover_still_moves_it():
+    rt, fives = runtime_with_elephants("reactive")          # cooldown: 3 polls of 1 s
+    flow = rt.core.flows[fives[0]]
+    other = next(p for p in rt.core.fabric.paths(flow.five.src, flow.five.dst) if p != flow.path)
+    rt.core.repin(flow.five, other, 10.0)
+    by_id = {f.flow_id: f for f in rt.active_flows(11.0)}
+    assert by_id[flow.flow_id].movable is False and by_id[flow.flow_id].cls == flow.cls
+    assert all(f.movable for i, f in by_id.items() if i != flow.flow_id)
+    assert {f.flow_id: f for f in rt.active_flows(13.5)}[flow.flow_id].movable is True
+    rt.last_now_s = 11.0                                     # a cable of its new path fails mid-cooldown
+    a, b = other[2], other[3]
+    cmds = rt.port_status(DPID[a], rt.core.fabric.port(a, b), False, 11.0)
+    assert flow.five in {c.flow for c in cmds if hasattr(c, "flow")}
+    assert (a, b) not in path_links(rt.core.flows[flow.five].path)

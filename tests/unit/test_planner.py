@@ -1,6 +1,7 @@
 """Planner invariants over generated fabrics and flow sets (no exact expected paths)."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Dict, List, Optional, Sequence
 
@@ -606,3 +607,19 @@ def test_reroute_failed_link_counts_a_flows_own_share_once_on_measured_loads():
     (rr,) = reroute_failed_link(fab, [flow], ("a0_0", "c0"), measured=measured)
     assert rr.reason.endswith("new path peaks at 0.60"), rr.reason
     assert ("a0_0", "c0") not in path_links(rr.new_path)
+
+
+def test_a_flow_that_is_not_movable_stays_whatever_its_class():
+    """The live app's cooldown after a move: relabelling the flow background did nothing with
+    move_background on, and the flow flapped between paths every poll."""
+    fab = fat(4)
+    config = PlannerConfig(policy="reactive", move_background=True)
+    for cls in ("training", "background"):
+        flows = two_colliding(fab, cls=cls)
+        measured = flow_demand_utilization(fab, flows)
+        frozen = [dataclasses.replace(f, movable=False) for f in flows]
+        assert len(plan_reroutes(fab, flows, measured, None, config)) == 1
+        assert plan_reroutes(fab, frozen, measured, None, config) == []
+        one = [frozen[0], flows[1]]
+        (rr,) = plan_reroutes(fab, one, measured, None, config)
+        assert rr.flow_id == flows[1].flow_id
