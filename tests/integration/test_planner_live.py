@@ -39,6 +39,16 @@ def lab_with(tmp_path_factory, name, **overrides):
     return Lab(k=4, bw_mbps=10, out_dir=out, controller=ctrl)
 
 
+def start_h1_to_h13(lab, sport, dport, path, what):
+    """A 12 s iperf3 flow h1 -> h13 from ``sport``, once the controller shows it on ``path``."""
+    h1, h13 = lab.host("h1"), lab.host("h13")
+    iperf3_server(h13, dport)
+    proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", str(dport), "--cport", str(sport), "-t", "12", "-i", "1",
+                     "-J"], stdout=-1)
+    wait_for(lambda: flow_path(lab.controller, "h1", "h13", 6, sport) == path, 10, what)
+    return proc
+
+
 def iperf_json(proc):
     out, _ = proc.communicate(timeout=120)
     text = out.decode() if isinstance(out, bytes) else out
@@ -139,11 +149,7 @@ def test_link_failure_moves_the_flow_and_tcp_survives(tmp_path_factory):
     sport, path = find_port("h1", "h13", 5404, lambda p: p[2] == "a0_0" and p[3] == "c0")
     with lab_with(tmp_path_factory, "failure", policy="reactive") as lab:
         ctrl = lab.controller
-        h1, h13 = lab.host("h1"), lab.host("h13")
-        iperf3_server(h13, 5404)
-        proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5404", "--cport", str(sport), "-t", "12", "-i", "1",
-                         "-J"], stdout=-1)
-        wait_for(lambda: flow_path(ctrl, "h1", "h13", 6, sport) == path, 10, "the flow on a0_0-c0")
+        proc = start_h1_to_h13(lab, sport, 5404, path, "the flow on a0_0-c0")
         wait_for(lambda: proc.poll() is None and
                  any((r["util"] or 0) > 0.5 for r in ctrl.get("/utilization")["links"]
                      if (r["src"], r["dst"]) == ("a0_0", "c0")), 10, "traffic on a0_0->c0")
@@ -184,11 +190,7 @@ def test_a_switch_that_loses_its_controller_has_its_flows_moved_off_and_comes_ba
     sport, path = find_port("h1", "h13", 5405, lambda p: p[3] == "c0")
     with lab_with(tmp_path_factory, "disconnect", policy="reactive") as lab:
         ctrl = lab.controller
-        h1, h13 = lab.host("h1"), lab.host("h13")
-        iperf3_server(h13, 5405)
-        proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5405", "--cport", str(sport), "-t", "12", "-i", "1",
-                         "-J"], stdout=-1)
-        wait_for(lambda: flow_path(ctrl, "h1", "h13", 6, sport) == path, 10, "the flow through c0")
+        proc = start_h1_to_h13(lab, sport, 5405, path, "the flow through c0")
         target = ctrl.get("/health")["switches_connected"]
         subprocess.run(["ovs-vsctl", "del-controller", "c0"], check=True)
         wait_for(lambda: ctrl.get("/health")["switches_connected"] == target - 1, 10, "c0 to disconnect")
