@@ -55,7 +55,12 @@ def to_grid(trace: LinkLoadTrace, period: Optional[float] = None) -> GridTrace:
     for i, l in enumerate(links):
         s = trace.series[l]
         idx = np.rint((s.t - t0) / period).astype(int)
-        util[i, idx] = s.util
+        if np.unique(idx).size == idx.size:
+            util[i, idx] = s.util
+        else:   # jittered samples that round onto one slot: their mean (the last one used to win alone)
+            total = np.bincount(idx, weights=s.util, minlength=T)
+            count = np.bincount(idx, minlength=T)
+            util[i, count > 0] = total[count > 0] / count[count > 0]
     return GridTrace(trace.path, links, util, float(period), t0)
 
 

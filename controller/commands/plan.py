@@ -166,6 +166,21 @@ def check_loads(trace: LinkLoadTrace, fabric: Fabric) -> None:
                              _line_of_link(trace.path, link), "link")
 
 
+def recent_history(trace: LinkLoadTrace, period: float, window: int) -> Tuple[List[Link], np.ndarray]:
+    """Each link's last ``window`` polls on the trace's time grid, oldest first, NaN where it has no sample.
+
+    Why on the grid: taking each link's last ``window`` samples glued the two
+    sides of a gap together (a link silent for a minute looked as hot as
+    before it), where the forecaster was trained on time-true histories.
+    """
+    from models.training import to_grid
+    grid = to_grid(trace, period)
+    tail = grid.util[:, -window:]
+    history = np.full((len(grid.links), window), np.nan)
+    history[:, window - tail.shape[1]:] = tail
+    return grid.links, history
+
+
 class PlanInputError(ValueError):
     """Input ``sidestep plan`` refuses (one line, exit 2): the message names the thing and the fix."""
 
@@ -187,12 +202,7 @@ def forecast(trace: LinkLoadTrace, model: Optional[str], warnings: _Warnings) ->
     try:
         period = trace.sampling_period_s()
         predictor = runtime.load_predictor(model, sampling_period_s=period)
-        links = trace.links()
-        window = int(predictor.window)
-        history = np.full((len(links), window), np.nan)
-        for i, link in enumerate(links):
-            tail = trace.series[link].util[-window:]
-            history[i, window - len(tail):] = tail
+        links, history = recent_history(trace, period, int(predictor.window))
         values = np.asarray(predictor.predict(history), dtype=float)
     except model_error as exc:
         if model is not None:    # the model the user named: refused, not quietly replaced

@@ -184,3 +184,24 @@ def test_basis_says_measured_when_no_forecast_was_used(tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["basis"] == "measured"
     assert "forecaster unusable" in captured.err and "measured utilization" in captured.err
+
+
+def test_the_forecasters_history_keeps_a_links_silence_as_a_gap(tmp_path):
+    """Each link's last samples used to be glued together across a gap: a link silent since t=39 looked
+    as hot at t=99 as it was then."""
+    from controller.commands.plan import recent_history
+    from controller.loadtrace import read_link_loads
+    rows = ["t_s,link,util"]
+    for t in range(100):
+        rows.append("%d,a0_0->c0,0.2" % t)
+        if t < 40 or t >= 90:
+            rows.append("%d,c0->a1_0,%s" % (t, "0.9" if t < 40 else "0.1"))
+    path = tmp_path / "loads.csv"
+    path.write_text("\n".join(rows) + "\n")
+    trace = read_link_loads(str(path))
+    links, history = recent_history(trace, trace.sampling_period_s(), 16)
+    row = history[links.index(("c0", "a1_0"))]
+    assert list(row[-10:]) == [0.1] * 10 and all(v != v for v in row[:6])      # NaN = no sample
+    assert list(history[links.index(("a0_0", "c0"))]) == [0.2] * 16
+    links, history = recent_history(trace, 1.0, 128)                             # longer than the trace
+    assert history.shape == (2, 128) and all(v != v for v in history[0, :28])
