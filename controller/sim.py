@@ -1374,7 +1374,11 @@ class Simulator:
                 conn_rows[cid] = row_for(path)
                 for i in c.in_flight:
                     place(i, path)
-            return len(crossing)
+            # The moves a controller makes: connections it has seen (in flight or between bursts).  One
+            # routed ahead of its first flow is re-hashed too, but a live controller would only meet it
+            # later, on the fabric as it is then; counting it made the figure depend on that look-ahead.
+            seen = np.asarray(crossing, dtype=np.intp)
+            return int(np.count_nonzero((conn_inflight[seen] > 0) | (conn_last[seen] >= 0)))
         if freeze:
             gc.freeze()
             if collecting:

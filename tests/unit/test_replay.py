@@ -397,3 +397,11 @@ def test_a_missing_parent_folder_is_refused_before_the_replay(tmp_path, capsys, 
     code, _, err = _cli([trace, "--k", "4", "--policy", "ecmp", "--out", str(tmp_path / "sweep" / "a")], capsys)
     assert code == 2 and err.count("\n") == 1 and "folder %s does not exist; create it" % (tmp_path / "sweep") in err
     assert started == []
+
+
+def test_iteration_times_follow_the_iteration_numbers_the_trace_has(fabric):
+    """A job numbered 0, 2, 4 had no iteration time (only i-1 counted) and vanished from the summary."""
+    flows = [TraceFlow("j%d" % i, t, "h1", "h2", 1.25e6 * 0.5, job="J", iter=i)
+             for i, t in ((0, 0.5), (2, 3.5), (4, 5.5))]
+    res = run_policy("ecmp", fabric, flows).result
+    assert iteration_times(res) == {"J": [(2, pytest.approx(3.0)), (4, pytest.approx(2.0))]}

@@ -178,3 +178,20 @@ def test_the_python_event_loop_replays_failures_as_the_compiled_one(fabric):
                          res.link_events, res.failover_moves)
     assert got[None] == got[False]
     assert got[None][1] == 3 and got[None][2] >= 3
+
+
+def test_failover_moves_count_only_connections_the_controller_has_seen(fabric):
+    """A connection routed ahead of its first flow is re-hashed off the cable, but it is not a failover move:
+    the count used to depend on that look-ahead (1 for a lone later flow, 0 behind a tiny dependency)."""
+    sport = crossing_port(fabric, "h1", "h13")
+    late = [TraceFlow("late", 3.0, "h1", "h13", 1.25e6, src_port=sport, dst_port=5201)]
+    res = Simulator(fabric, late, link_events=[LinkEvent(1.0, *CABLE, False)]).run()
+    assert not crosses(res.flows[0].path) and res.failover_moves == 0
+    behind = [TraceFlow("tiny", 0.0, "h4", "h16", 125.0),
+              TraceFlow("late", 3.0, "h1", "h13", 1.25e6, src_port=sport, dst_port=5201, deps=("tiny",))]
+    res = Simulator(fabric, behind, link_events=[LinkEvent(1.0, *CABLE, False)]).run()
+    assert not crosses(res.flows[1].path) and res.failover_moves == 0
+    for compiled in (True, False):          # in flight at the failure: one move, either event loop
+        busy = [TraceFlow("busy", 0.0, "h1", "h13", 5e6, src_port=sport, dst_port=5201)]
+        res = Simulator(fabric, busy, link_events=[LinkEvent(1.0, *CABLE, False)], compiled=compiled).run()
+        assert res.failover_moves == 1
