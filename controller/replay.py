@@ -21,15 +21,21 @@ Metrics (``summary.json``)
 --------------------------
 * ``mean_fct_s``/``p99_fct_s``: flow completion time, finish - actual start
   (the start after dependencies), numpy linear-interpolated percentile.
-* ``max_link_util``/``mean_link_util``: per poll interval, exact bytes over
-  capacity, over every directed link of the fabric the policy runs on (host
-  links included; for ``ideal`` that is only host links) and every interval.
+* ``max_link_util``: per poll interval, exact bytes over capacity, the most
+  over every directed link of the fabric the policy runs on (host links
+  included; for ``ideal`` that is only host links) and every interval.
+* ``mean_link_util``: the bytes each of those links carried over [0, makespan],
+  over its capacity times the makespan, averaged over the links.  (It was the
+  mean over poll intervals, and the last interval, which runs on to the next
+  poll after the last finish, counted whole: a flow ending just past a poll
+  halved it.)
 * ``reroutes``: connection moves the planner applied at its ticks.
 * ``link_events``/``failover_moves`` (only for a replay with ``--fail``): cable
   changes replayed, and connections moved off a cable when it went down (by
   the planner's failover under reactive/predictive, else by ECMP's re-hash).
 * ``jobs``: iteration time of iteration i = last finish of i minus last finish
-  of i-1, for each i whose predecessor exists (so the first iteration has none).
+  of the iteration before it (the previous number the trace has), so the first
+  iteration has none.
 * ``aggregate_throughput_bps``: sum over flows of size / FCT (Hedera's
   aggregate of per-flow throughputs); ``makespan_s``: last finish.
 """
@@ -522,6 +528,13 @@ def iteration_times(result: SimResult) -> Dict[str, List[Tuple[int, float]]]:
     return out
 
 
+def _mean_link_util(result: SimResult, makespan_s: float) -> float:
+    if not makespan_s > 0 or not len(result.links):
+        return 0.0
+    carried = result.interval_bytes.sum(axis=0) * 8.0
+    return float(np.mean(carried / (result.capacity_bps * makespan_s)))
+
+
 def summarize(result: SimResult) -> Dict[str, object]:
     start = np.array([r.start_s for r in result.flows])
     finish = np.array([r.finish_s for r in result.flows])
@@ -543,7 +556,7 @@ def summarize(result: SimResult) -> Dict[str, object]:
         "mean_fct_s": _r(fct.mean()),
         "p99_fct_s": _r(np.percentile(fct, 99)),
         "max_link_util": _r(util.max() if util.size else 0.0),
-        "mean_link_util": _r(util.mean() if util.size else 0.0),
+        "mean_link_util": _r(_mean_link_util(result, float(finish.max()) if finish.size else 0.0)),
         "reroutes": int(result.reroutes),
         "aggregate_throughput_bps": _r(per_flow_tput.sum()),
         "makespan_s": _r(finish.max()),
@@ -580,9 +593,14 @@ def write_loads_csv(handle, result: SimResult) -> int:
     util = result.utilization()
     names = [format_link(link) for link in result.links]
     caps = result.capacity_bps.tolist()
+    # Whole bytes per interval that add up to what each link carried: the differences of the rounded
+    # running totals (each interval's fraction of a byte used to be cut off, so 100 rows of 12.5 bytes
+    # read as 1,200 of 1,250).
+    totals = np.rint(np.cumsum(result.interval_bytes, axis=0))
+    whole = np.diff(totals, axis=0, prepend=np.zeros((1, totals.shape[1]))) if len(totals) else totals
     n = 0
     for t_i, t in enumerate(result.tick_s):
-        n += write_tick(handle, float(t), names, caps, util[t_i].tolist(), result.interval_bytes[t_i].tolist())
+        n += write_tick(handle, float(t), names, caps, util[t_i].tolist(), whole[t_i].tolist())
     return n
 
 

@@ -405,3 +405,17 @@ def test_iteration_times_follow_the_iteration_numbers_the_trace_has(fabric):
              for i, t in ((0, 0.5), (2, 3.5), (4, 5.5))]
     res = run_policy("ecmp", fabric, flows).result
     assert iteration_times(res) == {"J": [(2, pytest.approx(3.0)), (4, pytest.approx(2.0))]}
+
+
+def test_mean_link_util_and_loads_bytes_do_not_depend_on_where_the_last_poll_falls(tmp_path):
+    """A flow ending 0.8 us past a poll halved mean_link_util (the last interval counted whole), and the
+    bytes column of loads.csv cut each interval's fraction of a byte off."""
+    fab = Fabric.from_spec(fat_tree(4, 10))
+    on = run_policy("ecmp", fab, [TraceFlow("a", 0.0, "h1", "h2", 1_250_000)]).summary["mean_link_util"]
+    past = run_policy("ecmp", fab, [TraceFlow("a", 0.0, "h1", "h2", 1_250_001)]).summary["mean_link_util"]
+    assert past == pytest.approx(on, abs=1e-6) and on == pytest.approx(2 / 96, abs=1e-6)   # 2 of 96 directed links busy
+    slow = run_policy("ecmp", fab, [TraceFlow("s", 0.0, "h1", "h2", 1250.0, rate_bps=1000.0)], poll_interval_s=0.1)
+    out = tmp_path / "o"
+    write_outputs(str(out), [slow], plots=False)
+    sent = [int(line.split(",")[3]) for line in open(out / "loads.csv") if ",h1->e0_0," in line]
+    assert len(sent) == 100 and sum(sent) == 1250
