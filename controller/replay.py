@@ -285,6 +285,12 @@ class ControlLoop:
             cached = self._port_rows = (rows, layout, tx_of, rx_of)
         _, layout, tx_of, rx_of = cached
         cum = view.cumulative_bytes_array()
+        if self.ticks == 0 and now > 0:
+            # The controller was there before the trace: every counter read 0 at t=0.  Without this
+            # baseline the first poll only set one, and traffic of the first interval went unseen
+            # (a collision from t=0 was first measured at the second poll).
+            zeros = np.zeros(len(tx_of), dtype=cum.dtype)
+            self.monitor.ingest_ports(layout, zeros, zeros, 0.0, 0.0)
         self.monitor.ingest_ports(layout, cum[tx_of], cum[rx_of], now, now)
         self.ticks += 1
         forecast = self.forecast() if forecast and self.policy == "predictive" else None
@@ -528,11 +534,13 @@ def iteration_times(result: SimResult) -> Dict[str, List[Tuple[int, float]]]:
     return out
 
 
-def _mean_link_util(result: SimResult, makespan_s: float) -> float:
+def _mean_link_util(result: SimResult, makespan_s: float, util: np.ndarray) -> float:
+    carried = getattr(result, "interval_bytes", None)
+    if carried is None:     # a live run (mininet_topos.livereplay): the mean of the recorded samples
+        return float(util.mean()) if util.size else 0.0
     if not makespan_s > 0 or not len(result.links):
         return 0.0
-    carried = result.interval_bytes.sum(axis=0) * 8.0
-    return float(np.mean(carried / (result.capacity_bps * makespan_s)))
+    return float(np.mean(carried.sum(axis=0) * 8.0 / (result.capacity_bps * makespan_s)))
 
 
 def summarize(result: SimResult) -> Dict[str, object]:
@@ -556,7 +564,7 @@ def summarize(result: SimResult) -> Dict[str, object]:
         "mean_fct_s": _r(fct.mean()),
         "p99_fct_s": _r(np.percentile(fct, 99)),
         "max_link_util": _r(util.max() if util.size else 0.0),
-        "mean_link_util": _r(_mean_link_util(result, float(finish.max()) if finish.size else 0.0)),
+        "mean_link_util": _r(_mean_link_util(result, float(finish.max()) if finish.size else 0.0, util)),
         "reroutes": int(result.reroutes),
         "aggregate_throughput_bps": _r(per_flow_tput.sum()),
         "makespan_s": _r(finish.max()),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from controller.cli import main as cli_main
+from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric
 from controller.flowtrace import TraceFlow
 from controller.loadtrace import read_link_loads
@@ -419,3 +420,19 @@ def test_mean_link_util_and_loads_bytes_do_not_depend_on_where_the_last_poll_fal
     write_outputs(str(out), [slow], plots=False)
     sent = [int(line.split(",")[3]) for line in open(out / "loads.csv") if ",h1->e0_0," in line]
     assert len(sent) == 100 and sum(sent) == 1250
+
+
+def test_reactive_sees_a_collision_from_t0_at_the_first_poll():
+    """The monitor starts from zero counters at t=0, as a controller running before the trace: the first
+    poll used to set only a baseline, so a collision from t=0 was measured, and split, one poll late."""
+    from mininet_topos.scenario import find_colliding_port
+    fab = Fabric.from_spec(fat_tree(4, 10))
+    first = FiveTuple("h1", "h5", 6, 40000, 5000)
+    target = ecmp_choice(first, fab.paths("h1", "h5"))
+    sport, _ = find_colliding_port(fab, "h3", "h7", 5000, target, start=41000)
+    flows = [TraceFlow("a", 0.0, "h1", "h5", 5e6, cls="training", src_port=40000, dst_port=5000),
+             TraceFlow("b", 0.0, "h3", "h7", 5e6, cls="training", src_port=sport, dst_port=5000)]
+    run = run_policy("reactive", fab, flows)
+    # shared until the poll at 1 s (5 Mbit/s each: 0.625 MB), then apart at 10 Mbit/s: 3.5 s more
+    assert sorted(r.finish_s for r in run.result.flows) == [pytest.approx(4.5), pytest.approx(4.5)]
+    assert run.result.reroutes == 1
