@@ -226,6 +226,7 @@ class MonitorStats:
     stale: int = 0           # duration did not advance (duplicate or reordered reply)
     implausible: int = 0     # rate above max_util x capacity: dropped, baseline restarted
     unknown_switch: int = 0  # observe() for a switch the fabric does not have
+    gaps_marked: int = 0     # polls with no sample of a link, kept in its history as NaN
 
 
 class LinkMonitor:
@@ -610,18 +611,45 @@ class LinkMonitor:
     def _record(self, idx: List[int], utils: List[float], nbytes: List[int],
                 fills: List[Tuple[int, int]], now_s: float) -> None:
         h = self.history_len
+        ix = np.asarray(idx, dtype=np.intp)
+        if self.period_s is not None and ix.size:
+            self._mark_gaps(ix, fills, now_s)
         for k, periods in fills:                 # rare: missed polls, pad with the mean rate
             i = idx[k]
             for _ in range(min(periods, h) - 1):
                 self._ring[i, self._count[i] % h] = utils[k]
                 self._count[i] += 1
-        ix = np.asarray(idx, dtype=np.intp)
         val = np.asarray(utils, dtype=float)
         self._ring[ix, self._count[ix] % h] = val
         self._count[ix] += 1                     # indices are unique within one reply
         self._latest[ix] = val
         self._latest_t[ix] = now_s
         self._latest_bytes[ix] = nbytes
+
+    def _mark_gaps(self, ix: np.ndarray, fills: List[Tuple[int, int]], now_s: float) -> None:
+        """NaN for the polls since a link's last sample that this sample does not cover.
+
+        Why: the ring holds one slot per sample, and a link that went down,
+        had its counter reset, read implausibly or lost its switch produced
+        no sample for those polls.  Its samples before and after were glued
+        together, where the forecaster was trained on time-true histories (a
+        gap is NaN there): its periodic features then read the wrong phase.
+        A sample that spans several polls still fills them (``fills``).
+        """
+        with np.errstate(invalid="ignore"):
+            polls = (now_s - self._latest_t[ix]) / self.period_s     # NaN: no sample yet
+        late = np.flatnonzero(polls > 1.5)
+        if not late.size:
+            return
+        h = self.history_len
+        covered = dict(fills)
+        for k in late.tolist():
+            i = int(ix[k])
+            missing = int(round(float(polls[k]))) - covered.get(k, 1)
+            for _ in range(min(max(missing, 0), h)):
+                self._ring[i, self._count[i] % h] = np.nan
+                self._count[i] += 1
+            self.stats.gaps_marked += max(missing, 0)
 
     def forget(self, switch: str) -> None:
         """Drop a switch's baselines and latest values (it disconnected).

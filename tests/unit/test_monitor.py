@@ -438,3 +438,30 @@ def test_samples_are_never_negative_or_absurd(steps):
         for s in mon.observe("e0_0", counters([(p, report_tx, rx, dur)]), now):
             assert 0.0 <= s.util <= 1.5
             assert s.bytes >= 0
+
+
+def test_polls_without_a_sample_stay_gaps_in_the_history(fabric):
+    """A link down for a while (or reset, or its switch reconnecting) produced no sample for those polls,
+    and its samples before and after were glued together; training histories hold NaN there."""
+    mon = LinkMonitor(fabric, period_s=1.0)
+    p = fabric.port("e0_0", "a0_0")
+    link = ("e0_0", "a0_0")
+    nbytes = 0
+    for t in range(6):                       # t=0 baseline, then 0.1 at t=1..5
+        mon.observe("e0_0", counters([(p, nbytes, 0, 50.0 + t)]), float(t))
+        nbytes += 125_000
+    fabric.set_link_up("e0_0", "a0_0", False)
+    for t in range(6, 16):                   # down: readings, no samples
+        mon.observe("e0_0", counters([(p, nbytes, 0, 50.0 + t)]), float(t))
+    fabric.set_link_up("e0_0", "a0_0", True)
+    for t in range(16, 19):                  # t=16 new baseline, then samples at 17 and 18
+        mon.observe("e0_0", counters([(p, nbytes, 0, 50.0 + t)]), float(t))
+        nbytes += 125_000 * 9
+    hist = mon.history([link], 15)[0]
+    assert list(hist[:2]) == pytest.approx([0.1, 0.1])          # t=4, t=5
+    assert np.isnan(hist[2:13]).all()                            # t=6..t=16: no sample
+    assert list(hist[13:]) == pytest.approx([0.9, 0.9])          # t=17, t=18
+    assert mon.stats.gaps_marked == 11
+    # a reply that spans missed polls still fills them with its mean rate, no NaN
+    mon.observe("e0_0", counters([(p, nbytes - 9 * 125_000 + 3 * 125_000, 0, 50.0 + 21)]), 21.0)
+    assert list(mon.history([link], 3)[0]) == pytest.approx([0.1, 0.1, 0.1]) and mon.stats.gaps_marked == 11
