@@ -207,8 +207,10 @@ class SidestepApp(compat.BaseApp):
         Updates of one connection can overlap (a planner move, then a cable of
         its new path fails while the first still waits on a barrier).  Each
         stops writing rules as soon as a newer one for the same connection has
-        started, so its ingress rule can never land after the newer one's.
-        Its deletes still run: they match the older version's cookie exactly.
+        started, so its ingress rule can never land after the newer one's.  It
+        then deletes nothing either: until the newer update's ingress rule is
+        in, packets may still follow the rules it would delete.  Those rules
+        idle out once no packet takes them.
         """
         try:
             start = time.time()
@@ -219,7 +221,7 @@ class SidestepApp(compat.BaseApp):
                     continue
                 if gen is not None and self._update_gen.get(update.flow) != gen:
                     LOG.info("update of %s superseded by a newer one; stopping it", update.flow.key())
-                    deletes = [o for o in update.ops if o.kind == OP_DELETE]
+                    deletes = []
                     break
                 dpid = update.dpid(op.switch)
                 dp = self.datapaths.get(dpid)
