@@ -15,7 +15,6 @@ every error names the file, line and column (``controller.tracefile.TraceError``
 from __future__ import annotations
 
 import math
-import os
 from operator import itemgetter
 from dataclasses import dataclass
 from typing import Callable, Collection, Dict, IO, Iterable, List, Optional, Tuple
@@ -277,13 +276,6 @@ def save_flow_trace(path: str, flows: Iterable[TraceFlow]) -> int:
 
     Why: a half-written trace reads as a shorter, valid one.  Returns how many flows.
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, ".%s.%d.tmp" % (name, os.getpid()))
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            n = write_flow_trace(fh, flows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return n
+    from controller.atomicfile import open_atomic
+    with open_atomic(path) as fh:
+        return write_flow_trace(fh, flows)

@@ -17,7 +17,6 @@ bursts that start mid-interval give partial values, as counters do.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -131,21 +130,16 @@ def write_csv(path: str, trace: SynthTrace) -> int:
 
     Written to a temporary name and renamed, so a reader never sees half a file.
     """
-    tmp = "%s.tmp%d" % (path, os.getpid())
+    from controller.atomicfile import open_atomic
     cap = trace.capacity_bps
     order = sorted(range(len(trace.links)), key=lambda i: trace.links[i])
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(",".join(HEADER) + "\n")
-            n = 0
-            for j, t in enumerate(trace.t_s):
-                n += write_rows(handle, ((float(t), trace.links[i], float(trace.util[i, j]),
-                                          trace.util[i, j] * cap * trace.t_s[1] / 8.0 if len(trace.t_s) > 1 else 0.0,
-                                          cap) for i in order))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with open_atomic(path) as handle:
+        handle.write(",".join(HEADER) + "\n")
+        n = 0
+        for j, t in enumerate(trace.t_s):
+            n += write_rows(handle, ((float(t), trace.links[i], float(trace.util[i, j]),
+                                      trace.util[i, j] * cap * trace.t_s[1] / 8.0 if len(trace.t_s) > 1 else 0.0,
+                                      cap) for i in order))
     return n
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
+from controller.atomicfile import open_atomic
+
 __all__ = ["output_file_problem", "write_text_atomically"]
 
 
@@ -35,12 +37,6 @@ def output_file_problem(path: str, option: str, *, force: bool, inputs: Sequence
 
 
 def write_text_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path`` (OSError on failure)."""
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``text`` to ``path`` whole or not at all (``controller.atomicfile``; OSError on failure)."""
+    with open_atomic(path) as handle:
+        handle.write(text)

@@ -1,0 +1,28 @@
+"""Write a file whole or not at all.
+
+Why: a half-written trace, recording or result reads as a shorter, valid
+one.  The text goes to a temporary file beside the target and is renamed
+over it only when complete; on any error the temporary file is removed and
+the target is as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import IO, Iterator
+
+__all__ = ["open_atomic"]
+
+
+@contextlib.contextmanager
+def open_atomic(path: str) -> Iterator[IO[str]]:
+    """``with open_atomic(path) as handle: handle.write(...)``: ``path`` appears only if the block succeeds."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, ".%s.%d.tmp" % (name, os.getpid()))
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
