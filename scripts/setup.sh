@@ -24,10 +24,16 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq $missing >/dev/null
 fi
 
-# Open vSwitch: userspace datapath, no kernel module needed.
-if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
-    /usr/share/openvswitch/scripts/ovs-ctl start >/dev/null 2>&1 || true
-    ovs-vsctl --timeout=10 show >/dev/null
+# Open vSwitch: userspace datapath, no kernel module needed.  Both daemons must answer: `ovs-vsctl show`
+# needs only the database server, and without ovs-vswitchd Mininet's first add-br waits for ever.
+ovs_up() { ovs-vsctl --timeout=3 show >/dev/null 2>&1 && ovs-appctl -T 3 -t ovs-vswitchd version >/dev/null 2>&1; }
+if ! ovs_up; then
+    /usr/share/openvswitch/scripts/ovs-ctl start > /tmp/sidestep-ovs-start.log 2>&1 || true
+    if ! ovs_up; then
+        echo "setup.sh: Open vSwitch did not start (ovsdb-server and ovs-vswitchd must both run);" \
+             "see /tmp/sidestep-ovs-start.log and /var/log/openvswitch/" >&2
+        exit 1
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -45,12 +51,24 @@ for cand in /root/.pyenv/versions/3.9*/bin/python3.9 /usr/local/bin/python3.9 /u
 done
 if [ -n "$PY39" ]; then
     if [ ! -x .venv-ryu/bin/ryu-manager ]; then
-        "$PY39" -m venv .venv-ryu
-        .venv-ryu/bin/python -m pip install -q --disable-pip-version-check 'setuptools<58' wheel
-        .venv-ryu/bin/python -m pip install -q --disable-pip-version-check 'eventlet==0.30.2' 'ryu==4.34' \
-            'networkx>=2.6' 'numpy<2' 'scikit-learn<1.7' 'joblib' 'pyyaml' 'dnspython<2.3'
+        # optional: a failed build (a registry hiccup) leaves no half venv and does not stop the setup
+        if ! { "$PY39" -m venv .venv-ryu &&
+               .venv-ryu/bin/python -m pip install -q --disable-pip-version-check 'setuptools<58' wheel &&
+               .venv-ryu/bin/python -m pip install -q --disable-pip-version-check 'eventlet==0.30.2' 'ryu==4.34' \
+                   'networkx>=2.6' 'numpy<2' 'scikit-learn<1.7' 'joblib' 'pyyaml' 'dnspython<2.3'; }; then
+            rm -rf .venv-ryu
+            echo "setup.sh: building .venv-ryu (Ryu 4.34 on $PY39) failed; the Ryu smoke test will be skipped" >&2
+        fi
     fi
 else
     echo "setup.sh: no Python 3.9 found; the Ryu 4.34 smoke test will be skipped (OS-Ken covers the app)"
+fi
+# what the lab and its tests run: check it is all here, so a broken step fails now and not as skipped tests
+for tool in mn ovs-vsctl ovs-ofctl ovs-appctl iperf3 ethtool ping ss pgrep killall; do
+    command -v "$tool" >/dev/null || { echo "setup.sh: $tool is missing after the install" >&2; exit 1; }
+done
+if ! .venv/bin/python -c 'import mininet.net, os_ken, sklearn, networkx, numba, yaml, matplotlib, pytest' 2>/dev/null; then
+    echo "setup.sh: .venv cannot import what Sidestep needs; remove it (rm -rf .venv) and run this again" >&2
+    exit 1
 fi
 echo "setup.sh: ready"

@@ -27,7 +27,8 @@ RYU_VENV = os.path.join(ROOT, ".venv-ryu")
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(RYU_VENV, "bin", "ryu-manager")),
-                    reason="no Ryu 4.34 venv: it needs a Python 3.9, which scripts/setup.sh did not find")
+                    reason="no Ryu 4.34 venv: scripts/setup.sh found no Python 3.9, or building the venv failed "
+                           "(its output says which)")
 def test_same_app_under_ryu_manager(tmp_path):
     ryu = ControllerProcess(str(tmp_path), name="ryu-manager", command=[
         os.path.join(RYU_VENV, "bin", "ryu-manager"), "--ofp-tcp-listen-port", "6653",
