@@ -2,7 +2,7 @@
 import json
 import re
 import subprocess
-from typing import Dict, List
+from typing import Optional, Dict, List
 
 from mininet_topos.lab import wait_for  # noqa: F401  (re-exported for tests)
 
@@ -18,8 +18,15 @@ def sidestep_flow_lines(switch: str, needle: str = "") -> List[str]:
             and "priority=1000" in l and needle in l]
 
 
-def iperf3_server(host, port: int = 5201):
-    host.cmd("iperf3 -s -D -p %d -1 >/dev/null 2>&1" % port)
+def iperf3_server(host, port: int = 5201, report: Optional[str] = None):
+    """A one-test iperf3 server; with ``report``, it writes its own JSON there when the test ends.
+
+    Why the server's report: a UDP sender learns its losses only from the server at
+    the end of a test, and a client that is stopped early reports 0 lost whatever
+    was lost; the receiver counts the gaps in the sequence numbers itself.
+    """
+    log = "-J --logfile %s" % report if report else ">/dev/null 2>&1"
+    host.cmd("iperf3 -s -D -p %d -1 %s" % (port, log))
     wait_for(lambda: "LISTEN" in host.cmd("ss -ltn 'sport = :%d'" % port), 10, "iperf3 server on %s" % host.name)
 
 

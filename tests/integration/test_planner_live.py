@@ -1,5 +1,6 @@
 """Issue 5 in the real lab: reactive separation, loss-free consistent updates, link failure."""
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -71,6 +72,12 @@ def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
                       stdout=-1)
         wait_for(lambda: flow_path(ctrl, "h1", "h13", 6, sport_a) and flow_path(ctrl, "h3", "h15", 6, sport_b),
                  10, "both flows installed")
+        # they start where ECMP puts them, together on the shared links (else nothing here tests a move)
+        first_a = path_row(ctrl, "h1", "h13", 6, sport_a)
+        first_b = path_row(ctrl, "h3", "h15", 6, sport_b)
+        assert tuple(first_a["path"]) == path_a and not first_a["pinned"], first_a
+        assert set(shared) <= set(path_links(first_b["path"])) and not first_b["pinned"], first_b
+        reroutes0 = ctrl.get("/health")["reroutes_total"]
         hot = shared[0]
 
         def measured_hot():
@@ -94,6 +101,9 @@ def test_reactive_separates_two_colliding_tcp_flows(tmp_path_factory):
         assert all(l["pred"] >= 0 for l in preds["links"])
         metrics = urllib.request.urlopen(ctrl.url + "/metrics", timeout=5).read().decode()
         assert "sidestep_link_predicted_utilization_ratio{" in metrics
+        # the separation is reactive's move: one of the two is on a planner-chosen path now
+        assert ctrl.get("/health")["reroutes_total"] > reroutes0
+        assert path_row(ctrl, "h1", "h13", 6, sport_a)["pinned"] or path_row(ctrl, "h3", "h15", 6, sport_b)["pinned"]
         ra, rb = iperf_json(pa), iperf_json(pb)
     # Timings are printed, not asserted (the shared 2-core host decides them); the wait above has a deadline.
     print("hot at %.1f s, separated at %.1f s after start (%.1f s after hot)"
@@ -114,7 +124,8 @@ def test_consistent_updates_lose_nothing(tmp_path_factory):
     with lab_with(tmp_path_factory, "updates", policy="ecmp", rest_allow_pin=True) as lab:
         ctrl = lab.controller
         h1, h13 = lab.host("h1"), lab.host("h13")
-        iperf3_server(h13, 5403)
+        report = os.path.join(lab.out_dir, "udp-server.json")
+        iperf3_server(h13, 5403, report=report)
         proc = h1.popen(["iperf3", "-c", h13.IP(), "-p", "5403", "-u", "-b", "5M", "-l", "1000",
                          "--cport", "42001", "-t", "60", "-J"], stdout=-1)
         wait_for(lambda: flow_path(ctrl, "h1", "h13", 17, 42001), 10, "the UDP flow installed")
@@ -134,15 +145,26 @@ def test_consistent_updates_lose_nothing(tmp_path_factory):
         updates = ctrl.get("/health")["path_updates"]
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
+        wait_for(lambda: _complete_json(report), 30, "the iperf3 server's report")
+        received = json.load(open(report))["end"]["sum"]
     text = out.decode()
-    result = json.loads(text[text.find("{"):])
-    end = result["end"]["sum"]
-    print("moves=%d lost=%d of %d datagrams, out-of-order=%s; update latency mean %.1f ms p99 %.1f ms"
-          % (moves, end["lost_packets"], end["packets"], end.get("out_of_order"), updates["mean_ms"],
-             updates["p99_ms"]))
+    sent = json.loads(text[text.find("{"):])["end"]["sum"]
+    print("moves=%d: the receiver lost %d of %d datagrams (the sender sent %d), out-of-order=%s; "
+          "update latency mean %.1f ms p99 %.1f ms"
+          % (moves, received["lost_packets"], received["packets"], sent["packets"],
+             received.get("out_of_order"), updates["mean_ms"], updates["p99_ms"]))
     assert updates["count"] >= moves
-    assert end["packets"] > 1000
-    assert end["lost_packets"] == 0
+    # the receiver's count is its highest sequence number seen, so a datagram lost in the last update
+    # shows as a gap only if later ones arrived: the tail must have (at most 50 in flight at the stop)
+    assert received["packets"] > 1000 and received["packets"] >= sent["packets"] - 50
+    assert received["lost_packets"] == 0
+
+
+def _complete_json(path):
+    try:
+        return "end" in json.load(open(path))
+    except (OSError, ValueError):
+        return False
 
 
 def test_link_failure_moves_the_flow_and_tcp_survives(tmp_path_factory):

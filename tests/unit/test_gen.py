@@ -105,9 +105,10 @@ def test_background_from_a_measured_distribution_mixes_with_training(tmp_path, c
     assert max(f.start_s for f in background) < 20.0
     cdf = read_cdf(cdf_file("fb-hadoop"))
     assert all(cdf[0, 0] <= f.size_bytes <= cdf[-1, 0] for f in background)
-    # the offered load: 20% of 16 hosts x 1 Gbit/s for 20 s, within the sampling noise of a heavy tail
+    # the offered load: 20% of 16 hosts x 1 Gbit/s for 20 s, within the sampling noise of a heavy
+    # tail (this seed: 1.19; a load counted per direction or per wrong host count is off by 2x)
     offered = sum(f.size_bytes for f in background) * 8 / (0.2 * 16 * 1e9 * 20)
-    assert 0.3 < offered < 3.0
+    assert 0.75 < offered < 1.6
     for name in CDFS:                       # every named distribution reads as a proper CDF
         arr = read_cdf(cdf_file(name))
         assert arr[-1, 1] == pytest.approx(1.0) and (np.diff(arr, axis=0) >= 0).all()

@@ -69,13 +69,12 @@ def test_predictive_uses_the_pred_column(tmp_path, capsys):
     assert len(result["reroutes"]) >= 1 and result["basis"] == "forecast"
 
 
-def test_predictive_without_pred_falls_back_with_a_warning_or_forecasts(tmp_path, capsys):
+def test_predictive_without_pred_forecasts_with_the_shipped_model(tmp_path, capsys):
     assert run(tmp_path, "--json", "-", policy="predictive") == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["paths"]
-    # Either the forecaster is there (no warning needed) or it says why it is not used.
-    assert all("warning" in line for line in captured.err.splitlines())
+    assert result["basis"] == "forecast" and captured.err == ""
 
 
 @pytest.mark.parametrize("flows, loads, policy, where", [

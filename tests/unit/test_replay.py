@@ -22,30 +22,13 @@ from mininet_topos.fattree_spec import fat_tree
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class Persistence:
-    """Stand-in with the agreed Predictor interface, used only if models/runtime.py is absent."""
-
-    window, horizon, sampling_period_s, name = 4, 1, 1.0, "persistence (test stand-in)"
-
-    def predict(self, history):
-        last = np.full(history.shape[0], np.nan)
-        for i, row in enumerate(history):
-            ok = row[~np.isnan(row)]
-            last[i] = ok[-1] if ok.size else 0.0
-        return np.clip(last, 0, None)
-
-
 @pytest.fixture(scope="module")
 def predictor():
-    """The shipped forecaster; else the runtime's own persistence fallback; else the stand-in."""
-    try:
-        from models import runtime
-    except ImportError:
-        return Persistence()
-    try:
-        return runtime.load_predictor(None, sampling_period_s=1.0)
-    except Exception:  # no shipped model built yet
-        return runtime.fallback_predictor("no shipped model in this checkout", sampling_period_s=1.0)
+    """The shipped forecaster: the README's predictive rows are its, so no fallback may stand in."""
+    from models import runtime
+    pred = runtime.load_predictor(None, sampling_period_s=1.0)
+    assert "persistence" not in pred.name
+    return pred
 
 
 @pytest.fixture(scope="module")
