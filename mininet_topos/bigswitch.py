@@ -3,7 +3,7 @@
 Why: the Hedera protocol (and the replay's ``ideal`` policy) measure every
 routing policy against the physical limit, a fabric where each flow is limited
 only by its hosts' access links.  Measuring that limit in the *same* lab
-(same userspace datapath, same TCLink shaping, same hosts, same controller)
+(same userspace datapath, same link shaping, same hosts, same controller)
 rather than assuming the line rate keeps the ratio honest: whatever the lab
 itself costs (headers, shaping, datapath CPU) is in both numerator and
 denominator.
@@ -45,21 +45,22 @@ def big_switch_layout(k: int = 4, bw: float = 10.0) -> List[Tuple[str, str, str,
 
 
 try:
-    from mininet.link import TCLink
     from mininet.topo import Topo
+
+    from mininet_topos.shaping import BoundedTCLink
 except ImportError:  # pragma: no cover - the pure helpers above work without Mininet
-    TCLink = None
+    BoundedTCLink = None
     Topo = object
 
 
 class BigSwitchTopo(Topo):  # type: ignore[misc,valid-type]
-    """k^3/4 hosts on one switch, each host link shaped to ``bw`` Mbit/s with TCLink."""
+    """k^3/4 hosts on one switch, each host link shaped to ``bw`` Mbit/s with a bounded queue (shaping.py)."""
 
     def build(self, k=4, bw=10, **_opts):  # pylint: disable=arguments-differ
         self.addSwitch(BIG_SWITCH_NAME, dpid=big_switch_dpid(), protocols="OpenFlow13")
         for name, ip, mac, port, mbps in big_switch_layout(k, bw):
             self.addHost(name, ip=ip, mac=mac)
-            self.addLink(name, BIG_SWITCH_NAME, port1=0, port2=port, cls=TCLink, bw=mbps)
+            self.addLink(name, BIG_SWITCH_NAME, port1=0, port2=port, cls=BoundedTCLink, bw=mbps)
 
 
 topos = {"bigswitch": BigSwitchTopo}

@@ -13,14 +13,14 @@ except NameError:  # `mn --custom` execs this file without __file__
 if os.path.dirname(_HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(_HERE))
 
-from mininet.link import TCLink  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from mininet_topos.fattree_spec import fat_tree  # noqa: E402
+from mininet_topos.shaping import BoundedTCLink  # noqa: E402
 
 
 class FatTreeTopo(Topo):
-    """k-ary fat-tree with explicit DPIDs, port numbers and TCLink shaping."""
+    """k-ary fat-tree with explicit DPIDs, port numbers and TCLink shaping with bounded queues (shaping.py)."""
 
     def build(self, k=4, bw=10, **_opts):  # pylint: disable=arguments-differ
         spec = fat_tree(k, bw)
@@ -31,7 +31,7 @@ class FatTreeTopo(Topo):
             self.addHost(host.name, ip=host.ip + "/8", mac=host.mac)
         for link in spec.links:
             self.addLink(link.a, link.b, port1=link.a_port, port2=link.b_port,
-                         cls=TCLink, bw=link.bw_mbps)
+                         cls=BoundedTCLink, bw=link.bw_mbps)
 
 
 topos = {"fattree": FatTreeTopo}

@@ -218,10 +218,11 @@ class Lab:
         self.controller.start()
         from functools import partial
 
-        from mininet.link import TCLink
         from mininet.log import setLogLevel
         from mininet.net import Mininet
         from mininet.node import OVSSwitch, RemoteController
+
+        from mininet_topos.shaping import BoundedTCLink
 
         setLogLevel("warning")
         if self.big_switch:
@@ -231,7 +232,7 @@ class Lab:
             from mininet_topos.fattree import FatTreeTopo
             topo = FatTreeTopo(k=self.spec.k, bw=self.spec.bw_mbps)
         switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13")
-        self.net = Mininet(topo=topo, switch=switch, link=TCLink, controller=None,
+        self.net = Mininet(topo=topo, switch=switch, link=BoundedTCLink, controller=None,
                            autoSetMacs=False, autoStaticArp=False, build=False, waitConnected=False)
         class _Remote(RemoteController):
             # Mininet probes the port with telnet and can choke decoding telnet's

@@ -7,6 +7,7 @@ import pytest
 from controller.ecmp import PROTO_TCP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric
 from mininet_topos.fattree_spec import fat_tree
+from mininet_topos.shaping import queue_packets
 from mininet_topos.lab import ROOT
 
 from .helpers import dump_flows, iperf3_client, iperf3_server, sidestep_flow_lines
@@ -45,6 +46,17 @@ def test_tcp_between_pods_reaches_line_rate(lab_k4):
     print("h1->h16 TCP: %.2f Mbit/s of %.2f payload" % (bps / 1e6, TCP_PAYLOAD_RATE_BPS / 1e6))
     # 90 % of the payload rate: a run on a loaded machine once gave 8.95 Mbit/s (94 %)
     assert bps >= 0.9 * TCP_PAYLOAD_RATE_BPS
+
+
+def test_every_shaped_queue_is_bounded_to_100_ms(lab_k4):
+    """Both ends of every cable queue ``queue_packets(10)`` packets behind the rate limit, not veth's 1,000."""
+    want = "pfifo 10: parent 5:1 limit %dp" % queue_packets(10)
+    nodes = lab_k4.net.hosts + lab_k4.net.switches
+    intfs = [(node, intf) for node in nodes for intf in node.intfList() if intf.name != "lo"]
+    assert len(intfs) == 2 * len(FABRIC_K4.graph.edges)      # every cable has two ends
+    for node, intf in intfs:
+        shown = node.cmd("tc qdisc show dev %s" % intf.name)
+        assert "htb" in shown and want in shown, (intf.name, shown)
 
 
 def test_ecmp_spreads_flows_over_every_core(lab_k4):

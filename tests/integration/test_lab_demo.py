@@ -40,13 +40,12 @@ def test_lab_quick_prints_the_table_and_the_planner_beats_ecmp(tmp_path):
     summary = json.load(open(os.path.join(out, "summary.json")))
     runs = {r["run"]: r for r in summary["runs"]}
     assert set(runs) == {"no hotspot", "ecmp", "reactive", "predictive"}
-    # The planner (reactive or predictive) must beat the hash.  Not predictive alone: in a --quick run
-    # (10 iterations) on this 2-core host it once lost to ECMP (ecmp 1.74 s, reactive 1.13 s,
-    # predictive 1.81 s with 3 moves) where other runs beat it; the full `sidestep lab` measures it
-    # (README).  Both controllers must have acted.
-    best = min(runs["reactive"]["mean_iteration_s"], runs["predictive"]["mean_iteration_s"])
-    assert best < runs["ecmp"]["mean_iteration_s"]
-    assert runs["reactive"]["reroutes"] > 0 and runs["predictive"]["reroutes"] > 0
+    # Each planner must beat the hash, and must have acted.  (Until the lab bounded its link queues,
+    # predictive lost to ECMP in some --quick runs: a move that put one ring hop's data on the link
+    # carrying another hop's ACKs stalled those ACKs behind up to 1.2 s of queue; README.)
+    for policy in ("reactive", "predictive"):
+        assert runs[policy]["mean_iteration_s"] < runs["ecmp"]["mean_iteration_s"], runs
+        assert runs[policy]["reroutes"] > 0, runs
     for policy in ("ecmp", "reactive", "predictive"):
         trace = read_link_loads(os.path.join(out, policy, "loads.csv"))
         assert len(trace.series) >= 64  # every directed switch link, at least
