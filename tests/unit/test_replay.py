@@ -143,6 +143,7 @@ def test_policies_in_worker_processes_write_the_same_bytes(tmp_path, capsys):
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_stopping_a_parallel_replay_stops_its_workers_and_writes_nothing(tmp_path, how):
     """Ctrl-C (SIGINT to the process group) or SIGTERM to the command while two workers replay."""
+    import selectors
     import signal
     import time
 
@@ -156,10 +157,14 @@ def test_stopping_a_parallel_replay_stops_its_workers_and_writes_nothing(tmp_pat
                              "300", "--jobs", "2", "--no-plots", "--out", str(out)], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
-    line = ""
-    while "flows done" not in line:          # a progress line: the workers are replaying
-        assert time.monotonic() < deadline and proc.poll() is None, "no progress from the replay"
-        line = proc.stderr.readline()
+    seen = b""
+    with selectors.DefaultSelector() as waiting:   # a silent replay must fail the test, not hang it
+        waiting.register(proc.stderr, selectors.EVENT_READ)
+        while b"flows done" not in seen:          # a progress line: the workers are replaying
+            assert proc.poll() is None, "the replay ended before it could be stopped"
+            left = deadline - time.monotonic()
+            assert left > 0 and waiting.select(timeout=left), "no progress from the replay in 120 s"
+            seen += os.read(proc.stderr.fileno(), 65536)     # the raw pipe: nothing waits in a buffer
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2
     if how == "ctrl-c":
