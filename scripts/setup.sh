@@ -60,6 +60,15 @@ if [ -n "$PY39" ]; then
             echo "setup.sh: building .venv-ryu (Ryu 4.34 on $PY39) failed; the Ryu smoke test will be skipped" >&2
         fi
     fi
+    # the shipped forecaster is a scikit-learn 1.9.1 pickle, which the Ryu venv's scikit-learn (the last
+    # for Python 3.9) cannot load: build the same default model there (~40 s), for `model:` under ryu-manager
+    if [ -x .venv-ryu/bin/ryu-manager ] && [ ! -f .venv-ryu/default_model.joblib ]; then
+        if ! .venv-ryu/bin/python -m models.build_default -o .venv-ryu/default_model.joblib >/dev/null; then
+            rm -f .venv-ryu/default_model.joblib .venv-ryu/default_model.joblib.json
+            echo "setup.sh: building the forecaster for .venv-ryu failed; under ryu-manager predictive" \
+                 "falls back to persistence" >&2
+        fi
+    fi
 else
     echo "setup.sh: no Python 3.9 found; the Ryu 4.34 smoke test will be skipped (OS-Ken covers the app)"
 fi

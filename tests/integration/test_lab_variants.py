@@ -30,9 +30,12 @@ RYU_VENV = os.path.join(ROOT, ".venv-ryu")
                     reason="no Ryu 4.34 venv: scripts/setup.sh found no Python 3.9, or building the venv failed "
                            "(its output says which)")
 def test_same_app_under_ryu_manager(tmp_path):
-    ryu = ControllerProcess(str(tmp_path), name="ryu-manager", command=[
-        os.path.join(RYU_VENV, "bin", "ryu-manager"), "--ofp-tcp-listen-port", "6653",
-        os.path.join(ROOT, "controller", "app.py")])
+    """Predictive, with the forecaster setup.sh builds for the Ryu venv's scikit-learn (README)."""
+    model = os.path.join(RYU_VENV, "default_model.joblib")
+    assert os.path.exists(model), "scripts/setup.sh builds %s with the Ryu venv" % model
+    ryu = ControllerProcess(str(tmp_path), name="ryu-manager", overrides={"policy": "predictive", "model": model},
+                            command=[os.path.join(RYU_VENV, "bin", "ryu-manager"), "--ofp-tcp-listen-port", "6653",
+                                     os.path.join(ROOT, "controller", "app.py")])
     with Lab(k=4, bw_mbps=10, out_dir=str(tmp_path), controller=ryu) as lab:
         assert "ryu" in open(ryu.log_path).read().lower()
         pairs = [("h1", "h16"), ("h1", "h2"), ("h5", "h12"), ("h9", "h4")]
@@ -41,3 +44,4 @@ def test_same_app_under_ryu_manager(tmp_path):
             assert loss == 0.0, "%s<->%s under ryu-manager" % (a, b)
         health = ryu.get("/health")
         assert health["switches_connected"] == 20
+        assert health["policy"] == "predictive" and health["model"].startswith("default_model.joblib"), health
