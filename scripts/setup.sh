@@ -61,8 +61,10 @@ if [ -n "$PY39" ]; then
         fi
     fi
     # the shipped forecaster is a scikit-learn 1.9.1 pickle, which the Ryu venv's scikit-learn (the last
-    # for Python 3.9) cannot load: build the same default model there (~40 s), for `model:` under ryu-manager
-    if [ -x .venv-ryu/bin/ryu-manager ] && [ ! -f .venv-ryu/default_model.joblib ]; then
+    # for Python 3.9) cannot load: build the same default model there (~40 s), for `model:` under ryu-manager;
+    # again whenever the shipped one is newer (a pull that changed the model or its features)
+    if [ -x .venv-ryu/bin/ryu-manager ] && { [ ! -f .venv-ryu/default_model.joblib ] ||
+            [ models/default_model.joblib -nt .venv-ryu/default_model.joblib ]; }; then
         if ! .venv-ryu/bin/python -m models.build_default -o .venv-ryu/default_model.joblib >/dev/null; then
             rm -f .venv-ryu/default_model.joblib .venv-ryu/default_model.joblib.json
             echo "setup.sh: building the forecaster for .venv-ryu failed; under ryu-manager predictive" \

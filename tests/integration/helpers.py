@@ -2,7 +2,7 @@
 import json
 import re
 import subprocess
-from typing import Optional, Dict, List
+from typing import Dict, List, Optional
 
 from mininet_topos.lab import wait_for  # noqa: F401  (re-exported for tests)
 

@@ -7,8 +7,8 @@ import pytest
 from controller.ecmp import PROTO_TCP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric
 from mininet_topos.fattree_spec import fat_tree
-from mininet_topos.shaping import queue_packets
 from mininet_topos.lab import ROOT
+from mininet_topos.shaping import queue_packets
 
 from .helpers import dump_flows, iperf3_client, iperf3_server, sidestep_flow_lines
 
