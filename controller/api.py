@@ -213,9 +213,7 @@ def render_utilization(rows: Sequence[LinkUtil]) -> Dict[str, Any]:
     for r in sorted(rows, key=lambda r: r.link):
         item = _link_json(r.link)
         item.update(util=_num(r.util), bytes_per_s=_num(r.bytes_per_s), t_s=_num(r.t_s),
-                    capacity_bps=_num(r.capacity_bps))
-        if r.pred is not None:
-            item["pred"] = _num(r.pred)
+                    capacity_bps=_num(r.capacity_bps), pred=None if r.pred is None else _num(r.pred))
         links.append(item)
     return {"links": links}
 
@@ -241,7 +239,10 @@ def render_paths(rows: Sequence[PathInfo]) -> Dict[str, Any]:
 
 def render_health(h: Health) -> Dict[str, Any]:
     missed = {k: int(v) for k, v in sorted(h.missed_polls.items())}
-    return {"status": "ok" if h.switches_connected >= h.switches_expected else "degraded",
+    # "waiting" until the first switch connects (0 of 0 expected is not a healthy fabric)
+    status = "waiting" if h.switches_expected == 0 else \
+        "ok" if h.switches_connected >= h.switches_expected else "degraded"
+    return {"status": status,
             "switches_connected": h.switches_connected, "switches_expected": h.switches_expected,
             "missed_polls": missed, "missed_polls_total": sum(missed.values()),
             "uptime_s": _num(h.uptime_s), "policy": h.policy, "model": h.model,
@@ -307,9 +308,9 @@ def render_metrics(state: ApiState) -> str:
     for l in topo.links:
         directed += [((l.a, l.b), l), ((l.b, l.a), l)]
     directed.sort(key=lambda x: x[0])
-    m.family("sidestep_link_capacity_bits", "gauge",
-             "Configured capacity of the directed link in bits per second (from the topology, not port speed).",
-             [(_link_labels(link), l.capacity_bps) for link, l in directed])
+    m.family("sidestep_link_capacity_bytes_per_second", "gauge",
+             "Configured capacity of the directed link (from the topology, not port speed).",
+             [(_link_labels(link), l.capacity_bps / 8.0) for link, l in directed])
     m.family("sidestep_link_up", "gauge", "1 if the link is up, 0 if down.",
              [(_link_labels(link), l.up) for link, l in directed])
     m.family("sidestep_switches_connected", "gauge", "Switches connected to the controller.",
@@ -322,7 +323,8 @@ def render_metrics(state: ApiState) -> str:
     m.family("sidestep_polls_missed_total", "counter",
              "Port-stats polls whose previous request was still unanswered when the next was due.",
              [({"switch": sw}, int(n)) for sw, n in sorted(health.missed_polls.items())])
-    m.family("sidestep_reroutes_total", "counter", "Flows moved to another path by the planner.",
+    m.family("sidestep_reroutes_total", "counter",
+             "Flows moved to another path: planner moves, failovers from a failed link or switch, and POST /pins.",
              [({}, health.reroutes_total)])
     m.family("sidestep_packet_in_total", "counter", "Packet-in messages received.",
              [({}, health.packet_in_total)])
@@ -446,16 +448,26 @@ def make_wsgi_app(state: ApiState, logger: Optional[logging.Logger] = None,
                 except ValueError as exc:
                     raise ActionError("the body is not JSON (%s); send a JSON object, e.g. %s"
                                       % (exc, PIN_EXAMPLE)) from None
+                except RecursionError:
+                    raise ActionError("the body nests too deeply; send a flat JSON object, e.g. %s"
+                                      % PIN_EXAMPLE) from None
                 if not isinstance(body_in, dict):
                     raise ActionError("the body must be a JSON object, e.g. %s" % PIN_EXAMPLE)
                 result = pin(body_in)
             except (ActionError, ValueError) as exc:
                 return respond(start_response, "400 Bad Request", json_body({"error": str(exc)}),
                                JSON_CONTENT_TYPE, False)
+            except Exception as exc:  # pylint: disable=broad-except
+                # as for the GET routes: JSON, logged, and no traceback in the answer
+                log.exception("REST POST /pins failed")
+                return respond(start_response, "500 Internal Server Error",
+                               json_body({"error": "internal error serving /pins: %s: %s"
+                                          % (type(exc).__name__, exc)}), JSON_CONTENT_TYPE, False)
             return respond(start_response, "200 OK", json_body(result), JSON_CONTENT_TYPE, False)
         if path not in ROUTES:
             return respond(start_response, "404 Not Found",
-                           json_body({"error": "no such resource %s" % path, "routes": list(ROUTES)}),
+                           json_body({"error": "no such resource %s" % path,
+                                      "routes": list(ROUTES) + (["/pins"] if pin is not None else [])}),
                            JSON_CONTENT_TYPE, head)
         if method not in ("GET", "HEAD"):
             return respond(start_response, "405 Method Not Allowed",

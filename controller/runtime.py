@@ -170,6 +170,9 @@ class ControllerRuntime:
             with threadpool_limits(limits=1):
                 pred = self.predictor.predict(history)
             self.predictions = {l: float(p) for l, p in zip(links, pred) if not math.isnan(p)}
+        elif self.predictor is not None:
+            # nothing measured (every switch gone): old forecasts must not be served or planned on
+            self.predictions = {}
         if self.planner_config.policy == "ecmp":
             return []
         flows = self.active_flows(now_s)

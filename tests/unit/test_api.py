@@ -88,7 +88,7 @@ def test_utilization_and_predictions(state):
     assert (up["src"], up["dst"]) == ("e0_0", "a0_0")
     only_pred = by["a0_0->c0"]
     assert only_pred["util"] is None and only_pred["pred"] == 0.2
-    assert "pred" not in by["e0_0->h1"] and by["e0_0->h1"]["util"] == 0.0
+    assert by["e0_0->h1"]["pred"] is None and by["e0_0->h1"]["util"] == 0.0
     assert by["h1->e0_0"]["util"] == pytest.approx(0.5)
     preds = get_json(app, "/predictions")
     assert preds["model"] == "default-gbr"
@@ -190,8 +190,8 @@ def test_metrics(state):
     pred = dict(fam["sidestep_link_predicted_utilization_ratio"])
     assert pred == {'{link="a0_0->c0",src="a0_0",dst="c0"}': 0.2,
                     '{link="e0_0->a0_0",src="e0_0",dst="a0_0"}': 0.6}
-    caps = dict(fam["sidestep_link_capacity_bits"])
-    assert len(caps) == 96 and set(caps.values()) == {10e6}     # k=4: 48 cables, both directions
+    caps = dict(fam["sidestep_link_capacity_bytes_per_second"])
+    assert len(caps) == 96 and set(caps.values()) == {10e6 / 8}     # k=4: 48 cables, both directions
     assert dict(fam["sidestep_switches_connected"]) == {"": 19}
     assert dict(fam["sidestep_polls_missed_total"])['{switch="e0_0"}'] == 3
     assert dict(fam["sidestep_reroutes_total"]) == {"": 5}
@@ -316,6 +316,34 @@ def test_a_body_that_is_not_a_json_object_says_what_to_send(pinning, raw, length
     status, body = post(pinning[1], "/pins", raw, content_length=length)
     assert status == 400 and words in body["error"], body
     assert length is not None or "e.g. {" in body["error"], body
+
+
+def test_a_body_nested_too_deeply_is_a_json_400_not_a_traceback(pinning):
+    raw = b"[" * 60000
+    status, body = post(pinning[1], "/pins", raw)
+    assert status == 400 and "nests too deeply" in body["error"], body
+
+
+def test_a_failing_pin_is_a_json_500_without_a_traceback(state, caplog):
+    def broken(body):
+        raise KeyError("boom")
+    status, body = post(make_wsgi_app(state, pin=broken), "/pins", GOOD_PIN)
+    assert status == 500 and body["error"] == "internal error serving /pins: KeyError: 'boom'"
+    assert "REST POST /pins failed" in caplog.text       # the traceback goes to the log
+
+
+def test_the_404_lists_pins_only_when_pinning_is_on(state, pinning):
+    status, _, raw = call(pinning[1], "/nope")
+    assert status == 404 and json.loads(raw)["routes"] == list(ROUTES) + ["/pins"]
+    status, _, raw = call(make_wsgi_app(state), "/nope")
+    assert json.loads(raw)["routes"] == list(ROUTES)
+
+
+def test_health_waits_until_a_switch_has_connected():
+    app = make_wsgi_app(SnapshotState(health_=Health(0, 0, {}, 0.0, "ecmp", None)))
+    assert get_json(app, "/health")["status"] == "waiting"
+    app = make_wsgi_app(SnapshotState(health_=Health(3, 3, {}, 0.0, "ecmp", None)))
+    assert get_json(app, "/health")["status"] == "ok"
 
 
 def test_pins_when_pinning_is_off_says_how_to_turn_it_on(state):
