@@ -281,6 +281,9 @@ def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None,
     dst_of: List[int] = []
     if pattern.startswith("stride"):
         step = int(pattern[len("stride"):])
+        if step % n == 0:
+            raise ValueError("%s would make every host send to itself: the fabric has %d hosts (use a larger --k)"
+                             % (pattern, n))
         dst_of = [(i + step) % n for i in range(n)]
     elif pattern == "bijection":
         while True:
@@ -296,12 +299,15 @@ def hedera(shape: Shape, pattern: str, *, duration_s: Optional[float] = None,
         for i in range(n):
             r = rng.random()
             edge0, pod0 = i // per_edge * per_edge, i // per_pod * per_pod
-            if r < p_edge and per_edge > 1:
+            same_pod = [j for j in range(pod0, pod0 + per_pod) if j // per_edge != i // per_edge]
+            if r < p_edge:
                 cands = [j for j in range(edge0, edge0 + per_edge) if j != i]
             elif r < p_edge + p_pod:
-                cands = [j for j in range(pod0, pod0 + per_pod) if j // per_edge != i // per_edge]
+                cands = same_pod
             else:
                 cands = [j for j in range(n) if j // per_pod != i // per_pod]
+            if not cands:   # k=2: one host per edge and per pod; the next wider group, as the lab does
+                cands = same_pod or [j for j in range(n) if j // per_pod != i // per_pod]
             dst_of.append(int(cands[int(rng.integers(len(cands)))]))
     else:
         raise ValueError("unknown Hedera pattern %r" % pattern)

@@ -14,8 +14,9 @@ The protocol (k=4, 10 Mbit/s links, 16 hosts):
 
   - ``stride1``, ``stride2``, ``stride4``, ``stride8``: host index x
     (0-based, ``h1`` is 0) sends to host (x + i) mod 16.  With 2 hosts per
-    edge and 4 per pod, stride-1 is half intra-edge, stride-2 intra-pod,
-    stride-4 and stride-8 all cross the core;
+    edge and 4 per pod, stride-1 is half intra-edge and a quarter each
+    intra-pod and inter-pod, stride-2 half intra-pod (other edge) and half
+    inter-pod, stride-4 and stride-8 all cross the core;
   - ``stag_0.2_0.3``, ``stag_0.5_0.3``: Hedera's staggered(EdgeP, PodP): each
     host sends to another host on its edge switch with probability EdgeP, to
     another edge switch of its pod with probability PodP, otherwise to a

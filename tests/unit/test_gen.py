@@ -200,3 +200,17 @@ def test_bad_paths_are_one_line_and_write_nothing(tmp_path, capsys):
     code, _, err = _gen(["websearch", "--k", "4", "--cdf", str(binary), "-o", str(binary), "--force"], capsys)
     assert code == 2 and "is also an input" in err and binary.read_bytes() == b"\xff\xfe\x00", err
     assert sorted(os.listdir(tmp_path)) == ["d", "sizes.cdf"]
+
+
+def test_two_host_fabrics_refuse_strides_onto_themselves_and_stagger_across_pods(tmp_path, capsys):
+    """At k=2 these wrote hosts sending to themselves (rc 0), or crashed with numpy's "high <= 0"."""
+    path = tmp_path / "k2.csv"
+    for stride in ("stride2", "stride4"):
+        code, _, err = _gen([stride, "--k", "2", "-o", str(path)], capsys)
+        assert code == 2 and err.count("\n") == 1 and "every host send to itself" in err, err
+        assert not path.exists()
+    for seed in range(6):
+        code, _, err = _gen(["staggered", "--k", "2", "--seed", str(seed), "-o", str(path), "--force"], capsys)
+        assert code == 0, err
+        flows = read_flow_trace(str(path), ["h1", "h2"])
+        assert sorted((f.src, f.dst) for f in flows) == [("h1", "h2"), ("h2", "h1")]

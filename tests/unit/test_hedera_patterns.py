@@ -40,9 +40,11 @@ def test_stride_math():
             assert (s, d) == ("h%d" % (x + 1), "h%d" % ((x + i) % 16 + 1))
         # a stride is a permutation: every host receives exactly once
         assert sorted(d for _, d in pats["stride%d" % i]) == sorted(HOSTS)
-    # k=4: stride-2 stays in the pod on another edge switch, stride-4 and -8 cross pods
+    # k=4: stride-2 is half intra-pod (another edge switch) and half inter-pod; stride-4 and -8 cross pods
     for s, d in pats["stride4"] + pats["stride8"]:
         assert SPEC.pod_of_host(s) != SPEC.pod_of_host(d)
+    assert sum(SPEC.pod_of_host(s) != SPEC.pod_of_host(d) for s, d in pats["stride2"]) == 8
+    assert all(SPEC.host(s).edge != SPEC.host(d).edge for s, d in pats["stride2"])
     with pytest.raises(ValueError):
         stride_pattern(HOSTS, 16)
 
