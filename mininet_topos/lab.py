@@ -52,19 +52,39 @@ def check_root() -> None:
                        "run it as root, e.g. with sudo")
 
 
+# what the lab runs besides Open vSwitch, and the Debian package of each
+LAB_TOOLS = (("mn", "mininet"), ("iperf3", "iperf3"), ("ethtool", "ethtool"), ("tc", "iproute2"))
+
+
+def check_tools() -> None:
+    """Refuse to start without a tool the lab needs (without ethtool, say, TCP would stall silently)."""
+    missing = [(tool, pkg) for tool, pkg in LAB_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise LabError("the lab needs %s, which %s not installed; install %s (the README's setup command, "
+                       "bash scripts/setup.sh, does this)"
+                       % (", ".join(t for t, _ in missing), "is" if len(missing) == 1 else "are",
+                          "'apt-get install %s'" % " ".join(p for _, p in missing)))
+
+
+def _ovs_up() -> bool:
+    """Both daemons answer: ``ovs-vsctl show`` needs only ovsdb-server, bridges need ovs-vswitchd too."""
+    return all(subprocess.call(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+               for cmd in (["ovs-vsctl", "--timeout=3", "show"],
+                           ["ovs-appctl", "-T", "3", "-t", "ovs-vswitchd", "version"]))
+
+
 def ensure_ovs() -> None:
     """Start Open vSwitch if it is not running (userspace datapath: no kernel module needed)."""
     if shutil.which("ovs-vsctl") is None or not os.path.exists(OVS_CTL):
         raise LabError("Open vSwitch is not installed; install it with "
                        "'apt-get install openvswitch-switch' (the README's setup command does this)")
-    if subprocess.call(["ovs-vsctl", "--timeout=3", "show"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL) == 0:
+    if _ovs_up():
         return
     proc = subprocess.run([OVS_CTL, "start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True)
-    if subprocess.call(["ovs-vsctl", "--timeout=5", "show"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL) != 0:
-        raise LabError("Open vSwitch did not start:\n%s" % proc.stdout[-2000:])
+    if not _ovs_up():
+        raise LabError("Open vSwitch did not start (ovsdb-server and ovs-vswitchd must both run):\n%s"
+                       % proc.stdout[-2000:])
 
 
 def mininet_cleanup() -> None:
@@ -212,6 +232,7 @@ class Lab:
 
     def start(self) -> None:
         check_root()
+        check_tools()
         os.makedirs(self.out_dir, exist_ok=True)
         ensure_ovs()
         mininet_cleanup()

@@ -43,7 +43,7 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mininet_topos.lab import LabError, check_root, ensure_ovs, port_free
+    from mininet_topos.lab import LabError, check_root, check_tools, ensure_ovs, port_free
     from mininet_topos.scenario import ScenarioError, build_scenario, without_collisions
 
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             # the same traffic clear of the ring: what the best placement could do (not in --quick)
             clear = None if args.quick else without_collisions(scenario)
         check_root()
+        check_tools()
         ensure_ovs()
         if not port_free(args.ofp_port, "0.0.0.0"):
             return _fail("OpenFlow port %d is already in use (another controller?); stop it or use --ofp-port"

@@ -125,3 +125,17 @@ def test_lab_needs_root(tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
     assert proc.returncode == 2, proc.stdout
     assert "needs root" in proc.stdout
+
+
+def test_lab_names_the_tools_it_lacks_before_starting_anything(tmp_path):
+    """Without ethtool the hosts' checksum offload stays on and TCP stalls with no message: refuse first."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    out = tmp_path / "never"
+    proc = subprocess.run(SIDESTEP + ["lab", "--quick", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=60,
+                          env=dict(os.environ, PATH=str(empty)))
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stdout.count("\n") == 1 and "needs mn, iperf3, ethtool, tc, which are not installed" in proc.stdout
+    assert "apt-get install mininet iperf3 ethtool iproute2" in proc.stdout
+    assert not out.exists() and leftovers() == ([], [])
