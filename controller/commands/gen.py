@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", default=None, metavar="N", help="workers per job (one per pod, round-robin)")
     group.add_argument("--message-mb", default=None, metavar="MB|nccl",
                        help="all-reduce message per iteration in MB (default: 0.8 s at the link rate, 100 MB at "
-                            "1 Gbit/s; multijob: 0.4 s for job 0 and (1 + 0.6 j) times that for job j), or nccl: each job's drawn from the per-iteration all-reduce totals of the "
-                            "real NCCL traces in ../shared/data/dl-training-nccl-traces-hta (101 MB to 1.8 GB)")
+                            "1 Gbit/s; multijob: 0.4 s for job 0 and (1 + 0.6 j) times that for job j), or "
+                            "nccl: each job's drawn from the per-iteration all-reduce totals of the real NCCL "
+                            "traces in ../shared/data/dl-training-nccl-traces-hta (101 MB to 1.8 GB)")
     group.add_argument("--compute-s", default=None, metavar="S", help="compute gap between iterations, seconds")
     group.add_argument("--iterations", default=None, metavar="N", help="iterations per job (overrides --duration)")
     from controller.scenarios import CDFS
