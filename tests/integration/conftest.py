@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 
-from mininet_topos.lab import Lab
+from mininet_topos.lab import LAB_TOOLS, Lab
 
 
 def _lab_unavailable():
     if os.geteuid() != 0:
         return "needs root (Mininet creates network namespaces and OVS bridges)"
-    for tool in ("mn", "ovs-vsctl", "iperf3", "ethtool"):
+    for tool in ("ovs-vsctl",) + tuple(tool for tool, _ in LAB_TOOLS):   # what Lab itself checks, and OVS
         if shutil.which(tool) is None:
             return "%s is not installed (run .ci/run or the README's setup)" % tool
     try:
