@@ -29,7 +29,8 @@ import numpy as np
 
 from controller.fabric import Fabric, Link, Path
 from controller.jit import jit
-from controller.planner import ActiveFlow, EqualCostPaths, PlannerConfig, Reroute, _EPS, _fmt, _index_for
+from controller.paths import EqualCostPaths
+from controller.planner import ActiveFlow, PlannerConfig, Reroute, _EPS, _fmt, _index_for
 
 __all__ = ["ArrayPlanner"]
 

@@ -136,7 +136,8 @@ class ControlLoop:
                  predictor: object = None, planner_overrides: Optional[Dict[str, object]] = None,
                  always_plan: bool = False) -> None:
         from controller.monitor import LinkMonitor
-        from controller.planner import EqualCostPaths, PlannerConfig
+        from controller.paths import EqualCostPaths
+        from controller.planner import PlannerConfig
 
         if policy not in ("reactive", "predictive"):
             raise ReplayError("no control loop for policy %r" % policy)

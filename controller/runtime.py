@@ -25,7 +25,8 @@ from controller.ecmp import FiveTuple
 from controller.fabric import FabricError, Link, Path
 from controller.loadtrace import LoadRecorder
 from controller.monitor import LinkMonitor, counters_from_stats
-from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, plan_reroutes,
+from controller.paths import EqualCostPaths
+from controller.planner import (ActiveFlow, PlannerConfig, plan_reroutes,
                                 reroute_failed_link, with_demand_floor)
 from controller.poller import PollScheduler
 

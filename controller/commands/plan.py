@@ -24,7 +24,8 @@ from controller.commands.outputs import output_file_problem, write_text_atomical
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, path_links
 from controller.loadtrace import LinkLoadTrace, format_link, read_link_loads
-from controller.planner import (CLASSES, POLICIES, ActiveFlow, EqualCostPaths, PlannerConfig,
+from controller.paths import EqualCostPaths
+from controller.planner import (CLASSES, POLICIES, ActiveFlow, PlannerConfig,
                                 PlannerError, Reroute, apply_reroutes, plan_reroutes,
                                 planning_utilization, reroute_failed_link, with_demand_floor)
 from controller.tracefile import TraceError, open_csv, parse_float, parse_int

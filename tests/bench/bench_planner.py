@@ -27,7 +27,8 @@ from typing import Callable, Dict, List, Tuple
 
 from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric
-from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, flow_demand_utilization,
+from controller.paths import EqualCostPaths
+from controller.planner import (ActiveFlow, PlannerConfig, flow_demand_utilization,
                                 plan_reroutes)
 from mininet_topos.fattree_spec import fat_tree
 

@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from controller import ecmp_arrays
 from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError
-from controller.planner import EqualCostPaths
+from controller.paths import EqualCostPaths
 from mininet_topos.fattree_spec import fat_tree
 from tests.unit.test_planner import FAST, KINDS, fabric_with_links_down
 

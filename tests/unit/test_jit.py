@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from controller import fairshare, sim
+from controller import fairshare, sim_kernels
 from controller.jit import cache_name
 
 
@@ -30,6 +30,6 @@ def test_the_cache_name_follows_the_called_files(tmp_path):
     assert cache_name(caller, [one.kernel, same.kernel]) == cache_name(caller, [same.kernel, one.kernel])
 
 
-@pytest.mark.skipif(sim._run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+@pytest.mark.skipif(sim_kernels.run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
 def test_the_simulators_event_run_is_cached_under_the_solvers_digest():
-    assert sim._run_events_jit.py_func.__qualname__ == cache_name(sim._run_events, [fairshare._resolve_kernel])
+    assert sim_kernels.run_events_jit.py_func.__qualname__ == cache_name(sim_kernels.run_events, [fairshare._resolve_kernel])

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from controller.ecmp import FiveTuple
 from controller.fabric import path_links
 from controller.plan_arrays import ArrayPlanner, _round9, _round9_jit
-from controller.planner import ActiveFlow, EqualCostPaths, PlannerConfig, plan_reroutes
+from controller.paths import EqualCostPaths
+from controller.planner import ActiveFlow, PlannerConfig, plan_reroutes
 
 from test_planner import CAP, KINDS, fat, make_fabric, noisy_loads, random_flows
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from controller.ecmp import FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, path_links
-from controller.planner import (ActiveFlow, EqualCostPaths, PlannerConfig, PlannerError, Reroute,
+from controller.paths import EqualCostPaths
+from controller.planner import (ActiveFlow, PlannerConfig, PlannerError, Reroute,
                                 apply_reroutes, flow_demand_utilization, plan_reroutes,
                                 planning_utilization, reroute_failed_link, with_demand_floor)
 from mininet_topos.fattree_spec import fat_tree

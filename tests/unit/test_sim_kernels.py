@@ -1,6 +1,6 @@
 """The simulator's per-event steps and trace indexing give their references' results, bit for bit.
 
-Each compiled step (``_advance``, ``_retire``, ``_admit``) is checked as plain
+Each compiled step (``sim_kernels.advance``, ``retire``, ``admit``) is checked as plain
 Python (its source) and, with Numba, compiled, against the numpy code it
 replaces; the indexing helpers against the flow-by-flow loop they replaced.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from controller import sim
+from controller import sim_kernels
 from controller.ecmp import FiveTuple
 from controller.fabric import Fabric
 from controller.flowtrace import TraceFlow
@@ -18,9 +18,9 @@ from controller.sim import (PathChange, SimError, Simulator, _Slots, _conn_keys,
                             _dependency_depth, _dependency_groups, ephemeral_port)
 from mininet_topos.fattree_spec import fat_tree
 
-ADVANCE = [sim._advance] + ([sim._advance_jit] if sim._advance_jit is not None else [])
-RETIRE = [sim._retire] + ([sim._retire_jit] if sim._retire_jit is not None else [])
-ADMIT = [sim._admit] + ([sim._admit_jit] if sim._admit_jit is not None else [])
+ADVANCE = [sim_kernels.advance] + ([sim_kernels.advance_jit] if sim_kernels.advance_jit is not None else [])
+RETIRE = [sim_kernels.retire] + ([sim_kernels.retire_jit] if sim_kernels.retire_jit is not None else [])
+ADMIT = [sim_kernels.admit] + ([sim_kernels.admit_jit] if sim_kernels.admit_jit is not None else [])
 
 _SPECIAL = [0.0, -0.0, 1e-7, 5e-7, 1e-6, 2e-6, -1e-9, 1.0, 1e9, np.inf]
 
@@ -56,7 +56,7 @@ def test_advance_equals_the_numpy_step(seed, m, nan, t_arr, t, quantum):
     with np.errstate(all="ignore"):
         out = [np.full(size + 1, -7, dtype=np.int64) for _ in range(1 + len(ADVANCE))]
         state = [(rem.copy(), link_bytes.copy()) for _ in out]
-        got = [sim._advance_numpy(t, arr, next_tick, m, state[0][0], rate, state[0][1], link_rate, out[0], quantum)]
+        got = [sim_kernels.advance_numpy(t, arr, next_tick, m, state[0][0], rate, state[0][1], link_rate, out[0], quantum)]
         for k, step in enumerate(ADVANCE, start=1):
             got.append(step(t, arr, next_tick, m, state[k][0], rate, state[k][1], link_rate, out[k], quantum))
     t_ref, n_ref = got[0]
@@ -78,7 +78,7 @@ def test_advance_takes_the_first_of_tied_flows(step):
     the finish threshold."""
     rem = np.array([9.0, 5e-3, 5e-3, 5e-3, 7.0])
     rate = np.array([1e9, 1e9, 1e9, 1e9, 1e9])
-    for fn in (sim._advance_numpy, step):
+    for fn in (sim_kernels.advance_numpy, step):
         fin = np.zeros(5, dtype=np.int64)
         t_next, n_fin = fn(1e6, np.inf, 1e6 + 1.0, 5, rem.copy(), rate, np.zeros(1), np.zeros(1), fin, 0.0)
         assert t_next == 1e6 and fin[:n_fin].tolist() == [1]
@@ -313,7 +313,7 @@ def test_a_controller_moving_an_unknown_connection_is_refused(five):
         Simulator(fabric, flows, hook=hook).run()
 
 
-@pytest.mark.skipif(sim._run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+@pytest.mark.skipif(sim_kernels.run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
 @pytest.mark.parametrize("scenario, policy, quantum", [("bursts", "reactive", 0.0), ("multijob", "predictive", 0.0),
                                                        ("collide", "ecmp", 0.0), ("bursts", "reactive", 0.05),
                                                        ("multijob", "ecmp", 0.02)])
@@ -328,14 +328,14 @@ def test_runs_of_events_in_one_call_equal_the_event_loop(scenario, policy, quant
     flows = scenarios.generate(scenario, k=4, link_mbps=1000.0, seed=3, load=0.1)
     events_per_call: List[int] = []
     starts_per_call: List[int] = []
-    kernel = sim._run_events_jit
+    kernel = sim_kernels.run_events_jit
 
     def counted(*args):
         got = kernel(*args)
         starts_per_call.append(got[4])
         events_per_call.append(got[6])
         return got
-    monkeypatch.setattr(sim, "_run_events_jit", counted)
+    monkeypatch.setattr(sim_kernels, "run_events_jit", counted)
     results = []
     for compiled in (True, False):
         fabric = Fabric.from_spec(fat_tree(4, 1000.0))
@@ -357,7 +357,7 @@ def test_runs_of_events_in_one_call_equal_the_event_loop(scenario, policy, quant
         assert fast.events < Simulator(fabric, flows, seed=3, hook=hook).run().events
 
 
-@pytest.mark.skipif(sim._run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
+@pytest.mark.skipif(sim_kernels.run_events_jit is None, reason="Numba not installed or SIDESTEP_NO_JIT set")
 def test_a_completion_at_an_arrival_or_a_tick_ends_the_compiled_run():
     """Flows alone on their host links run at exactly 1 Gbit/s: f1 ends at 0.5 s when f2 arrives, f3
     at the 1 s tick.  The event loop handles each instant as one event with one re-solve, so the
@@ -374,14 +374,14 @@ def test_a_completion_at_an_arrival_or_a_tick_ends_the_compiled_run():
 
 
 @pytest.mark.parametrize("compiled", [
-    False, pytest.param(True, marks=pytest.mark.skipif(sim._heap_push_jit is sim._heap_push,
+    False, pytest.param(True, marks=pytest.mark.skipif(sim_kernels.heap_push_jit is sim_kernels.heap_push,
                                                        reason="Numba not installed or SIDESTEP_NO_JIT set"))])
 @settings(max_examples=60, deadline=None)
 @given(ops=st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0])), max_size=80))
 def test_the_array_heap_pops_in_heapqs_order(compiled, ops):
     """Pushes (with tied times) and pops interleaved: the same (time, flow) sequence as heapq."""
     import heapq
-    push, pop = (sim._heap_push_jit, sim._heap_pop_jit) if compiled else (sim._heap_push, sim._heap_pop)
+    push, pop = (sim_kernels.heap_push_jit, sim_kernels.heap_pop_jit) if compiled else (sim_kernels.heap_push, sim_kernels.heap_pop)
     heap_t, heap_i = np.empty(len(ops)), np.empty(len(ops), dtype=np.int64)
     n = 0
     ref: List = []
