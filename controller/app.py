@@ -20,6 +20,7 @@ import random
 import struct
 import sys
 import time
+from typing import Any, Callable, Optional
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # ryu-manager/osken-manager load this file by path
@@ -41,10 +42,10 @@ LLDP_SRC_MAC = "02:51:de:00:00:01"
 OFPMPF_REPLY_MORE = 1
 
 
-def guarded(handler):
+def guarded(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """Log a failing handler with its switch and keep serving: one bad event never kills the app."""
     @functools.wraps(handler)
-    def wrapper(self, ev):
+    def wrapper(self: Any, ev: Any) -> Any:
         try:
             return handler(self, ev)
         except Exception:  # pylint: disable=broad-except
@@ -343,11 +344,11 @@ class SidestepApp(compat.BaseApp):
             entries = [(s.cookie, s.byte_count, s.duration_sec + s.duration_nsec / 1e9) for s in body]
             self.core.flow_stats(ev.msg.datapath.id, entries, time.time())
 
-    def close(self):
+    def close(self) -> None:
         self.runtime.close()
 
 
-def lldp_frame(dpid, port):
+def lldp_frame(dpid: int, port: int) -> bytearray:
     """An LLDP probe naming the switch and port it leaves from."""
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(dst=lldp.LLDP_MAC_NEAREST_BRIDGE, src=LLDP_SRC_MAC,
@@ -362,7 +363,7 @@ def lldp_frame(dpid, port):
     return pkt.data
 
 
-def parse_packet(data):
+def parse_packet(data: bytes) -> Optional[PacketInfo]:
     """The fields the core decides on, or None for frames we ignore."""
     pkt = packet.Packet(data)
     eth = pkt.get_protocol(ethernet.ethernet)

@@ -8,7 +8,7 @@ leaving ``a`` toward ``b``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import networkx as nx
 
@@ -127,7 +127,7 @@ class Fabric:
     def dpid(self, switch: str) -> Optional[int]:
         return self.graph.nodes[switch].get("dpid")
 
-    def node_attr(self, node: str, key: str):
+    def node_attr(self, node: str, key: str) -> Any:
         return self.graph.nodes[node].get(key)
 
     def port(self, a: str, b: str) -> int:

@@ -46,7 +46,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -587,7 +587,7 @@ def mean_iteration_s(summary: Dict[str, object]) -> Optional[float]:
 # --------------------------------------------------------------------------
 # output folder
 # --------------------------------------------------------------------------
-def write_flows_csv(handle, runs: Sequence[PolicyRun]) -> None:
+def write_flows_csv(handle: IO[str], runs: Sequence[PolicyRun]) -> None:
     handle.write("policy,flow_id,start_s,finish_s,size_bytes,path\n")
     for run in runs:
         for r in run.result.flows:
@@ -595,7 +595,7 @@ def write_flows_csv(handle, runs: Sequence[PolicyRun]) -> None:
                                                          r.size_bytes, ";".join(r.path)))
 
 
-def write_loads_csv(handle, result: SimResult) -> int:
+def write_loads_csv(handle: IO[str], result: SimResult) -> int:
     """The run's link loads in the recording format (``read_link_loads`` reads it back)."""
     from controller.loadtrace import HEADER, format_link, write_tick
     handle.write(",".join(HEADER) + "\n")

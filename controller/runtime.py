@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from typing import Deque, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -30,12 +30,15 @@ from controller.planner import (ActiveFlow, PlannerConfig, plan_reroutes,
                                 reroute_failed_link, with_demand_floor)
 from controller.poller import PollScheduler
 
+if TYPE_CHECKING:  # pragma: no cover - names for the type checker only
+    from models.runtime import Predictor
+
 LOG = logging.getLogger("sidestep.runtime")
 MOVE_COOLDOWN_POLLS = 3
 ELEPHANT_FRACTION = 0.1  # of the host link: Hedera's elephant threshold, for demand estimation
 
 
-def load_predictor_or_fallback(config: Config, logger: logging.Logger = LOG):
+def load_predictor_or_fallback(config: Config, logger: logging.Logger = LOG) -> Predictor:
     """The configured forecaster, or persistence with a loud warning if it is unusable."""
     from models.runtime import ModelError, fallback_predictor, load_predictor
 
@@ -240,12 +243,12 @@ class ControllerRuntime:
             ends.append((flow.flow_id, src, dst))
         return estimate_demands(ends, caps) if ends else {}
 
-    def update_done(self, flow, latency_ms: float) -> None:
+    def update_done(self, flow: FiveTuple, latency_ms: float) -> None:
         """A path update finished (ingress rule confirmed by barrier)."""
         self.update_latencies_ms.append(latency_ms)
         LOG.info("path update of %s done in %.1f ms", flow.key(), latency_ms)
 
-    def pin_request(self, body: Mapping[str, object], now_s: float):
+    def pin_request(self, body: Mapping[str, object], now_s: float) -> Tuple[List[Command], Dict[str, object]]:
         """``POST /pins``: validate an operator's pin and turn it into a consistent update."""
         from controller.api import ActionError, parse_pin
         from controller.ecmp import FiveTuple

@@ -12,7 +12,7 @@ Each compiled twin (``*_jit``) is None where Numba is absent or
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from controller import fairshare
 from controller.jit import jit
 
 
-def complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
-              start, size_of, wait_ptr, wait_groups, group_left, released):
+def complete(fin: np.ndarray, t: float, finish: np.ndarray, cid_of_flow: np.ndarray, conn_pending: np.ndarray,
+             conn_inflight: np.ndarray, conn_last: np.ndarray, conn_burst: np.ndarray, start: np.ndarray,
+             size_of: np.ndarray, wait_ptr: np.ndarray, wait_groups: np.ndarray, group_left: np.ndarray,
+             released: np.ndarray) -> int:
     """The bookkeeping of flows ``fin`` (ascending) finishing at ``t``, flow by flow.
 
     Updates each flow's finish time and its connection's counts, last flow and
@@ -54,7 +56,7 @@ def complete(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last
 complete_jit = jit(complete)
 
 
-def heap_push(heap_t, heap_i, n, t, i):
+def heap_push(heap_t: np.ndarray, heap_i: np.ndarray, n: int, t: float, i: int) -> int:
     """``heapq.heappush(heap, (t, i))`` on a heap kept as two arrays of ``n`` entries; returns ``n + 1``.
 
     Why arrays: the compiled event run (``run_events``) starts the flows it
@@ -79,7 +81,7 @@ def heap_push(heap_t, heap_i, n, t, i):
     return n + 1
 
 
-def heap_pop(heap_t, heap_i, n):
+def heap_pop(heap_t: np.ndarray, heap_i: np.ndarray, n: int) -> Tuple[float, int, int]:
     """``heapq.heappop`` on the array heap of ``n`` entries: (time, flow, ``n - 1``)."""
     top_t = heap_t[0]
     top_i = heap_i[0]
@@ -106,7 +108,8 @@ def heap_pop(heap_t, heap_i, n):
     return top_t, top_i, n
 
 
-def release(released, n_rel, member_ptr, members, start_of, gap_of, t, heap_t, heap_i, n):
+def release(released: np.ndarray, n_rel: int, member_ptr: np.ndarray, members: np.ndarray, start_of: np.ndarray,
+            gap_of: np.ndarray, t: float, heap_t: np.ndarray, heap_i: np.ndarray, n: int) -> int:
     """Queue the members of the groups ``released[:n_rel]`` (in order) to start at
     ``max(start_of[k], t + gap_of[k])`` (Python's ``max``: the first of equals); returns the heap size."""
     for r in range(n_rel):
@@ -131,7 +134,9 @@ def stacked(parts: List[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def advance_numpy(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_out, quantum=0.0):
+def advance_numpy(t: float, t_arr: float, next_tick: float, m: int, rem: np.ndarray, rate: np.ndarray,
+                  link_bytes: np.ndarray, link_rate: np.ndarray, fin_out: np.ndarray,
+                  quantum: float = 0.0) -> Tuple[float, int]:
     """One event's step on whole arrays: when the next event is, the advance to it, who finishes then.
 
     ``t_next`` is the first of the next completion (flows in flight ``rem[:m]``
@@ -172,7 +177,8 @@ def advance_numpy(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_
     return t_next, len(fin)
 
 
-def advance(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_out, quantum):
+def advance(t: float, t_arr: float, next_tick: float, m: int, rem: np.ndarray, rate: np.ndarray,
+            link_bytes: np.ndarray, link_rate: np.ndarray, fin_out: np.ndarray, quantum: float) -> Tuple[float, int]:
     """``advance_numpy`` as plain loops, for Numba: one call per event instead of a dozen numpy calls.
 
     The same operations in the same order, so the same bits: ``eta = rem / rate
@@ -235,7 +241,9 @@ def advance(t, t_arr, next_tick, m, rem, rate, link_bytes, link_rate, fin_out, q
 advance_jit = jit(advance)
 
 
-def retire(fin_slots, m, flow, links, rem, rate, fcap, new, slot_of, link_count, fin, gone_rows, gone_rates):
+def retire(fin_slots: np.ndarray, m: int, flow: np.ndarray, links: np.ndarray, rem: np.ndarray, rate: np.ndarray,
+           fcap: np.ndarray, new: np.ndarray, slot_of: np.ndarray, link_count: np.ndarray, fin: np.ndarray,
+           gone_rows: np.ndarray, gone_rates: np.ndarray) -> None:
     """``_Slots.retire`` without numpy calls, for Numba (one call per event).
 
     Writes the finished slots' flows (sorted), link rows and rates to ``fin``,
@@ -274,8 +282,10 @@ def retire(fin_slots, m, flow, links, rem, rate, fcap, new, slot_of, link_count,
 retire_jit = jit(retire)
 
 
-def admit(ids, t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow, conn_rows, size_of, fcap_of,
-           link_count, conn_inflight, start):
+def admit(ids: np.ndarray, t: float, m: int, flow: np.ndarray, links: np.ndarray, rem: np.ndarray, rate: np.ndarray,
+          fcap: np.ndarray, new: np.ndarray, slot_of: np.ndarray, cid_of_flow: np.ndarray, conn_rows: np.ndarray,
+          size_of: np.ndarray, fcap_of: np.ndarray, link_count: np.ndarray, conn_inflight: np.ndarray,
+          start: np.ndarray) -> None:
     """The arrival of flows ``ids`` at ``t`` without numpy calls, for Numba (one call per event).
 
     Fills slots ``m, m + 1, ...`` in the given order as ``_Slots.add_many`` does
@@ -305,11 +315,18 @@ def admit(ids, t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow, co
 admit_jit = jit(admit)
 
 
-def run_events(t, next_tick, n_total, done, m, flow, links, rem, rate, fcap, new, slot_of,
-                link_rate, link_count, link_bytes, capacity, incremental, finish, cid_of_flow, conn_pending,
-                conn_inflight, conn_last, conn_burst, start, size_of, wait_ptr, wait_groups, group_left,
-                released, fin_buf, fin_log, heap_t, heap_i, heap_n, member_ptr, members, start_of, gap_of,
-                conn_rows, conn_routed, fcap_of, arr_log, quantum):  # pragma: no cover - compiled by Numba; checked against the loop
+def run_events(t: float, next_tick: float, n_total: int, done: int, m: int, flow: np.ndarray, links: np.ndarray,
+               rem: np.ndarray, rate: np.ndarray, fcap: np.ndarray, new: np.ndarray, slot_of: np.ndarray,
+               link_rate: np.ndarray, link_count: np.ndarray, link_bytes: np.ndarray, capacity: np.ndarray,
+               incremental: bool, finish: np.ndarray, cid_of_flow: np.ndarray, conn_pending: np.ndarray,
+               conn_inflight: np.ndarray, conn_last: np.ndarray, conn_burst: np.ndarray, start: np.ndarray,
+               size_of: np.ndarray, wait_ptr: np.ndarray, wait_groups: np.ndarray, group_left: np.ndarray,
+               released: np.ndarray, fin_buf: np.ndarray, fin_log: np.ndarray, heap_t: np.ndarray,
+               heap_i: np.ndarray, heap_n: int, member_ptr: np.ndarray, members: np.ndarray, start_of: np.ndarray,
+               gap_of: np.ndarray, conn_rows: np.ndarray, conn_routed: np.ndarray, fcap_of: np.ndarray,
+               arr_log: np.ndarray, quantum: float
+               ) -> Tuple[float, int, int, int, int, int, int, int, int, int, np.ndarray, np.ndarray, np.ndarray,
+                          bool]:  # pragma: no cover - compiled by Numba; checked against the loop
     """The event loop's steps for a run of events between control ticks, in one compiled call.
 
     Why: a replayed training job is mostly ring steps whose flows finish, release

@@ -26,7 +26,7 @@ except NameError:  # `mn --custom` execs this file without __file__
 if os.path.dirname(_HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(_HERE))
 
-from typing import List, Tuple  # noqa: E402
+from typing import Any, List, Tuple  # noqa: E402
 
 from mininet_topos.fattree_spec import ROLE_EDGE, fat_tree, make_dpid  # noqa: E402
 
@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - the pure helpers above work without Mi
 class BigSwitchTopo(Topo):  # type: ignore[misc,valid-type]
     """k^3/4 hosts on one switch, each host link shaped to ``bw`` Mbit/s with a bounded queue (shaping.py)."""
 
-    def build(self, k=4, bw=10, **_opts):  # pylint: disable=arguments-differ
+    def build(self, k: int = 4, bw: float = 10, **_opts: Any) -> None:  # pylint: disable=arguments-differ
         self.addSwitch(BIG_SWITCH_NAME, dpid=big_switch_dpid(), protocols="OpenFlow13")
         for name, ip, mac, port, mbps in big_switch_layout(k, bw):
             self.addHost(name, ip=ip, mac=mac)

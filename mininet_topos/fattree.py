@@ -13,6 +13,8 @@ except NameError:  # `mn --custom` execs this file without __file__
 if os.path.dirname(_HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(_HERE))
 
+from typing import Any  # noqa: E402
+
 from mininet.topo import Topo  # noqa: E402
 
 from mininet_topos.fattree_spec import fat_tree  # noqa: E402
@@ -22,7 +24,7 @@ from mininet_topos.shaping import BoundedTCLink  # noqa: E402
 class FatTreeTopo(Topo):
     """k-ary fat-tree with explicit DPIDs, port numbers and TCLink shaping with bounded queues (shaping.py)."""
 
-    def build(self, k=4, bw=10, **_opts):  # pylint: disable=arguments-differ
+    def build(self, k: int = 4, bw: float = 10, **_opts: Any) -> None:  # pylint: disable=arguments-differ
         spec = fat_tree(k, bw)
         self.spec = spec
         for sw in spec.switches:

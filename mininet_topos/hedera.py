@@ -61,9 +61,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
+
+if TYPE_CHECKING:  # pragma: no cover - names for the type checker only
+    from mininet_topos.lab import Lab
 
 K = 4
 LINK_MBPS = 10.0
@@ -271,7 +274,7 @@ def _listening(host, ports: Sequence[int]) -> bool:
     return all(":%d " % p in out for p in ports)
 
 
-def run_pattern(lab, flows: Sequence[FlowPlan], run_dir: str, t: Timing) -> List[Dict[str, object]]:
+def run_pattern(lab: Lab, flows: Sequence[FlowPlan], run_dir: str, t: Timing) -> List[Dict[str, object]]:
     """One pattern in a running lab: 16 servers, then 16 clients together; per-flow results."""
     from mininet_topos.lab import LabError, wait_for
     from mininet_topos.live import _terminate

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from controller.listening import listening_on
 from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
@@ -29,7 +29,7 @@ class LabError(RuntimeError):
     """The lab cannot run here; the message says why and what to do."""
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2):
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
     """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout_s
     last_exc: Optional[BaseException] = None
@@ -105,7 +105,7 @@ def free_port() -> int:
     return port
 
 
-def http_json(url: str, timeout_s: float = 2.0):
+def http_json(url: str, timeout_s: float = 2.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout_s) as resp:
         return json.loads(resp.read().decode("utf-8"))
 
@@ -182,7 +182,7 @@ class ControllerProcess:
         except OSError:
             return ""
 
-    def get(self, path: str):
+    def get(self, path: str) -> Any:
         return http_json(self.url + path)
 
     def stop(self) -> None:
@@ -258,7 +258,7 @@ class Lab:
         class _Remote(RemoteController):
             # Mininet probes the port with telnet and can choke decoding telnet's
             # negotiation bytes; we already know the controller answers (REST health).
-            def checkListening(self):
+            def checkListening(self) -> None:
                 return None
 
         self.net.addController(_Remote("c0", ip="127.0.0.1", port=self.ofp_port))
@@ -279,7 +279,7 @@ class Lab:
         n_switches = 1 if self.big_switch else len(self.spec.switches)
         n_links = self.expected_links()
 
-        def done():
+        def done() -> bool:
             health = self.controller.get("/health")
             topo = self.controller.get("/topology")
             links = [l for l in topo.get("links", []) if l.get("up", True)]
@@ -334,7 +334,7 @@ class Lab:
             mininet_cleanup()
 
     # -- helpers ---------------------------------------------------------
-    def host(self, name: str):
+    def host(self, name: str) -> Any:
         return self.net.get(name)
 
     def parallel_pingall(self, timeout_s: int = 2, tries: int = 3, batch: int = 9) -> Dict[str, List[str]]:

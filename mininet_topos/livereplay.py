@@ -61,12 +61,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from controller.ecmp import PROTO_TCP
 from controller.flowtrace import TraceFlow, read_flow_trace
 from controller.tracefile import TraceError
 from mininet_topos.fattree_spec import fat_tree
+
+if TYPE_CHECKING:  # pragma: no cover - names for the type checker only
+    import numpy as np
 
 K = 4
 LINK_MBPS = 10.0
@@ -556,7 +559,7 @@ class LiveResult:
     util_samples: Sequence[float]
     reroutes: int
 
-    def utilization(self):
+    def utilization(self) -> np.ndarray:
         import numpy as np
         return np.asarray(self.util_samples, dtype=float).reshape(1, -1)
 

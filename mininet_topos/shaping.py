@@ -12,6 +12,7 @@ planner's.  TCLink's own ``max_queue_size`` needs netem, which this kernel
 lacks, so the limit is a plain ``pfifo`` under the htb class.
 """
 import math
+from typing import Any, Dict, Optional
 
 QUEUE_MS = 100.0        # the queue's length in time at the link's rate
 MIN_QUEUE_PACKETS = 10  # at very low rates, still room for a few packets of a burst
@@ -35,7 +36,8 @@ if TCIntf is not None:
     class BoundedTCIntf(TCIntf):
         """TCIntf whose rate-limited queue holds ``queue_packets(bw)`` packets, not 1,000."""
 
-        def config(self, bw=None, **params):  # pylint: disable=arguments-differ
+        def config(self, bw: Optional[float] = None,  # pylint: disable=arguments-differ
+                   **params: Any) -> Optional[Dict[str, Any]]:
             result = TCIntf.config(self, bw=bw, **params)
             if bw is not None and result is not None and result.get("parent", "").strip() == "parent 5:1":
                 out = self.tc("%%s qdisc add dev %%s parent 5:1 handle 10: pfifo limit %d" % queue_packets(bw))

@@ -15,13 +15,13 @@ import hashlib
 import os
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from controller.loadtrace import read_link_loads
 from models.model_file import save_model
 from models.runtime import DEFAULT_MODEL
 from models.synth import SynthConfig, generate, write_csv
-from models.training import common_period, evaluate, fit_forecaster, to_grid
+from models.training import GridTrace, Progress, common_period, evaluate, fit_forecaster, to_grid
 
 TRAIN_SEEDS = (1, 2, 3, 4)          # 4 traces x 96 links x 1800 s
 HOLDOUT_SEEDS = (1001, 1002, 1003)  # 3 traces x 96 links x 900 s, never trained on
@@ -29,7 +29,7 @@ TRAIN_CONFIG = SynthConfig(k=4, duration_s=1800)
 HOLDOUT_CONFIG = SynthConfig(k=4, duration_s=900)
 
 
-def write_traces(folder: str, seeds, cfg: SynthConfig, prefix: str) -> List[str]:
+def write_traces(folder: str, seeds: Sequence[int], cfg: SynthConfig, prefix: str) -> List[str]:
     paths = []
     for seed in seeds:
         path = os.path.join(folder, "%s_seed%d.csv" % (prefix, seed))
@@ -38,13 +38,13 @@ def write_traces(folder: str, seeds, cfg: SynthConfig, prefix: str) -> List[str]
     return paths
 
 
-def load_grids(paths: List[str]):
+def load_grids(paths: List[str]) -> List[GridTrace]:
     traces = [read_link_loads(p) for p in paths]
     period = common_period(traces)
     return [to_grid(t, period) for t in traces]
 
 
-def build(output: str, progress=None) -> Dict[str, object]:
+def build(output: str, progress: Progress = None) -> Dict[str, object]:
     """Build the default model into ``output``; returns the held-out scores."""
     say = progress or (lambda msg: None)
     with tempfile.TemporaryDirectory(prefix="sidestep-default-") as tmp:

@@ -17,7 +17,7 @@ from controller.jit import jit as _jit
 __all__ = ["distinct_rows", "first_copies", "first_copies_plain"]
 
 
-def first_copies_plain(words, first):
+def first_copies_plain(words: np.ndarray, first: np.ndarray) -> int:
     """``first[i]``: the lowest row index whose bits equal row ``i``'s (``words`` is X as uint64).
 
     Open addressing on a hash of each row's words; a hit is confirmed word by word, so

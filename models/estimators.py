@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
@@ -125,7 +126,7 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
                               learning_rate=self.learning_rate, quantile=self.quantile,
                               random_state=self.random_state)
 
-    def fit(self, X, y, progress: Progress = None) -> "LinkForecaster":
+    def fit(self, X: ArrayLike, y: ArrayLike, progress: Progress = None) -> "LinkForecaster":
         """Fit on history windows X (rows in time order) and targets y; returns self."""
         self._check_params()
         X, y = validate_data(self, X, y, y_numeric=True, ensure_all_finite="allow-nan")
@@ -177,7 +178,7 @@ class LinkForecaster(RegressorMixin, BaseEstimator):
         self._forest_cache = ForestCache()  # created here so that predict never adds attributes
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted utilization ``horizon`` samples after each window (clipped >= 0).
 
         sklearn's validation is skipped for a float64 array of the fitted width
@@ -239,7 +240,7 @@ class _Baseline(RegressorMixin, BaseEstimator):
     def _check(self) -> None:
         pass
 
-    def fit(self, X, y) -> "_Baseline":
+    def fit(self, X: ArrayLike, y: ArrayLike) -> "_Baseline":
         self._check()
         validate_data(self, X, y, y_numeric=True, ensure_all_finite="allow-nan")
         self.fitted_ = True
@@ -256,7 +257,7 @@ class Persistence(_Baseline):
     def __init__(self) -> None:
         pass
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         return np.maximum(persistence(self._validated(X)), 0.0)
 
 
@@ -270,7 +271,7 @@ class EWMA(_Baseline):
         if not (isinstance(self.alpha, (int, float)) and 0.0 < self.alpha <= 1.0):
             raise ValueError("alpha must be a number in (0, 1], got %r" % (self.alpha,))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         return np.maximum(ewma_mean(fill_gaps(self._validated(X)), float(self.alpha)), 0.0)
 
 
@@ -284,7 +285,7 @@ class SeasonalNaive(_Baseline):
         if not isinstance(self.horizon, (int, np.integer)) or isinstance(self.horizon, bool) or self.horizon < 1:
             raise ValueError("horizon must be an integer >= 1, got %r" % (self.horizon,))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         x = fill_gaps(self._validated(X))
         h = int(self.horizon)
         period, _ = detect_period(x, max_period=(x.shape[1] - h) // 2)

@@ -22,7 +22,7 @@ import functools
 import inspect
 import math
 import threading
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -152,7 +152,7 @@ def _refine(acf: np.ndarray, lag: np.ndarray) -> np.ndarray:
     return np.where(lag > 0, lag + off, 0.0)
 
 
-def detect_periods(x: np.ndarray, max_period: int):
+def detect_periods(x: np.ndarray, max_period: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Main and second period per row of a gap-free matrix: (p1, strength1, p2, strength2).
 
     Periods are sub-sample (a 7.4 s training iteration polled every second is not
@@ -188,7 +188,7 @@ def detect_periods(x: np.ndarray, max_period: int):
     return p1, s1, p2, s2
 
 
-def detect_period(x: np.ndarray, max_period: int):
+def detect_period(x: np.ndarray, max_period: int) -> Tuple[np.ndarray, np.ndarray]:
     """Main period (sub-sample, 0 = none) and its autocorrelation, per row."""
     p1, s1, _, _ = detect_periods(x, max_period)
     return p1, s1
@@ -941,7 +941,7 @@ def persistence(history: np.ndarray) -> np.ndarray:
     return out
 
 
-def sliding_windows(series: np.ndarray, window: int, horizon: int):
+def sliding_windows(series: np.ndarray, window: int, horizon: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (history window, target) pairs of one series: X ``(m, window)``, y ``(m,)``, target index ``(m,)``."""
     s = np.asarray(series, dtype=float)
     m = len(s) - window - horizon + 1

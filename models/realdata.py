@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from controller.loadtrace import HEADER, read_link_loads, write_rows
-from models.training import evaluate, fit_forecaster, to_grid
+from models.training import Progress, evaluate, fit_forecaster, to_grid
 
 DATA = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 TRAIN_FRACTION = 0.7
@@ -116,7 +116,7 @@ def split_to_csv(series: Series, folder: str) -> Tuple[str, str]:
     return paths[0], paths[1]
 
 
-def study(series: Series, folder: str, progress=None, quantile: float = 0.5) -> Dict[str, object]:
+def study(series: Series, folder: str, progress: Progress = None, quantile: float = 0.5) -> Dict[str, object]:
     train_csv, test_csv = split_to_csv(series, folder)
     train = read_link_loads(train_csv)
     period = train.sampling_period_s()

@@ -187,7 +187,7 @@ def flatten(est: Any) -> Optional[Forest]:
             return None
         parts.append(part)
 
-    def joined(i: int, dtype) -> np.ndarray:
+    def joined(i: int, dtype: type) -> np.ndarray:
         return np.concatenate([p[i] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
     def offsets(i: int) -> np.ndarray:

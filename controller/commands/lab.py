@@ -153,7 +153,7 @@ def _run_training(scenario, clear, policies: List[str], out: str, args: argparse
     return 0
 
 
-def format_table(rows) -> str:
+def format_table(rows: List[dict]) -> str:
     head = "%-12s %10s %10s %12s %9s %12s" % ("run", "mean it s", "p99 it s", "tput Mbit/s", "reroutes",
                                               "vs no-hot")
     lines = [head, "-" * len(head)]

@@ -24,10 +24,13 @@ import os
 import signal
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from controller.replay import (POLICIES, ReplayError, check_output_folder, check_span, comparison_table,
                                run_policy, write_outputs)
+
+if TYPE_CHECKING:  # pragma: no cover - names for the type checker only
+    from controller.fabric import Fabric
 
 PROG = "sidestep replay"
 
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_link_events(fails: Sequence[str], restores: Sequence[str], fabric) -> List[object]:
+def parse_link_events(fails: Sequence[str], restores: Sequence[str], fabric: Fabric) -> List[object]:
     """``--fail``/``--restore`` values (``A-B@T``) as checked ``LinkEvent``s in time order; ValueError names the
     option, the value and the fix."""
     from controller.commands.cables import parse_cable

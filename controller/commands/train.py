@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List
+from typing import Callable, List
 
 from controller.commands.outputs import output_file_problem
 from controller.loadtrace import read_link_loads
@@ -42,7 +42,7 @@ def error(message: str) -> int:
     return 2
 
 
-def read_grids(paths: List[str], progress) -> List[GridTrace]:
+def read_grids(paths: List[str], progress: Callable[[str], None]) -> List[GridTrace]:
     """Read and validate every trace, and put them on one sampling period (TraceError on bad input)."""
     traces = []
     for path in paths:
