@@ -410,21 +410,21 @@ def run_events(t: float, next_tick: float, n_total: int, done: int, m: int, flow
             gone_rows = np.empty((n_fin, width), dtype=np.int64)
             gone_rates = np.empty(n_fin)
             retire_jit(fin_buf[:n_fin], m, flow, links, rem, rate, fcap, new, slot_of, link_count, fin,
-                        gone_rows, gone_rates)
+                       gone_rows, gone_rates)
             m -= n_fin
             for j in range(n_fin):
                 fin_log[n_log + j] = fin[j]
             n_log += n_fin
             done += n_fin
             n_rel = complete_jit(fin, t, finish, cid_of_flow, conn_pending, conn_inflight, conn_last, conn_burst,
-                                  start, size_of, wait_ptr, wait_groups, group_left, released)
+                                 start, size_of, wait_ptr, wait_groups, group_left, released)
             for j in range(n_early):
                 i = early_flow[j]
                 a = t + early_s[j]
                 b = start[i]
                 finish[i] = a if a >= b or a != a else b
             heap_n = release_jit(released, n_rel, member_ptr, members, start_of, gap_of, t, heap_t, heap_i,
-                                  heap_n)
+                                 heap_n)
             pending = True
         blocked = False
         k = 0
@@ -438,7 +438,7 @@ def run_events(t: float, next_tick: float, n_total: int, done: int, m: int, flow
             k += 1
         if k > 0:
             admit_jit(arr_log[n_arr:n_arr + k], t, m, flow, links, rem, rate, fcap, new, slot_of, cid_of_flow,
-                       conn_rows, size_of, fcap_of, link_count, conn_inflight, start)
+                      conn_rows, size_of, fcap_of, link_count, conn_inflight, start)
             m += k
             n_arr += k
             pending = True
