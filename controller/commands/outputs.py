@@ -9,6 +9,7 @@ command checks its output here before it starts work, the way ``gen`` and
 from __future__ import annotations
 
 import os
+import stat
 from typing import Optional, Sequence
 
 from controller.atomicfile import open_atomic
@@ -24,6 +25,13 @@ def output_file_problem(path: str, option: str, *, force: bool, inputs: Sequence
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         return "%s: folder %s does not exist; create it or choose another %s path" % (path, parent, option)
+    if os.path.islink(path):
+        # an atomic write replaces the link itself, not the file it names: say which file that is
+        return "%s is a symbolic link (to %s); %s replaces files, not links: name the file itself or " \
+               "another %s path" % (path, os.readlink(path), option, option)
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        return "%s is not a regular file (a device, pipe or socket); %s would put a regular file in its " \
+               "place: choose another %s path" % (path, option, option)
     if os.path.exists(path):
         for given in inputs:
             if os.path.exists(given) and os.path.samefile(given, path):
@@ -31,8 +39,6 @@ def output_file_problem(path: str, option: str, *, force: bool, inputs: Sequence
                        "choose another %s path" % (option, path, option)
         if not force:
             return "%s exists; choose another %s path or pass --force to replace it" % (path, option)
-    elif os.path.islink(path) and not force:
-        return "%s is a dangling link; choose another %s path or pass --force to replace it" % (path, option)
     return None
 
 

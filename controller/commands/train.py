@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
                                   example="model.joblib")
     if problem:
         return error(problem)
+    # the model's metadata goes beside it (models.model_file.save_model): the same rules apply there
+    sidecar = args.output + ".json"
+    problem = output_file_problem(sidecar, "-o", force=args.force, inputs=args.loads)
+    if problem:
+        return error("%s (-o %s also writes the model's metadata to %s)" % (problem, args.output, sidecar))
     try:
         grids = read_grids(args.loads, progress)
         est, meta = fit_forecaster(grids, horizon=args.horizon, window=args.window, regressor=args.regressor,

@@ -150,3 +150,49 @@ def test_outputs_never_replace_an_input_and_need_force_to_replace_a_file(loads, 
     assert main(["evaluate", "-q", copy, "--model", model, "--json", scores, "--force"]) == 0
     assert open(copy).read() == before
     assert [p for p in os.listdir(tmp_path) if ".tmp" in p] == []
+
+
+def test_the_models_metadata_file_follows_the_same_rules(loads, tmp_path, capsys):
+    """train -o M also writes M.json: it replaced an existing M.json unasked, and an input named M.json."""
+    model = str(tmp_path / "side.joblib")
+    mine = model + ".json"
+    with open(mine, "w") as handle:
+        handle.write('{"mine": true}\n')
+    assert train([loads, "-o", model]) == 2
+    one_error_line(capsys, "%s exists" % mine, "also writes the model's metadata to %s" % mine)
+    assert open(mine).read() == '{"mine": true}\n' and not os.path.exists(model)
+    assert train([loads, "-o", model, "--force"]) == 0
+    assert json.load(open(mine))["horizon"] == 2
+
+    data = str(tmp_path / "L.json")                          # a recording whose name is the model's + .json
+    with open(loads) as src, open(data, "w") as dst:
+        dst.write(src.read())
+    before = open(data).read()
+    assert train([data, "-o", str(tmp_path / "L"), "--force"]) == 2
+    one_error_line(capsys, "is also an input", "model's metadata")
+    assert open(data).read() == before and not os.path.exists(str(tmp_path / "L"))
+
+
+def test_links_devices_and_pipes_are_not_replaced(loads, tmp_path, capsys):
+    """An atomic write renames a new file over the name: a link, a device or a pipe would be replaced by it."""
+    target = tmp_path / "target.txt"
+    target.write_text("keep\n")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    model = str(tmp_path / "m.joblib")
+    assert train([loads, "-o", model]) == 0
+    for path, words in ((link, ("is a symbolic link (to %s)" % target, "name the file itself")),
+                        (pipe, ("is not a regular file", "choose another --json path"))):
+        assert main(["evaluate", "-q", loads, "--model", model, "--json", str(path), "--force"]) == 2
+        one_error_line(capsys, *words)
+    assert main(["evaluate", "-q", loads, "--model", model, "--json", os.devnull, "--force"]) == 2
+    one_error_line(capsys, "%s is not a regular file" % os.devnull)
+    assert os.path.islink(link) and target.read_text() == "keep\n"
+    assert not os.path.isfile(pipe) and os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+    dangling = tmp_path / "gone.joblib"
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert train([loads, "-o", str(dangling), "--force"]) == 2
+    one_error_line(capsys, "is a symbolic link")
+    assert os.path.islink(dangling) and not os.path.exists(tmp_path / "nowhere")
