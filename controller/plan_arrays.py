@@ -626,14 +626,17 @@ class ArrayPlanner:
         return util
 
     def plan(self, rows: np.ndarray, rates: np.ndarray, training: np.ndarray, order: np.ndarray,
-             util: np.ndarray, flow: Callable[[int], ActiveFlow]) -> Optional[List[Reroute]]:
+             util: np.ndarray, flow: Callable[[int], ActiveFlow], *,
+             forecast: bool = True) -> Optional[List[Reroute]]:
         """The round's reroutes, or None (then call ``plan_reroutes``).
 
         ``rows``/``rates``/``training``: per flow its path's link ids, demand
         and class (the flows ``plan_reroutes`` would be given, none on a down link);
         ``order``: positions sorted by flow_id; ``util``: ``planning_util``;
         ``flow(k)``: flow k as an ``ActiveFlow``, asked only for the flows a
-        reason or the joint search needs.
+        reason or the joint search needs; ``forecast``: whether ``util`` holds a
+        forecast (predictive without one names "measured" in its reasons, as
+        ``plan_reroutes`` does).
         """
         cfg = self.config
         if cfg.policy == "ecmp":
@@ -680,7 +683,7 @@ class ArrayPlanner:
                               tables.n_union, tables.rank, out)
         if n_moves < 0:
             return None
-        basis = "forecast" if cfg.policy == "predictive" else "measured"
+        basis = "forecast" if cfg.policy == "predictive" and forecast else "measured"
         greedy: List[Reroute] = []
         for c, j, worst, peak, at in out[:n_moves].tolist():
             c, j, at = int(c), int(j), int(at)

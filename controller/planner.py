@@ -886,7 +886,8 @@ def plan_reroutes(fabric: Fabric, flows: Sequence[ActiveFlow], measured: Mapping
     infos = index.infos(flows)  # (after util, so that errors in the inputs surface in the original order)
     hot = config.hot_threshold
     placer = _Placer(index, util, hot)
-    basis = "forecast" if config.policy == "predictive" else "measured"
+    # what the hot links were judged on: predictive without a forecast plans on measured load
+    basis = "forecast" if config.policy == "predictive" and predicted is not None else "measured"
     reroutes: List[Reroute] = []
     moved = set()
 

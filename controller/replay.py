@@ -373,7 +373,7 @@ class ControlLoop:
             views[c.flow_id] = c
             return ActiveFlow.unchecked(c.flow_id, c.five, c.path, c.demand_bps, c.cls)
 
-        got = self.arrays.plan(rows, rates, training, order, util, flow)
+        got = self.arrays.plan(rows, rates, training, order, util, flow, forecast=forecast is not None)
         return None if got is None else self._changes(view, views, got)
 
     def failover(self, view: TickView, cable: Link) -> List[PathChange]:

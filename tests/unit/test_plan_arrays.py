@@ -51,7 +51,7 @@ def _plan(fab, flows, measured, predicted, config, planner=None, compiled=None):
     meas = np.array([measured.get(l, math.nan) for l in links], dtype=float)
     forecast = None if predicted is None else np.array([predicted.get(l, math.nan) for l in links])
     util = planner.planning_util(meas, forecast, rows, rates, order)
-    return planner.plan(rows, rates, training, order, util, lambda k: flows[k])
+    return planner.plan(rows, rates, training, order, util, lambda k: flows[k], forecast=predicted is not None)
 
 
 @settings(max_examples=400, deadline=None)

@@ -181,8 +181,12 @@ def test_basis_says_measured_when_no_forecast_was_used(tmp_path, capsys):
     loads = LOADS.replace("1,a0_0->c0", "5,a0_0->c0").replace("1,c0->a1_0", "5,c0->a1_0")
     assert run(tmp_path, "--json", "-", loads=loads, policy="predictive") == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["basis"] == "measured"
+    result = json.loads(captured.out)
+    assert result["basis"] == "measured"
     assert "forecaster unusable" in captured.err and "measured utilization" in captured.err
+    # the moves say so too (they said "(forecast)" whenever the policy was predictive)
+    assert result["reroutes"] and all("(measured)" in r["reason"] and "(forecast)" not in r["reason"]
+                                      for r in result["reroutes"])
 
 
 def test_the_forecasters_history_keeps_a_links_silence_as_a_gap(tmp_path):
