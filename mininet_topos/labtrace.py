@@ -32,6 +32,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from controller.commands.outputs import output_file_problem
 from controller.flowtrace import TraceFlow, save_flow_trace
 from mininet_topos.fattree_spec import fat_tree
 
@@ -194,7 +195,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--link-mbps", type=float, default=10.0)
     ap.add_argument("-o", "--output", required=True, metavar="FLOWS.csv")
+    ap.add_argument("--force", action="store_true", help="replace an existing FLOWS.csv")
     args = ap.parse_args(argv)
+    problem = output_file_problem(args.output, "-o", force=args.force, example="flows.csv")
+    if problem:
+        print("labtrace: error: %s" % problem, file=sys.stderr)
+        return 2
     try:
         n = write_lab_trace(args.run_dir, args.output, args.k, args.link_mbps)
     except (LabTraceError, ValueError, OSError) as exc:

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from controller.fabric import Fabric
-from controller.flowtrace import read_flow_trace
+from controller.flowtrace import HEADER, read_flow_trace
 from controller.replay import iteration_times, run_policy
 from mininet_topos.fattree_spec import fat_tree
 from mininet_topos.labtrace import LabTraceError, lab_run_flows, main, write_lab_trace
@@ -94,6 +94,18 @@ def test_the_trace_file_replays_with_its_iterations(tmp_path, capsys):
     result = run_policy("ecmp", fabric, flows).result
     assert [i for i, _ in iteration_times(result)["train"]] == [1, 2]
     assert len(result.flows) == len(flows)
+
+
+def test_an_existing_trace_is_replaced_only_with_force(tmp_path, capsys):
+    run = _run_folder(tmp_path / "run")
+    out = tmp_path / "trace.csv"
+    out.write_text("mine\n")
+    assert main([run, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "%s exists" % out in err[0] and "--force" in err[0]
+    assert out.read_text() == "mine\n"
+    assert main([run, "-o", str(out), "--force"]) == 0
+    assert out.read_text().splitlines()[0] == ",".join(HEADER)
 
 
 def test_an_incomplete_run_folder_is_refused_by_name(tmp_path):
