@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
             from controller.replay import load_model
             predictor = load_model(args.model, poll)
         except Exception as exc:  # ModelError and friends: one line, no traceback
-            return _error("cannot load the forecaster: %s" % exc)
+            return _error("cannot load the forecaster: %s; or replay predictive on the baseline "
+                          "forecaster: --model persistence" % exc)
 
     replay = _PolicyReplay(fabric, flows, seed, poll, predictor, args.quiet, quantum, link_events)
     try:

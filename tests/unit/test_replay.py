@@ -377,6 +377,20 @@ def test_infinite_numbers_are_refused(tmp_path, capsys, option, value, words):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_poll_interval_the_shipped_model_was_not_trained_for_names_both_ways_on(tmp_path, capsys):
+    """The shipped model learned on 1 s samples: at 0.5 s predictive (and --policy all) stops before the replay."""
+    trace = _tiny_trace(tmp_path / "t.csv")
+    code, _, err = _cli([trace, "--k", "4", "--poll-interval", "0.5", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "trained on samples every 1 s but the live sampling period is 0.5 s" in err
+    assert "sidestep train" in err and "--model persistence" in err
+    assert not (tmp_path / "o").exists()
+    code, _, err = _cli([trace, "--k", "4", "--poll-interval", "0.5", "--model", "persistence", "--quiet",
+                         "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "o" / "summary.json").exists()
+
+
 def test_a_missing_parent_folder_is_refused_before_the_replay(tmp_path, capsys, monkeypatch):
     """It used to be found only when the outputs were written, after the whole replay had run."""
     import controller.commands.replay as replay_command
