@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     for name, s in scores.items():
         print("%-15s %8.4f %8.4f %9s %7s" % (name, s.mae, s.rmse, _fmt(s.precision), _fmt(s.recall)))
     pers = scores["persistence"].mae
-    ratio = scores["model"].mae / pers if pers > 0 else float("nan")
-    print("model MAE / persistence MAE = %.3f (horizon %d samples = %g s, hotspot >= %g)"
+    # persistence is exact on a series that never changes: there is no ratio to give
+    ratio = "%.3f" % (scores["model"].mae / pers) if pers > 0 else "n/a (persistence is exact here: MAE 0)"
+    print("model MAE / persistence MAE = %s (horizon %d samples = %g s, hotspot >= %g)"
           % (ratio, horizon, horizon * predictor.sampling_period_s, args.hot))
     if args.json:
         doc = {name: s.as_dict() for name, s in scores.items()}

@@ -196,3 +196,15 @@ def test_links_devices_and_pipes_are_not_replaced(loads, tmp_path, capsys):
     assert train([loads, "-o", str(dangling), "--force"]) == 2
     one_error_line(capsys, "is a symbolic link")
     assert os.path.islink(dangling) and not os.path.exists(tmp_path / "nowhere")
+
+
+def test_evaluate_on_a_series_persistence_predicts_exactly_prints_no_ratio(tmp_path, capsys):
+    """Persistence MAE 0 printed 'model MAE / persistence MAE = nan'."""
+    path = tmp_path / "flat.csv"
+    rows = ["t_s,link,util"] + ["%d,%s,0.3" % (t, link) for t in range(200) for link in ("a0_0->c0", "c0->a1_0")]
+    path.write_text("\n".join(rows) + "\n")
+    from models.runtime import DEFAULT_MODEL
+
+    assert main(["evaluate", "-q", str(path), "--model", DEFAULT_MODEL]) == 0
+    out = capsys.readouterr().out
+    assert "model MAE / persistence MAE = n/a (persistence is exact here: MAE 0)" in out and "nan" not in out
