@@ -6,7 +6,7 @@ display or matplotlib itself.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -50,6 +50,7 @@ def plot_iterations(path: str, series: Dict[str, Dict[str, List[Tuple[int, float
     """Training iteration time per policy: a panel per job, or per-job means (``iteration_layout``)."""
     plt = _pyplot()
     layout, jobs = iteration_layout(series)
+    rect: Optional[Tuple[float, float, float, float]] = None     # the area tight_layout fills
     if not jobs:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         ax.text(0.5, 0.5, "no training jobs in this trace", ha="center", transform=ax.transAxes)
@@ -72,8 +73,10 @@ def plot_iterations(path: str, series: Dict[str, Dict[str, List[Tuple[int, float
         for ax in axes.ravel()[len(jobs):]:
             ax.set_axis_off()
         handles, labels = axes.ravel()[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=9)
+        # below the panels: at the top right, four policies ran into the title
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
         fig.suptitle("training iteration time per policy, one panel per job", x=0.02, ha="left")
+        rect = (0.0, 0.45 / fig.get_figheight(), 1.0, 1.0)
     else:
         fig, ax = plt.subplots(figsize=(min(16.0, 6.0 + 0.25 * len(jobs)), 4.5))
         at = {job: i for i, job in enumerate(jobs)}
@@ -93,7 +96,7 @@ def plot_iterations(path: str, series: Dict[str, Dict[str, List[Tuple[int, float
         ax.set_title("training: mean iteration time per job and policy")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
 

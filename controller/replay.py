@@ -700,11 +700,13 @@ def check_output_folder(out_dir: str, force: bool = False, keep: Sequence[str] =
     if os.path.islink(out_dir) or not os.path.isdir(out_dir):
         raise ReplayError("--out %s is not a folder; --force replaces only a previous replay's output "
                           "folder; pick another --out" % out_dir)
-    inside = [p for p in [os.getcwd()] + [os.path.abspath(k) for k in keep]
+    cwd = os.getcwd()
+    inside = [(p, what) for p, what in [(cwd, "the current folder")] + [(os.path.abspath(k), "the trace") for k in keep]
               if os.path.commonpath([out_dir, p]) == out_dir]
     if inside:
-        raise ReplayError("--force would delete %s, which is or holds %s; pick another --out"
-                          % (out_dir, inside[0]))
+        path, what = inside[0]
+        raise ReplayError("--force would delete %s, which %s %s (%s); pick another --out"
+                          % (out_dir, "is" if path == out_dir else "holds", what, path))
     others = sorted(n for n in os.listdir(out_dir) if not _is_output_file(n))
     if others:
         shown = ", ".join(others[:3]) + (" and %d more" % (len(others) - 3) if len(others) > 3 else "")

@@ -321,14 +321,16 @@ def test_force_replaces_only_a_previous_replays_output(tmp_path, capsys, monkeyp
     work.mkdir()
     monkeypatch.chdir(work)
     code, _, err = _cli(base + ["--out", ".", "--force"], capsys)
-    assert code == 2 and "which is or holds %s" % work in err, err
+    assert code == 2 and "--force would delete %s, which is the current folder (%s)" % (work, work) in err, err
+    code, _, err = _cli(base + ["--out", str(tmp_path), "--force"], capsys)   # a folder holding the current one
+    assert code == 2 and "which holds the current folder (%s)" % work in err, err
 
     kept = tmp_path / "k"                                                      # a folder holding the trace
     assert _cli(base + ["--out", str(kept)], capsys)[0] == 0
     inner = str(kept / "trace.csv")
     _tiny_trace(kept / "trace.csv")
     code, _, err = _cli([inner] + base[1:] + ["--out", str(kept), "--force"], capsys)
-    assert code == 2 and "which is or holds %s" % inner in err, err
+    assert code == 2 and "which holds the trace (%s)" % inner in err, err
     assert os.path.exists(inner)
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]          # no temp folders left
 
