@@ -135,6 +135,8 @@ class SidestepApp(compat.BaseApp):
             if isinstance(cmd, PathUpdate):
                 gen = self._update_gen.get(cmd.flow, 0) + 1
                 self._update_gen[cmd.flow] = gen
+                # finished updates leave the list: a controller that moves flows for days kept them all
+                self.threads = [t for t in self.threads if not getattr(t, "dead", False)]
                 self.threads.append(hub.spawn(self._run_update, cmd, gen))
                 continue
             dp = self.datapaths.get(cmd.dpid)
@@ -343,6 +345,18 @@ class SidestepApp(compat.BaseApp):
         if body is not None:
             entries = [(s.cookie, s.byte_count, s.duration_sec + s.duration_nsec / 1e9) for s in body]
             self.core.flow_stats(ev.msg.datapath.id, entries, time.time())
+
+    def stop(self) -> None:
+        """Kill this app's threads, then stop as the framework does.
+
+        Why: the framework's ``stop`` joins every thread in ``self.threads``,
+        and the poll loop and the REST server never return by themselves, so
+        Ctrl-C (``AppManager.close`` after the KeyboardInterrupt) waited for
+        them forever and the controller did not exit.
+        """
+        for thread in list(self.threads):
+            hub.kill(thread)
+        super().stop()
 
     def close(self) -> None:
         self.runtime.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+from typing import List
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
 
@@ -88,10 +90,25 @@ def start_app_manager(ofp_port: int, ofp_host: str, verbose: bool) -> int:
         services = manager.instantiate_apps(**contexts)
     except SystemExit as exc:
         return int(exc.code or 2)
+    # SIGTERM (a service manager, `sidestep lab`) stops the app as Ctrl-C does: the apps' threads end and
+    # the recording is flushed and closed, instead of the process dying with the last samples unwritten
+    stopped_by: List[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped_by.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         hub.joinall(services)
     except KeyboardInterrupt:
-        pass
+        if not stopped_by:
+            stopped_by.append(signal.SIGINT)
     finally:
         manager.close()
+    if stopped_by:
+        name = signal.Signals(stopped_by[0]).name
+        print("sidestep controller: stopped by %s" % name, file=sys.stderr)
+        return 128 + stopped_by[0]
     return 0
