@@ -67,7 +67,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from mininet_topos.trainjob import JobError, connect_with_retry, fmt_addr, write_json_atomic
+from mininet_topos.trainjob import JobError, connect_with_retry, fmt_addr, write_report_atomic
 
 __all__ = ["SenderConfig", "Phase", "phase_schedule", "run_sender", "Sink", "main"]
 
@@ -437,16 +437,19 @@ def _cmd_send(args: argparse.Namespace) -> int:
     except Stop:
         stopped = "signal"  # during connection setup
     finally:
+        for sig in handlers:                # until the report is written (write_report_atomic)
+            signal.signal(sig, signal.SIG_IGN)
+    if not cfg.out:
         for sig, old in handlers.items():
             signal.signal(sig, old)
-    if cfg.out:
+    else:
         data = {"format": SEND_FORMAT, "ok": error is None, "error": error, "stopped": stopped,
                 "dst": "%s:%d" % (cfg.dst, cfg.port), "local": info["local"], "src_port": cfg.src_port,
                 "on_s": cfg.on_s, "off_s": cfg.off_s, "delay_s": cfg.delay_s, "rate_mbps": cfg.rate_mbps,
                 "duration_s": cfg.duration_s, "total_bytes": sum(p.bytes for p in phases),
                 "phases": [p.to_json() for p in phases]}
         try:
-            write_json_atomic(cfg.out, data)
+            write_report_atomic(cfg.out, data, handlers)
         except OSError as exc:
             print("burst send: error: cannot write %s: %s" % (cfg.out, exc), file=sys.stderr)
             return 1
@@ -470,12 +473,15 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     except Stop:
         sink.stop()
     finally:
+        for sig in handlers:                # until the report is written (write_report_atomic)
+            signal.signal(sig, signal.SIG_IGN)
+    log.info("sink: %d bytes over %d connections", sink.total_bytes, len(sink.connections))
+    if not args.out:
         for sig, old in handlers.items():
             signal.signal(sig, old)
-    log.info("sink: %d bytes over %d connections", sink.total_bytes, len(sink.connections))
-    if args.out:
+    else:
         try:
-            write_json_atomic(args.out, sink.to_json())
+            write_report_atomic(args.out, sink.to_json(), handlers)
         except OSError as exc:
             print("burst sink: error: cannot write %s: %s" % (args.out, exc), file=sys.stderr)
             return 1

@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["JobError", "ReportError", "WorkerConfig", "run_worker", "summarize", "percentile",
-           "chunk_sizes", "parse_peers", "connect_with_retry", "write_json_atomic", "main"]
+           "chunk_sizes", "parse_peers", "connect_with_retry", "write_json_atomic", "write_report_atomic", "main"]
 
 FORMAT = "sidestep-trainjob-worker/1"
 HELLO = struct.Struct("!4sHHH")  # magic, protocol version, rank, world size
@@ -538,6 +538,25 @@ def run_worker(cfg: WorkerConfig, result: Optional[WorkerResult] = None) -> Work
 # --------------------------------------------------------------------------
 # output and report
 # --------------------------------------------------------------------------
+def write_report_atomic(path: str, data: Dict[str, Any], handlers: Dict[int, Any]) -> None:
+    """``write_json_atomic`` with ``handlers``' signals ignored until it is written, then restored.
+
+    Why: a worker writes its report after the lab's SIGTERM, or after its peer
+    stopped (the lab stops receivers first), when the SIGTERM may still be on
+    its way.  With the default handler back in place, that late signal killed
+    the worker inside the write and left an empty temporary file instead of
+    the report, and the lab's run had no flow trace.  ``handlers`` maps each
+    signal to the handler to restore afterwards.
+    """
+    for sig in handlers:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        write_json_atomic(path, data)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
 def write_json_atomic(path: str, data: Dict[str, Any]) -> None:
     """Write JSON to ``path`` via a temp file in the same folder and a rename.
 
@@ -723,9 +742,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         result.error = "rank %d interrupted" % cfg.rank
         code = 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)     # until the report is written (write_report_atomic)
     try:
-        write_json_atomic(cfg.out, result.to_json())
+        write_report_atomic(cfg.out, result.to_json(), {signal.SIGTERM: previous})
     except OSError as exc:
         print("%s: error: rank %d cannot write %s: %s" % (prog, cfg.rank, cfg.out, exc), file=sys.stderr)
         return code or 1

@@ -17,7 +17,7 @@ import pytest
 from mininet_topos.burst import SenderConfig, phase_schedule
 from mininet_topos.trainjob import (FORMAT, HELLO, HELLO_MAGIC, PROTOCOL_VERSION, HelloMismatch, ReportError,
                                     check_hello, chunk_sizes, parse_peers, percentile, ring_schedule,
-                                    summarize, write_json_atomic)
+                                    summarize, write_json_atomic, write_report_atomic)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROC_DEADLINE_S = 30.0
@@ -163,6 +163,41 @@ def _worker_file(path, rank, spans, bytes_sent=600, ok=True):
                            for i, (a, b) in enumerate(spans)]}
     write_json_atomic(str(path), data)
     return str(path)
+
+
+def test_a_late_sigterm_does_not_cut_a_report_short(tmp_path, monkeypatch):
+    """A worker writes its report after the lab's SIGTERM or after its peer stopped; a SIGTERM arriving
+    during the write killed it there and left an empty temporary file instead of the report."""
+    import json
+    import signal
+
+    import mininet_topos.trainjob as trainjob
+
+    class Late(Exception):
+        pass
+
+    def late(*_):
+        raise Late()
+
+    real_dump = json.dump
+
+    def dump_with_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)     # arrives in the middle of the write
+        return real_dump(*args, **kwargs)
+
+    monkeypatch.setattr(trainjob.json, "dump", dump_with_a_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        path = tmp_path / "burst0.json"
+        write_report_atomic(str(path), {"ok": True}, {signal.SIGTERM: late})
+        assert json.loads(path.read_text()) == {"ok": True}
+        assert signal.getsignal(signal.SIGTERM) is late          # the caller's handler is back afterwards
+        assert [p.name for p in tmp_path.iterdir()] == ["burst0.json"]   # no temporary file left
+        with pytest.raises(Late):                                 # while with it in place, the write dies
+            write_json_atomic(str(tmp_path / "other.json"), {"ok": True})
+        assert not (tmp_path / "other.json").exists()
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_summary_uses_slowest_worker_per_iteration(tmp_path):
