@@ -2,9 +2,12 @@
 
 Prints the effective configuration (defaults filled in) as YAML and exits 0,
 or prints one error line naming the key or path and exits 2.  The forecaster
-the config asks for is loaded too, as the controller would load it: a model
-the controller would replace with persistence is an error here.  Run it before
-``sidestep controller --config FILE`` or in CI for a config you ship.
+is loaded too, as the controller would load it: under ``predictive``, or when
+the config names a ``model``, one the controller would replace with
+persistence is an error here.  Under ``reactive`` with the shipped model (no
+``model`` key) it is a warning: that policy plans on measured load, and only
+``/predictions`` and the recording's forecasts would be persistence.  Run it
+before ``sidestep controller --config FILE`` or in CI for a config you ship.
 """
 from __future__ import annotations
 
@@ -34,10 +37,15 @@ def run(args: argparse.Namespace) -> int:
         try:
             load_predictor(config.model, sampling_period_s=config.poll_interval)
         except ModelError as exc:
-            print("sidestep check-config: error: %s: the forecaster cannot be used with this config (%s); the "
-                  "controller would run %s on persistence (next = now) instead" % (args.file, exc, config.policy),
-                  file=sys.stderr)
-            return 2
+            if config.policy == "predictive" or config.model:
+                print("sidestep check-config: error: %s: the forecaster cannot be used with this config (%s); the "
+                      "controller would %s on persistence (next = now) instead"
+                      % (args.file, exc, "run predictive" if config.policy == "predictive"
+                         else "forecast (for /predictions and the recording)"), file=sys.stderr)
+                return 2
+            print("sidestep check-config: warning: %s: the shipped forecaster cannot be used with this config "
+                  "(%s); %s plans on measured load and does not need it, but /predictions and the recording's "
+                  "forecasts would be persistence (next = now)" % (args.file, exc, config.policy), file=sys.stderr)
     if not args.quiet:
         sys.stdout.write("# effective config of %s\n" % args.file)
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False))

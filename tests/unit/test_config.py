@@ -279,9 +279,24 @@ def test_check_config_refuses_a_forecaster_the_controller_would_replace(tmp_path
     path.write_text(text % {"junk": junk})
     assert cli_main(["check-config", "-q", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and words in err and "would run" in err and "on persistence" in err, err
+    assert err.count("\n") == 1 and words in err and "on persistence" in err, err
+    assert ("would run predictive" if "predictive" in text else "would forecast (for /predictions") in err, err
     path.write_text("policy: predictive\n")          # the shipped model at 1 s polls: fine
     assert cli_main(["check-config", "-q", str(path)]) == 0
+
+
+@pytest.mark.parametrize("policy", ["reactive", "ecmp"])
+def test_check_config_only_warns_about_the_shipped_model_where_nothing_plans_on_it(tmp_path, capsys, policy):
+    """reactive at 2 s polls was refused because the shipped forecaster learned on 1 s samples, though
+    reactive plans on measured load; ecmp without a model key never loads one."""
+    path = tmp_path / "c.yaml"
+    path.write_text("policy: %s\npoll_interval: 2.0\n" % policy)
+    assert cli_main(["check-config", "-q", str(path)]) == 0
+    err = capsys.readouterr().err
+    if policy == "reactive":
+        assert err.count("\n") == 1 and "warning" in err and "plans on measured load" in err, err
+    else:
+        assert err == ""
 
 
 def test_the_rest_api_and_openflow_need_different_ports():
