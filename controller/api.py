@@ -108,7 +108,7 @@ class Health:
     packet_in_by_type: Mapping[str, int] = field(default_factory=dict)
     links_discovered: int = 0
     settled: bool = True
-    updates: Mapping[str, float] = field(default_factory=dict)
+    updates: Mapping[str, Optional[float]] = field(default_factory=dict)
     monitor: Mapping[str, int] = field(default_factory=dict)
 
 

@@ -590,6 +590,7 @@ class ControllerCore:
         dpids = tuple(sorted((sw, self.dpid_of(sw)) for sw in switches))
         flow.path = tuple(new_path)
         flow.version = version
+        flow.since_s = now_s            # REST's since_s: when this version was installed
         flow.moves += 1
         flow.last_move_s = now_s
         self.counters.reroutes += 1

@@ -250,15 +250,16 @@ class ControllerRuntime:
 
     def pin_request(self, body: Mapping[str, object], now_s: float) -> Tuple[List[Command], Dict[str, object]]:
         """``POST /pins``: validate an operator's pin and turn it into a consistent update."""
-        from controller.api import ActionError, parse_pin
+        from controller.api import PIN_EXAMPLE, ActionError, parse_pin
         from controller.ecmp import FiveTuple
 
         src, dst, proto, src_port, dst_port, path = parse_pin(body)
         five = FiveTuple(src, dst, proto, src_port, dst_port)
         try:
             cmds = self.core.repin(five, path, now_s)
-        except FabricError as exc:
-            raise ActionError(str(exc)) from None
+        except FabricError as exc:     # a path this fabric does not have: name the field, as the other 400s do
+            raise ActionError("path: %s; give one of the equal-cost paths from src to dst (GET /paths shows "
+                              "the current ones), e.g. %s" % (exc, PIN_EXAMPLE)) from None
         flow = self.core.flows.get(five)
         return cmds, {"pinned": five.key(), "path": list(path), "moved": bool(cmds),
                       "version": flow.version if flow else None}
@@ -307,9 +308,9 @@ class RuntimeApiState:
                       monitor=dict(vars(rt.monitor.stats)))
 
 
-def _latency_summary(values: Sequence[float]) -> Dict[str, float]:
-    if not values:
-        return {"count": 0}
+def _latency_summary(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    if not values:      # the same keys before the first update: a dashboard reads null, not a missing key
+        return {"count": 0, "mean_ms": None, "p99_ms": None, "max_ms": None}
     arr = np.asarray(values, dtype=float)
     return {"count": int(arr.size), "mean_ms": float(arr.mean()), "p99_ms": float(np.percentile(arr, 99)),
             "max_ms": float(arr.max())}

@@ -283,6 +283,7 @@ def test_a_good_pin_is_taken(pinning):
     rt, app = pinning
     status, body = post(app, "/pins", GOOD_PIN)
     assert status == 200 and body["pinned"] == "h1|h13|6|40000|5201" and body["path"] == GOOD_PIN["path"]
+    assert body["moved"] is False and body["version"] is None          # not active: the pin waits for it
     assert list(rt.core.pins.values()) == [tuple(GOOD_PIN["path"])]
 
 
@@ -297,6 +298,10 @@ def test_a_good_pin_is_taken(pinning):
     ({"src": 7}, "src must be a host name, got 7"),
     ({"path": "h1,e0_0"}, "path must be a list of node names"),
     ({"path": ["h1"]}, "path must be a list of node names"),
+    # paths the fabric does not have: they named neither the field nor gave an example
+    ({"path": ["h1", "zz", "h13"]}, "path: path h1->zz->h13 uses h1-zz, which is not a link"),
+    ({"path": ["h1", "e0_0", "a0_1", "c2", "a3_1", "e3_0", "h14"]}, "path: path h1->e0_0"),
+    ({"path": ["h1", "e0_0", "a0_1", "e0_0", "h13"]}, "has a loop"),
 ])
 def test_a_bad_pin_is_refused_by_field_and_nothing_is_kept(pinning, change, words):
     """Each of these used to be answered 200 and kept (6.9 as 6, true as 1, a misspelt field as port 0)."""
@@ -349,3 +354,16 @@ def test_health_waits_until_a_switch_has_connected():
 def test_pins_when_pinning_is_off_says_how_to_turn_it_on(state):
     status, body = post(make_wsgi_app(state), "/pins", GOOD_PIN)
     assert status == 403 and "rest_allow_pin: true" in body["error"]
+
+
+def test_path_updates_have_every_key_before_the_first_update():
+    """/health's path_updates was {"count": 0} until the first update: mean_ms, p99_ms and max_ms were missing."""
+    from controller.config import load_config
+    from controller.runtime import ControllerRuntime
+
+    rt = ControllerRuntime(load_config(None, {"rest_port": 0}), 0.0)
+    app = make_wsgi_app(rt.api_state())
+    assert get_json(app, "/health")["path_updates"] == {"count": 0, "mean_ms": None, "p99_ms": None, "max_ms": None}
+    rt.update_latencies_ms.extend([4.0, 6.0])
+    got = get_json(app, "/health")["path_updates"]
+    assert got["count"] == 2 and got["mean_ms"] == 5.0 and got["max_ms"] == 6.0

@@ -109,6 +109,8 @@ def test_repin_is_a_consistent_update_with_ingress_last():
     kinds = [op.kind for op in update.ops if op.kind != "delete"]
     assert kinds == [OP_ADD, OP_BARRIER] * len(adds)
     assert core.flows[five].path == new and core.pins[five] == new
+    # REST's since_s is when this version was installed: it stayed at the first install (12.0)
+    assert (core.flows[five].version, core.flows[five].since_s) == (1, 13.0)
     # the pin outlives the flow: the next connection with this 5-tuple gets the pinned path
     del core.flows[five]
     core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16"), 100.0)
