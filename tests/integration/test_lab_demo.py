@@ -139,3 +139,51 @@ def test_lab_names_the_tools_it_lacks_before_starting_anything(tmp_path):
     assert proc.stdout.count("\n") == 1 and "needs mn, iperf3, ethtool, tc, which are not installed" in proc.stdout
     assert "apt-get install mininet iperf3 ethtool iproute2" in proc.stdout
     assert not out.exists() and leftovers() == ([], [])
+
+
+@pytest.mark.slow
+def test_lab_hedera_quick_measures_each_pattern_against_the_nonblocking_switch(tmp_path):
+    """`sidestep lab --hedera` (docs/lab.md) had no test: the big switch, then a policy, iperf3 per host."""
+    out = str(tmp_path / "hedera")
+    proc = subprocess.run(SIDESTEP + ["lab", "--hedera", "--quick", "--policies", "reactive", "--link-mbps", "4",
+                                      "--out", out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    summary = json.load(open(os.path.join(out, "hedera", "summary.json")))
+    table = open(os.path.join(out, "hedera", "table.txt")).read()
+    for pattern in ("stride8", "stag_0.2_0.3", "random"):
+        assert pattern in table
+    text = json.dumps(summary)
+    assert "nonblocking" in text and "reactive" in text
+    flows = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(out, "hedera")) for f in files
+             if f.startswith("flow") and f.endswith(".json")]
+    assert len(flows) == 2 * 3 * 16, len(flows)          # two labs x three patterns x one flow per host
+    got = [json.load(open(f))["end"]["sum_received"]["bits_per_second"] for f in flows]
+    assert all(b > 0 for b in got)                         # every host's flow carried traffic
+    assert max(got) < 4.2e6                                # and none beat its 4 Mbit/s host link
+    assert leftovers() == ([], [])
+
+
+def test_lab_replay_plays_a_trace_and_writes_the_offline_format(tmp_path):
+    """`sidestep lab --replay` (docs/lab.md) had no test: real TCP transfers of a flow trace, one lab."""
+    out = str(tmp_path / "live")
+    trace = os.path.join(ROOT, "traces", "collide-k4-10mbps.csv")
+    proc = subprocess.run(SIDESTEP + ["lab", "--replay", trace, "--policies", "reactive", "--out", out], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert list(summary["policies"]) == ["live-reactive"], summary["policies"].keys()
+    fabric = Fabric.from_spec(fat_tree(4, 10))
+    wanted = {f.flow_id: f for f in read_flow_trace(trace, fabric.hosts())}
+    rows = open(os.path.join(out, "flows.csv")).read().splitlines()
+    assert rows[0] == "policy,flow_id,start_s,finish_s,size_bytes,path"
+    done = {}
+    for row in rows[1:]:
+        policy, flow_id, start, finish, size, path = row.split(",")
+        assert policy == "live-reactive"
+        done[flow_id] = (float(start), float(finish), float(size))
+    assert set(done) == set(wanted)                        # every flow of the trace ran
+    for flow_id, (start, finish, size) in done.items():
+        assert finish > start >= wanted[flow_id].start_s - 1e-6 and size == wanted[flow_id].size_bytes
+    assert summary["policies"]["live-reactive"]["jobs"]    # its training jobs have iteration times
+    assert leftovers() == ([], [])
