@@ -627,7 +627,7 @@ class ArrayPlanner:
 
     def plan(self, rows: np.ndarray, rates: np.ndarray, training: np.ndarray, order: np.ndarray,
              util: np.ndarray, flow: Callable[[int], ActiveFlow], *,
-             forecast: bool = True) -> Optional[List[Reroute]]:
+             forecast: bool) -> Optional[List[Reroute]]:
         """The round's reroutes, or None (then call ``plan_reroutes``).
 
         ``rows``/``rates``/``training``: per flow its path's link ids, demand

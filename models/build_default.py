@@ -18,7 +18,7 @@ import tempfile
 from typing import Dict, List, Optional, Sequence
 
 from controller.loadtrace import read_link_loads
-from models.model_file import save_model
+from models.model_file import metadata_path, save_model
 from models.runtime import DEFAULT_MODEL
 from models.synth import SynthConfig, generate, write_csv
 from models.training import GridTrace, Progress, common_period, evaluate, fit_forecaster, to_grid
@@ -136,7 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("rebuild is %s to %s" % ("byte-identical" if same else "DIFFERENT", args.output))
         if not same:
             print(explain_difference(shipped_holdout(args.output), result, blas_kernels()))
-        for p in (target, target + ".json"):
+        for p in (target, metadata_path(target)):
             os.unlink(p)
         return 0 if same else 1
     print("wrote %s (sha256 %s)" % (args.output, sha256(args.output)))

@@ -51,8 +51,13 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
             os.unlink(tmp)
 
 
+def metadata_path(path: str) -> str:
+    """Where ``save_model`` writes a copy of the metadata beside the model file."""
+    return path + ".json"
+
+
 def save_model(path: str, estimator: Any, metadata: Dict[str, Any]) -> None:
-    """Write estimator + metadata to ``path`` (and ``path.json``) atomically."""
+    """Write estimator + metadata to ``path`` (and ``metadata_path(path)``) atomically."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ModelError(path, "folder %s does not exist; create it or choose another -o path" % directory)
@@ -62,7 +67,7 @@ def save_model(path: str, estimator: Any, metadata: Dict[str, Any]) -> None:
     outer = io.BytesIO()
     joblib.dump({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": meta,
                  "estimator": inner.getvalue()}, outer)
-    _atomic_write_bytes(path + ".json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    _atomic_write_bytes(metadata_path(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     _atomic_write_bytes(path, outer.getvalue())
 
 

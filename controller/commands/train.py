@@ -10,7 +10,7 @@ from controller.commands.outputs import output_file_problem
 from controller.loadtrace import read_link_loads
 from controller.tracefile import TraceError
 from models.estimators import REGRESSORS
-from models.model_file import ModelError, save_model
+from models.model_file import ModelError, metadata_path, save_model
 from models.training import DEFAULT_MAX_ROWS, DEFAULT_WINDOW, GridTrace, common_period, fit_forecaster, to_grid
 
 PROG = "sidestep train"
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return error(problem)
     # the model's metadata goes beside it (models.model_file.save_model): the same rules apply there
-    sidecar = args.output + ".json"
+    sidecar = metadata_path(args.output)
     problem = output_file_problem(sidecar, "-o", force=args.force, inputs=args.loads)
     if problem:
         return error("%s (-o %s also writes the model's metadata to %s)" % (problem, args.output, sidecar))
