@@ -15,13 +15,20 @@ __all__ = ["open_atomic"]
 
 
 @contextlib.contextmanager
-def open_atomic(path: str) -> Iterator[IO[str]]:
-    """``with open_atomic(path) as handle: handle.write(...)``: ``path`` appears only if the block succeeds."""
+def open_atomic(path: str, *, binary: bool = False) -> Iterator[IO]:
+    """``with open_atomic(path) as handle: handle.write(...)``: ``path`` appears only if the block succeeds.
+
+    Text (UTF-8) by default, bytes with ``binary``.  The data reach the disk
+    (``fsync``) before the rename, so a crash right after it cannot leave an
+    empty file where the old one was.
+    """
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, ".%s.%d.tmp" % (name, os.getpid()))
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with (open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8")) as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
@@ -183,9 +183,10 @@ class ControllerCore:
     comes from the configured fabric description, never from the switch.
     """
 
-    def __init__(self, capacity_bps, *, lldp_interval_s: float = 1.0,
+    def __init__(self, capacity_bps: Callable[[str, str], float], *, lldp_interval_s: float = 1.0,
                  link_timeout_s: Optional[float] = None, idle_timeout_s: int = 60,
-                 classify=None, drain_s: float = 2.0, failover=None) -> None:
+                 classify: Optional[Callable[[FiveTuple], str]] = None, drain_s: float = 2.0,
+                 failover: Optional[Callable[[Link], Mapping[FiveTuple, Path]]] = None) -> None:
         self.fabric = Fabric()
         # failover(cable) -> {five: path}: where to put flows of a failed cable (the runtime's
         # planner placement); flows it leaves out take ECMP's choice over the surviving paths
@@ -246,6 +247,11 @@ class ControllerCore:
         return [SendLldp(dpid, p) for p, up in sorted(state.ports.items()) if up]
 
     def switch_disconnected(self, dpid: int, now_s: float) -> List[Command]:
+        """A switch's control channel closed: treat it as every one of its cables failing.
+
+        Why: with no channel its rules cannot be managed and its data plane may
+        be dead, so traffic through it must move now, not when LLDP times out.
+        """
         state = self.switches.get(dpid)
         if state is None:
             return []
@@ -309,6 +315,12 @@ class ControllerCore:
 
     def lldp_received(self, dpid: int, in_port: int, src_dpid: int, src_port: int,
                       now_s: float) -> List[Command]:
+        """One of our LLDP probes came back: the cable ``src`` -> ``dpid`` exists and is up.
+
+        Why LLDP and not the configured topology alone: the fabric the planner
+        routes on must be the one that is cabled, and a cable that comes back
+        after a failure is only trusted once a probe has crossed it.
+        """
         if src_dpid not in self.switches or dpid not in self.switches:
             return []
         a, b = self.name_of(src_dpid), self.name_of(dpid)
@@ -415,6 +427,8 @@ class ControllerCore:
 
     # ---------------------------------------------------------- packet-in
     def packet_in(self, dpid: int, in_port: int, pkt: PacketInfo, now_s: float) -> List[Command]:
+        """A packet no rule matched: LLDP (discovery), ARP (answered here, never flooded over the
+        fabric) or the first IPv4 packet of a connection (routed: ECMP or its pin)."""
         self.counters.packet_in += 1
         state = self.switches.get(dpid)
         if state is None or not state.connected:
@@ -612,6 +626,9 @@ class ControllerCore:
 
     # ---------------------------------------------------------- port status
     def port_status(self, dpid: int, port: int, up: bool, now_s: float) -> List[Command]:
+        """A port went up or down.  Down moves the cable's flows at once (``link_down``), so a
+        failure costs one port-status message, not an LLDP timeout.  Up: a host cable is up again
+        at once (hosts never answer LLDP); a switch cable when a probe, sent now, crosses it."""
         state = self.switches.get(dpid)
         if state is None:
             return []

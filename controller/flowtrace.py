@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Dict, IO, Iterable, List, Optional, Tuple
 
 from controller.ecmp import PROTO_TCP
-from controller.tracefile import TraceError, open_csv, parse_float, parse_int
+from controller.tracefile import (FLOW_CLASSES, TraceError, check_hosts, open_csv, parse_class, parse_float,
+                                  parse_int, parse_port, parse_proto)
 
 REQUIRED = ("start_s", "src", "dst", "size_bytes")
 OPTIONAL = ("rate_bps", "flow_id", "cls", "job", "iter", "proto", "src_port", "dst_port",
             "deps", "gap_s")
 HEADER = REQUIRED + OPTIONAL
-CLASSES = ("training", "background")
+CLASSES = FLOW_CLASSES
 
 
 @dataclass(frozen=True)
@@ -154,12 +155,7 @@ def _parse_row(path: str, line: int, row: Dict[str, str], hosts: Collection[str]
     get = row.get
     start = parse_float(path, line, "start_s", row["start_s"], minimum=0.0)
     src, dst = row["src"], row["dst"]
-    for col, name in (("src", src), ("dst", dst)):
-        if name not in hosts:
-            raise TraceError(path, "unknown host %r; hosts of this topology are named %s"
-                             % (name, _host_hint(hosts)), line, col)
-    if src == dst:
-        raise TraceError(path, "src and dst are both %r; a flow needs two hosts" % src, line, "dst")
+    check_hosts(path, line, src, dst, hosts)
     size = parse_float(path, line, "size_bytes", row["size_bytes"])
     if size is None or size <= 0:
         raise TraceError(path, "%r must be > 0 bytes" % row["size_bytes"], line, "size_bytes")
@@ -179,22 +175,13 @@ def _parse_row(path: str, line: int, row: Dict[str, str], hosts: Collection[str]
     seen[flow_id] = line
     job = get("job", "")
     cls = get("cls", "") or ("training" if job else "background")
-    if cls not in CLASSES:
-        raise TraceError(path, "%r is not a flow class; use %s" % (cls, " or ".join(CLASSES)),
-                         line, "cls")
+    parse_class(path, line, cls)
     iteration = parse_int(path, line, "iter", get("iter", ""), minimum=0, allow_empty=True)
     if iteration is not None and not job:
         raise TraceError(path, "iter given without a job; name the job the iteration belongs to",
                          line, "iter")
-    proto = parse_int(path, line, "proto", get("proto", ""), minimum=0, allow_empty=True)
-    if proto is not None and proto > 255:
-        raise TraceError(path, "%r is not an IP protocol number (0..255)" % row["proto"], line, "proto")
-    ports = []
-    for col in ("src_port", "dst_port"):
-        port = parse_int(path, line, col, get(col, ""), minimum=0, allow_empty=True)
-        if port is not None and port > 65535:
-            raise TraceError(path, "%r is not a port number (0..65535)" % row[col], line, col)
-        ports.append(port)
+    proto = parse_proto(path, line, get("proto", ""))
+    ports = [parse_port(path, line, col, get(col, "")) for col in ("src_port", "dst_port")]
     deps_text = get("deps", "")
     deps = tuple(d.strip() for d in deps_text.split(";")) if deps_text else ()
     if any(not d for d in deps):
@@ -206,15 +193,6 @@ def _parse_row(path: str, line: int, row: Dict[str, str], hosts: Collection[str]
                      proto=PROTO_TCP if proto is None else proto,
                      src_port=ports[0], dst_port=ports[1], deps=deps,
                      gap_s=0.0 if gap is None else gap, line=line)
-
-
-def _host_hint(hosts: Collection[str]) -> str:
-    names = sorted(hosts, key=lambda h: (len(h), h))
-    if not names:
-        return "(none)"
-    if len(names) <= 4:
-        return ", ".join(names)
-    return "%s..%s" % (names[0], names[-1])
 
 
 def _check_acyclic(path: str, flows: List[TraceFlow], by_id: Dict[str, TraceFlow]) -> None:

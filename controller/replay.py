@@ -142,7 +142,8 @@ class ControlLoop:
         if policy not in ("reactive", "predictive"):
             raise ReplayError("no control loop for policy %r" % policy)
         if policy == "predictive" and predictor is None:
-            raise ReplayError("the predictive policy needs a predictor")
+            raise ReplayError("the predictive policy needs a predictor: pass load_model(MODEL, poll_interval_s), "
+                              "or load_model('persistence', ...) for the baseline")
         self.fabric = fabric
         self.policy = policy
         self.predictor = predictor

@@ -29,10 +29,6 @@ def make_cookie(flow: FiveTuple, path_version: int) -> int:
     return (COOKIE_TAG << 48) | ((path_version & 0xFFFF) << 32) | zlib.crc32(flow.key().encode("ascii"))
 
 
-def cookie_flow_hash(cookie: int) -> int:
-    return cookie & 0xFFFFFFFF
-
-
 def cookie_version(cookie: int) -> int:
     return (cookie >> 32) & 0xFFFF
 

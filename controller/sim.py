@@ -597,6 +597,15 @@ class _Slots:
         self.m = last
 
 
+def _stall_message(t: float, unfinished: int, rates: np.ndarray) -> str:
+    """Why time could not advance, in what the user can check: no flow in flight can finish and no
+    start or tick is due (e.g. every flow left sits on a link of capacity 0)."""
+    stuck = int(np.count_nonzero(~(rates > 0)))
+    return ("simulation stalled at t=%.6f s with %d flows unfinished: %d of the %d in flight have no rate "
+            "and nothing else is due; check the fabric's link capacities (--link-mbps, the topology) "
+            "and report the trace if they are all > 0" % (t, unfinished, stuck, len(rates)))
+
+
 class Simulator:
     """Replays ``flows`` on ``fabric``; ``run()`` returns a ``SimResult``.
 
@@ -992,7 +1001,7 @@ class Simulator:
                 self.solves += n_solves
                 self.resolved_flows += n_resolved
                 if status == -1:
-                    raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
+                    raise SimError(_stall_message(t, n - done, slots.rate[:slots.m]))
                 if status == -2:
                     raise SimError(fairshare.NO_LIMIT)
                 # a connection's in-flight list: its started flows in start order, less the finished ones
@@ -1009,7 +1018,7 @@ class Simulator:
                 t_next, n_fin = advance(t, t_arr, stop, m, slots.rem, slots.rate,
                                         link_bytes, link_rate, fin_buf, self.quantum)
                 if n_fin < 0:
-                    raise SimError("simulation stalled at t=%.6f s with %d flows unfinished" % (t, n - done))
+                    raise SimError(_stall_message(t, n - done, slots.rate[:m]))
                 t = t_next
                 events += 1
                 # completions

@@ -1,9 +1,15 @@
-"""Shared pieces of the CSV readers: one error type that names file, line and column."""
+"""Shared pieces of the CSV readers: one error type that names file, line and column, and the
+checks of the fields that flow traces and ``sidestep plan``'s flow lists both have (hosts, class,
+protocol, ports), so that the two formats accept the same values and say the same thing."""
 from __future__ import annotations
 
 import csv
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
+
+
+FLOW_CLASSES = ("training", "background")
+PROTO_NAMES = {"tcp": 6, "udp": 17, "icmp": 1}
 
 
 class TraceError(ValueError):
@@ -112,4 +118,57 @@ def parse_int(path: str, line: int, column: str, text: str, *,
         raise TraceError(path, "%r is not an integer" % text, line, column) from None
     if minimum is not None and value < minimum:
         raise TraceError(path, "%r is below the minimum %d" % (text, minimum), line, column)
+    return value
+
+
+def host_hint(hosts: Collection[str]) -> str:
+    """The hosts' names in short (``h1..h16``), for an unknown-host error."""
+    names = sorted(hosts, key=lambda h: (len(h), h))
+    if not names:
+        return "(none: the topology has no hosts)"
+    if len(names) <= 4:
+        return ", ".join(names)
+    return "%s..%s" % (names[0], names[-1])
+
+
+def check_hosts(path: str, line: int, src: str, dst: str, hosts: Collection[str]) -> None:
+    """Both ends are hosts of the topology, and not the same one."""
+    for column, name in (("src", src), ("dst", dst)):
+        if name not in hosts:
+            raise TraceError(path, "unknown host %r; hosts of this topology are named %s"
+                             % (name, host_hint(hosts)), line, column)
+    if src == dst:
+        raise TraceError(path, "src and dst are both %r; a flow needs two hosts" % src, line, "dst")
+
+
+def parse_class(path: str, line: int, text: str) -> str:
+    """A flow class (``training`` or ``background``)."""
+    if text not in FLOW_CLASSES:
+        raise TraceError(path, "%r is not a flow class; use %s" % (text, " or ".join(FLOW_CLASSES)),
+                         line, "cls")
+    return text
+
+
+def parse_proto(path: str, line: int, text: str) -> Optional[int]:
+    """An IP protocol: a number 0..255 or tcp, udp, icmp (any case); None when empty."""
+    if text.lower() in PROTO_NAMES:
+        return PROTO_NAMES[text.lower()]
+    try:
+        value = int(text) if text else None
+    except ValueError:
+        value = -1
+    if value is not None and not 0 <= value <= 255:
+        raise TraceError(path, "%r is not an IP protocol (a number 0..255, or tcp, udp or icmp)" % text,
+                         line, "proto")
+    return value
+
+
+def parse_port(path: str, line: int, column: str, text: str) -> Optional[int]:
+    """A TCP/UDP port 0..65535; None when empty."""
+    try:
+        value = int(text) if text else None
+    except ValueError:
+        value = -1
+    if value is not None and not 0 <= value <= 65535:
+        raise TraceError(path, "%r is not a port number (0..65535)" % text, line, column)
     return value

@@ -119,8 +119,11 @@ class SenderConfig:
             raise ValueError("--port must be in 1..65535 (got %d)" % self.port)
         if not 0 <= self.src_port <= 65535:
             raise ValueError("--src-port must be in 0..65535 (got %d)" % self.src_port)
-        if self.connect_timeout_s <= 0 or self.io_timeout_s <= 0:
-            raise ValueError("timeouts must be > 0")
+        for name in ("connect_timeout_s", "io_timeout_s"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError("--%s must be a finite number of seconds > 0 (got %r)"
+                                 % (name.replace("_", "-"), value))
         if self.sndbuf_bytes < 0:
             raise ValueError("--sndbuf-bytes must be >= 0 (0: the kernel's default)")
 

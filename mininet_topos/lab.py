@@ -370,6 +370,3 @@ class Lab:
             if bad:
                 failures[name] = bad
         return failures
-
-    def switch_names(self) -> List[str]:
-        return [s.name for s in self.spec.switches]

@@ -216,7 +216,7 @@ class LiveScheduler:
 
     def __init__(self, flows: Sequence[TraceFlow], max_in_flight: int = MAX_IN_FLIGHT) -> None:
         if max_in_flight < 1:
-            raise ValueError("max_in_flight must be >= 1")
+            raise ValueError("max_in_flight must be >= 1 (got %r)" % (max_in_flight,))
         self.flows = list(flows)
         self.max_in_flight = max_in_flight
         self.finish: Dict[str, float] = {}

@@ -145,8 +145,11 @@ class WorkerConfig:
             raise ValueError("--compute-s must be a finite number >= 0 (got %r)" % self.compute_s)
         if not 0 <= self.src_port <= 65535:
             raise ValueError("--src-port must be in 0..65535 (got %d)" % self.src_port)
-        if self.connect_timeout_s <= 0 or self.io_timeout_s <= 0:
-            raise ValueError("timeouts must be > 0")
+        for name in ("connect_timeout_s", "io_timeout_s"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError("--%s must be a finite number of seconds > 0 (got %r)"
+                                 % (name.replace("_", "-"), value))
 
     @property
     def world_size(self) -> int:

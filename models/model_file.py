@@ -22,6 +22,7 @@ from typing import Any, Dict, Tuple
 import joblib
 import sklearn
 
+from controller.atomicfile import open_atomic
 from models.features import FEATURE_VERSION
 
 FORMAT = "sidestep-forecaster"
@@ -36,19 +37,6 @@ class ModelError(ValueError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__("%s: %s" % (path, message))
         self.path = path
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def metadata_path(path: str) -> str:
@@ -67,8 +55,10 @@ def save_model(path: str, estimator: Any, metadata: Dict[str, Any]) -> None:
     outer = io.BytesIO()
     joblib.dump({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": meta,
                  "estimator": inner.getvalue()}, outer)
-    _atomic_write_bytes(metadata_path(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-    _atomic_write_bytes(path, outer.getvalue())
+    with open_atomic(metadata_path(path), binary=True) as handle:
+        handle.write((json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    with open_atomic(path, binary=True) as handle:
+        handle.write(outer.getvalue())
 
 
 def _check_fields(path: str, meta: Dict[str, Any]) -> None:

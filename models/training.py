@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 import sklearn
 
-from controller.loadtrace import LinkLoadTrace, format_link
+from controller.loadtrace import LinkLoadTrace
 from controller.tracefile import TraceError
 from models.estimators import LinkForecaster, baselines
 from models.features import FEATURE_VERSION, feature_spec, sliding_windows
@@ -212,7 +212,3 @@ def evaluate(grids: Sequence[GridTrace], model_predict: Callable[[np.ndarray], n
         raise TraceError(grids[0].path, "has no (window, target) rows for window %d and horizon %d; "
                          "the trace is shorter than %d samples" % (window, horizon, window + horizon))
     return {n: score(np.concatenate(preds[n]), true, hot) for n in names}
-
-
-def link_names(grid: GridTrace) -> List[str]:
-    return [format_link(l) for l in grid.links]

@@ -21,19 +21,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from controller.commands.outputs import output_file_problem, write_text_atomically
-from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
+from controller.ecmp import PROTO_TCP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, path_links
 from controller.loadtrace import LinkLoadTrace, format_link, read_link_loads
 from controller.paths import EqualCostPaths
-from controller.planner import (CLASSES, POLICIES, ActiveFlow, PlannerConfig,
+from controller.planner import (POLICIES, ActiveFlow, PlannerConfig,
                                 PlannerError, Reroute, apply_reroutes, plan_reroutes,
                                 planning_utilization, reroute_failed_link, with_demand_floor)
-from controller.tracefile import TraceError, open_csv, parse_float, parse_int
+from controller.tracefile import (TraceError, check_hosts, open_csv, parse_class, parse_float, parse_port,
+                                  parse_proto)
 from mininet_topos.fattree_spec import TopologyError, fat_tree
 
 FLOW_REQUIRED = ("flow_id", "src", "dst", "rate_bps", "cls")
 FLOW_OPTIONAL = ("path", "proto", "src_port", "dst_port")
-PROTO_NAMES = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": 1}
 
 PROG = "sidestep plan"
 
@@ -83,16 +83,12 @@ def _build_fabric(k: str, mbps: str) -> Fabric:
     return Fabric.from_spec(fat_tree(k, mbps))
 
 
-def _host_hint(fabric: Fabric) -> str:
-    hosts = fabric.hosts()
-    return "this fat-tree has hosts h1..h%d" % len(hosts) if hosts else "this fabric has no hosts"
-
-
 def read_flows(path: str, fabric: Fabric, paths: EqualCostPaths) -> List[ActiveFlow]:
     """Read and validate FLOWS.csv; errors name the file, line and column."""
     header, rows = open_csv(path, FLOW_REQUIRED, FLOW_OPTIONAL)
     flows: List[ActiveFlow] = []
     seen: Dict[str, int] = {}
+    hosts = set(fabric.hosts())
     for line, row in rows:
         flow_id = row["flow_id"]
         if not flow_id:
@@ -101,35 +97,13 @@ def read_flows(path: str, fabric: Fabric, paths: EqualCostPaths) -> List[ActiveF
             raise TraceError(path, "flow_id %r already used on line %d" % (flow_id, seen[flow_id]),
                              line, "flow_id")
         seen[flow_id] = line
-        for col in ("src", "dst"):
-            if not fabric.is_host(row[col]):
-                raise TraceError(path, "unknown host %r; %s" % (row[col], _host_hint(fabric)), line, col)
         src, dst = row["src"], row["dst"]
-        if src == dst:
-            raise TraceError(path, "destination %r is the source; a flow needs two hosts" % dst, line, "dst")
-        rate = parse_float(path, line, "rate_bps", row["rate_bps"])
-        if rate < 0:
-            raise TraceError(path, "%r is negative; a rate is >= 0 bit/s" % row["rate_bps"], line, "rate_bps")
-        cls = row["cls"]
-        if cls not in CLASSES:
-            raise TraceError(path, "%r is not a traffic class; use %s" % (cls, " or ".join(CLASSES)),
-                             line, "cls")
-        proto = PROTO_TCP
-        text = row.get("proto", "")
-        if text:
-            if text.lower() in PROTO_NAMES:
-                proto = PROTO_NAMES[text.lower()]
-            else:
-                proto = parse_int(path, line, "proto", text, minimum=0)
-                if proto > 255:
-                    raise TraceError(path, "%r is not an IP protocol number (0..255) or tcp/udp/icmp"
-                                     % text, line, "proto")
-        ports = []
-        for col in ("src_port", "dst_port"):
-            value = parse_int(path, line, col, row.get(col, ""), minimum=0, allow_empty=True) or 0
-            if value > 65535:
-                raise TraceError(path, "%r is above the maximum port 65535" % row[col], line, col)
-            ports.append(value)
+        check_hosts(path, line, src, dst, hosts)
+        rate = parse_float(path, line, "rate_bps", row["rate_bps"], minimum=0.0)
+        cls = parse_class(path, line, row["cls"])
+        proto = parse_proto(path, line, row.get("proto", ""))
+        proto = PROTO_TCP if proto is None else proto
+        ports = [parse_port(path, line, col, row.get(col, "")) or 0 for col in ("src_port", "dst_port")]
         five = FiveTuple(src, dst, proto, ports[0], ports[1])
         text = row.get("path", "")
         if text:

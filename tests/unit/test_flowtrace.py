@@ -199,3 +199,31 @@ def test_a_row_without_flow_id_whose_line_name_is_taken_says_so(tmp_path):
     with pytest.raises(TraceError, match=r"flows\.csv:3: column 'flow_id': this row has no flow_id, so it is "
                                          r"named 'L3' after its line, and line 2 already uses that name"):
         read_flow_trace(path, HOSTS)
+
+
+def test_protocol_by_name_as_in_plan(tmp_path):
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,proto\n0,h1,h2,10,udp\n0,h2,h3,10,TCP\n0,h3,h4,10,17\n")
+    assert [f.proto for f in read_flow_trace(path, HOSTS)] == [17, 6, 17]
+
+
+@pytest.mark.parametrize("column, value, words", [
+    ("src_port", "70000", "'70000' is not a port number (0..65535)"),
+    ("proto", "256", "'256' is not an IP protocol (a number 0..255, or tcp, udp or icmp)"),
+    ("cls", "bulk", "'bulk' is not a flow class; use training or background"),
+    ("dst", "h99", "unknown host 'h99'; hosts of this topology are named h1..h16"),
+])
+def test_trace_and_plan_refuse_a_field_in_the_same_words(tmp_path, capsys, column, value, words):
+    """A flow trace (replay) and a flow list (``sidestep plan``) share their 5-tuple, class and hosts."""
+    from controller import cli
+    trace = {"src_port": "", "proto": "", "cls": "training", "dst": "h2"}
+    trace[column] = value
+    path = _write(tmp_path, "start_s,src,dst,size_bytes,cls,proto,src_port\n0,h1,%s,10,%s,%s,%s\n"
+                  % (trace["dst"], trace["cls"], trace["proto"], trace["src_port"]))
+    with pytest.raises(TraceError) as err:
+        read_flow_trace(path, HOSTS)
+    assert str(err.value) == "%s:2: column %r: %s" % (path, column, words)
+    flows = _write(tmp_path, "flow_id,src,dst,rate_bps,cls,proto,src_port\nf,h1,%s,1e6,%s,%s,%s\n"
+                   % (trace["dst"], trace["cls"], trace["proto"], trace["src_port"]), name="active.csv")
+    loads = _write(tmp_path, "t_s,link,util\n0,e0_0->a0_0,0.1\n", name="loads.csv")
+    assert cli.main(["plan", "--k", "4", "--flows", flows, "--loads", loads, "--policy", "reactive"]) == 2
+    assert capsys.readouterr().err.strip() == "sidestep plan: error: %s:2: column %r: %s" % (flows, column, words)

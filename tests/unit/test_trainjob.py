@@ -17,7 +17,7 @@ import pytest
 from mininet_topos.burst import SenderConfig, phase_schedule
 from mininet_topos.trainjob import (FORMAT, HELLO, HELLO_MAGIC, PROTOCOL_VERSION, HelloMismatch, ReportError,
                                     check_hello, chunk_sizes, parse_peers, percentile, ring_schedule,
-                                    summarize, write_json_atomic, write_report_atomic)
+                                    WorkerConfig, summarize, write_json_atomic, write_report_atomic)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROC_DEADLINE_S = 30.0
@@ -299,3 +299,17 @@ def test_burst_sender_and_sink_move_bytes_in_on_phases_only(tmp_path):
     received = json.loads(sink_out.read_text())
     assert received["connections"][0]["peer"] == "127.0.0.1:%d" % src
     assert received["total_bytes"] == log["total_bytes"]  # the sender waits for the sink's close
+
+
+@pytest.mark.parametrize("field, value", [("connect_timeout_s", 0.0), ("io_timeout_s", float("nan")),
+                                          ("io_timeout_s", float("inf")), ("connect_timeout_s", -1.0)])
+def test_a_bad_timeout_is_named_with_its_value(field, value):
+    """Both workers refuse a timeout that is not a finite number of seconds > 0 (NaN used to pass)."""
+    option = "--" + field.replace("_", "-")
+    with pytest.raises(ValueError, match="^%s must be a finite number of seconds > 0 \\(got %s\\)$"
+                       % (option, repr(value).replace("(", "\\(").replace(")", "\\)"))):
+        SenderConfig(dst="127.0.0.1", port=1, src_port=0, on_s=1, off_s=1, rate_mbps=1, duration_s=1,
+                     **{field: value})
+    with pytest.raises(ValueError, match="^%s must be" % option):
+        WorkerConfig(rank=0, peers=(("127.0.0.1", 5000), ("127.0.0.1", 5001)), iterations=1, message_bytes=1,
+                     compute_s=0.0, out="x.json", **{field: value})
