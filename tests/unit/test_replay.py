@@ -265,6 +265,30 @@ def test_the_forecast_is_made_only_when_the_planner_could_use_it(fabric, predict
         assert got.reroutes > 0 and 0 < lazy.predictor.calls <= lazy.ticks
 
 
+@pytest.mark.parametrize("scenario,seed", [("bursts", 0), ("bursts", 2), ("multijob", 1), ("staggered", 0)])
+def test_leaving_host_links_out_of_the_forecast_changes_no_decision(fabric, predictor, scenario, seed):
+    """Replay forecasts every link but the host links (no placement changes their load): the
+    same replay, moves and reasons as a loop that forecasts every link, with the shipped model."""
+    from controller.replay import ControlLoop
+
+    class EveryLink(ControlLoop):
+        def forecast(self):
+            return self._forecast(self.monitor.history(self.links, int(self.predictor.window)))
+
+    flows = generate(scenario, 4, 1000.0, seed)
+    ours = ControlLoop(fabric, "predictive", poll_interval_s=1.0, predictor=predictor)
+    every = EveryLink(fabric, "predictive", poll_interval_s=1.0, predictor=predictor)
+    got = Simulator(fabric, flows, seed=seed, hook=ours).run()
+    want = Simulator(fabric, flows, seed=seed, hook=every).run()
+    assert [(r.flow_id, r.start_s, r.finish_s, r.path) for r in got.flows] == \
+        [(r.flow_id, r.start_s, r.finish_s, r.path) for r in want.flows]
+    assert got.reroutes == want.reroutes > 0 and ours.reasons == every.reasons
+    host = np.array([fabric.is_host(a) or fabric.is_host(b) for a, b in ours.links])
+    forecast = ours.forecast()
+    assert host.sum() == 32 and np.isnan(forecast[host]).all() and np.isfinite(forecast[~host]).all()
+    assert np.isfinite(every.forecast()).all()
+
+
 def test_cached_active_flows_and_partial_views_are_exact(fabric):
     """The control loop reuses ActiveFlows between ticks and builds only the views it needs:
     both must equal what building everything afresh gives, at every tick."""
