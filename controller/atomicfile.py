@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import IO, Iterator
+import tempfile
+from typing import IO, Iterator, Optional
 
-__all__ = ["open_atomic"]
+__all__ = ["folder_problem", "open_atomic"]
 
 
 @contextlib.contextmanager
@@ -33,3 +34,24 @@ def open_atomic(path: str, *, binary: bool = False) -> Iterator[IO]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def folder_problem(folder: str, option: str) -> Optional[str]:
+    """Why no output can be made in ``folder`` (the parent of ``option``'s path), or None.
+
+    Checked by creating and removing an empty folder there, before the command
+    does its work: a read-only or full file system, or a path through a file,
+    used to be found only when the results were written, after the work.
+    """
+    if not os.path.isdir(folder):
+        head = folder
+        while head and not os.path.lexists(head):
+            head = os.path.dirname(head) if os.path.dirname(head) != head else ""
+        if head and not os.path.isdir(head):
+            return "%s is a file, not a folder; choose another %s path" % (head, option)
+        return "folder %s does not exist; create it (mkdir -p) or choose another %s path" % (folder, option)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sidestep-probe-", dir=folder))
+    except OSError as exc:
+        return "cannot create files in %s (%s); choose another %s path" % (folder, exc.strerror or exc, option)
+    return None

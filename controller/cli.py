@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 # name -> (module, one-line help)
@@ -38,16 +40,38 @@ def build_parser(argv: List[str]) -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
+    previous = _sigterm_as_interrupt()
     try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("sidestep: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt() -> Optional[object]:
+    """SIGTERM stops a command as Ctrl-C does; returns the handler it replaced (None: not installed).
+
+    Why: a command killed by SIGTERM's default action leaves what it was
+    writing half done (a replay's hidden temporary folder, say) and says
+    nothing; as KeyboardInterrupt it unwinds through the same cleanup as
+    Ctrl-C and exits 130 with one line.  Commands that stop differently
+    (``controller``, ``lab``) install their own handler in ``run``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import yaml
 
+from controller.atomicfile import folder_problem
 from controller.loadtrace import recording_problem
 
 POLICIES = ("ecmp", "reactive", "predictive")
@@ -465,8 +466,9 @@ def _check_writable(ctx: _Ctx, key: str, path: str) -> None:
     if os.path.isdir(full):
         raise ctx.error(key, "%s is a folder; give a file name such as %s"
                         % (path, os.path.join(path, "loads.csv")))
-    if not os.path.isdir(folder):
-        raise ctx.error(key, "cannot write %s: folder %s does not exist" % (path, folder))
+    problem = folder_problem(folder, key)
+    if problem:
+        raise ctx.error(key, "cannot write %s: %s" % (path, problem))
     if os.path.exists(full):
         if not os.access(full, os.W_OK):
             raise ctx.error(key, "cannot write %s: file is not writable" % path)

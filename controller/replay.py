@@ -703,11 +703,13 @@ def check_output_folder(out_dir: str, force: bool = False, keep: Sequence[str] =
     the reason, as is an ``out_dir`` whose parent folder does not exist (the
     command checks all this before the replay, not after it).
     """
+    from controller.atomicfile import folder_problem
+
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
-    if not os.path.isdir(parent):
-        raise ReplayError("cannot write %s: folder %s does not exist; create it (mkdir -p) or choose another --out"
-                          % (out_dir, parent))
+    problem = folder_problem(parent, "--out")
+    if problem:
+        raise ReplayError("cannot write %s: %s" % (out_dir, problem))
     if not os.path.lexists(out_dir):
         return
     if not force:
@@ -775,8 +777,11 @@ def write_outputs(out_dir: str, runs: Sequence[PolicyRun], *, force: bool = Fals
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):     # a full disk, say: name the folder and the option
+            raise ReplayError("cannot write %s (--out): %s; nothing was written; free space or choose "
+                              "another --out" % (out_dir, exc.strerror or exc)) from None
         raise
     return summary
 

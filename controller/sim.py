@@ -255,6 +255,7 @@ def check_link_events(fabric: Fabric, events: Sequence[LinkEvent],
     order = sorted(range(len(events)), key=lambda i: events[i].t_s)
     out = [events[i] for i in order]
     down = set()
+    down_at: Dict[frozenset, float] = {}
     for i, e in zip(order, out):
         what = labels[i] if labels is not None else "link event %s-%s %s at t=%g s" % (
             e.a, e.b, "up" if e.up else "down", e.t_s)
@@ -271,10 +272,14 @@ def check_link_events(fabric: Fabric, events: Sequence[LinkEvent],
                              % what)
         if not e.up and (key in down or not fabric.is_up(e.a, e.b)):
             raise ValueError("%s: the cable is already down at that time" % what)
+        if e.up and down_at[key] == e.t_s:
+            raise ValueError("%s: the cable fails at that same time; a --restore must come after its --fail "
+                             "(at the same instant the cable would carry flows moved off it for nothing)" % what)
         if e.up:
             down.discard(key)
         else:
             down.add(key)
+            down_at[key] = e.t_s
     return out
 
 

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(str(exc))
     out = os.path.abspath(args.output)
-    problem = output_file_problem(out, "-o", force=args.force, inputs=[args.cdf] if args.cdf else [],
+    problem = output_file_problem(args.output, "-o", force=args.force, inputs=[args.cdf] if args.cdf else [],
                                   example="flows.csv")
     if problem:
         return _error(problem)

@@ -12,7 +12,7 @@ import os
 import stat
 from typing import Optional, Sequence
 
-from controller.atomicfile import open_atomic
+from controller.atomicfile import folder_problem, open_atomic
 
 __all__ = ["output_file_problem", "write_text_atomically"]
 
@@ -20,11 +20,13 @@ __all__ = ["output_file_problem", "write_text_atomically"]
 def output_file_problem(path: str, option: str, *, force: bool, inputs: Sequence[str] = (),
                         example: str = "") -> Optional[str]:
     """Why ``path`` (given as ``option``) must not be written, or None if it may be."""
-    if os.path.isdir(path):
-        return "%s is a folder; %s needs a file name%s" % (path, option, " such as " + example if example else "")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return "%s: folder %s does not exist; create it or choose another %s path" % (path, parent, option)
+    if os.path.isdir(path) or path.endswith(os.sep):
+        return "%s %s; %s needs a file name%s" % (path, "is a folder" if os.path.isdir(path) else
+                                                  "names a folder (it ends with %s)" % os.sep, option,
+                                                  " such as " + example if example else "")
+    problem = folder_problem(os.path.dirname(os.path.abspath(path)), option)
+    if problem:
+        return "%s: %s" % (path, problem)
     if os.path.islink(path):
         # an atomic write replaces the link itself, not the file it names: say which file that is
         return "%s is a symbolic link (to %s); %s replaces files, not links: name the file itself or " \

@@ -206,25 +206,28 @@ def parse_cables(texts: Sequence[str], fabric: Fabric) -> List[Link]:
 
 def fail_cables(fabric: Fabric, flows: Sequence[ActiveFlow], cables: Sequence[Link], config: PlannerConfig,
                 measured: Dict[Link, float], paths: EqualCostPaths,
-                warnings: _Warnings) -> Tuple[List[ActiveFlow], List[Reroute]]:
-    """The controller's moves when ``cables`` fail, one after another: (flows after, moves).
+                warnings: _Warnings) -> Tuple[List[ActiveFlow], List[Reroute], Dict[str, str]]:
+    """The controller's moves when ``cables`` fail, one after another: (flows after, moves, stranded).
 
     As ``ControllerRuntime`` on a port-down: under reactive and predictive the
     flows with a demand are placed by ``reroute_failed_link`` on the measured
     load raised to the flows' demands; every other flow on the cable, and every
     one under ecmp, takes ECMP's choice over the surviving paths.  A flow left
-    with no path at all is reported as a warning and stays where it was.
+    with no path at all is *stranded* (flow_id -> why, and a warning): it keeps
+    its last path in the flows returned, and any earlier move of it is dropped
+    from the moves, which list only paths that are up.
     """
     flows = list(flows)
     moves: List[Reroute] = []
+    stranded: Dict[str, str] = {}
     for a, b in cables:
         fabric.set_link_up(a, b, False)
         dead = {(a, b), (b, a)}
-        crossing = [f for f in flows if not dead.isdisjoint(path_links(f.path))]
+        crossing = [f for f in flows if not dead.isdisjoint(path_links(f.path)) and f.flow_id not in stranded]
         if not crossing:
             continue
         placed: Dict[str, Reroute] = {}
-        weighed = [f for f in flows if f.rate_bps > 0]
+        weighed = [f for f in flows if f.rate_bps > 0 and f.flow_id not in stranded]
         if config.policy != "ecmp" and weighed:
             placed = {rr.flow_id: rr for rr in reroute_failed_link(
                 fabric, weighed, (a, b), measured=with_demand_floor(fabric, weighed, measured), paths=paths)}
@@ -234,13 +237,14 @@ def fail_cables(fabric: Fabric, flows: Sequence[ActiveFlow], cables: Sequence[Li
                 try:
                     new = tuple(ecmp_choice(f.five, paths(f.five.src, f.five.dst)))
                 except FabricError as exc:
-                    warnings.add("flow %s has no path once %s-%s is down (%s)" % (f.flow_id, a, b, exc))
+                    stranded[f.flow_id] = "no path once %s-%s is down (%s)" % (a, b, exc)
+                    warnings.add("flow %s has %s" % (f.flow_id, stranded[f.flow_id]))
                     continue
                 rr = Reroute(f.flow_id, f.path, new, "link-down %s-%s; ECMP over the surviving paths" % (a, b))
             moves.append(rr)
         new_path = {rr.flow_id: tuple(rr.new_path) for rr in moves}
         flows = [ActiveFlow(f.flow_id, f.five, new_path.get(f.flow_id, f.path), f.rate_bps, f.cls) for f in flows]
-    return flows, moves
+    return flows, [rr for rr in moves if rr.flow_id not in stranded], stranded
 
 
 def _max(util: Dict[Link, float]) -> float:
@@ -258,18 +262,25 @@ def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, conf
         else:
             predicted = forecast(trace, model, warnings)
     before = planning_utilization(fabric, flows, measured, predicted, config)
+    stranded: Dict[str, str] = {}
     if down:
-        _, reroutes = fail_cables(fabric, flows, down, config, measured, paths, warnings)
+        _, reroutes, stranded = fail_cables(fabric, flows, down, config, measured, paths, warnings)
     else:
         reroutes = plan_reroutes(fabric, flows, measured, predicted, config, paths=paths)
-    after = apply_reroutes(fabric, flows, before, reroutes)
+    # a stranded flow carries nothing: its share leaves the path it had (a move to no path)
+    gone = [Reroute(f.flow_id, f.path, (), "stranded") for f in flows if f.flow_id in stranded]
+    after = apply_reroutes(fabric, flows, before, list(reroutes) + gone)
     for a, b in down:                 # a cable that is down carries nothing
         after.pop((a, b), None)
         after.pop((b, a), None)
-    final = {f.flow_id: list(f.path) for f in flows}
+    final: Dict[str, Optional[List[str]]] = {f.flow_id: list(f.path) for f in flows}
     for rr in reroutes:
         final[rr.flow_id] = list(rr.new_path)
-    extra = {"down": ["%s-%s" % cable for cable in down]} if down else {}
+    for flow_id in stranded:
+        final[flow_id] = None
+    extra: Dict[str, object] = {"down": ["%s-%s" % cable for cable in down]} if down else {}
+    if stranded:
+        extra["stranded"] = dict(stranded)
     return {
         "paths": final,
         "reroutes": [{"flow_id": r.flow_id, "old_path": list(r.old_path), "new_path": list(r.new_path),
@@ -284,17 +295,22 @@ def plan(fabric: Fabric, flows: Sequence[ActiveFlow], trace: LinkLoadTrace, conf
 
 def format_table(result: dict, flows: Sequence[ActiveFlow], policy: str) -> str:
     moved = {r["flow_id"]: r for r in result["reroutes"]}
+    stranded = result.get("stranded", {})
     rows = [("FLOW", "SRC", "DST", "MBIT/S", "CLS", "PATH", "")]
     for f in flows:
         r = moved.get(f.flow_id)
+        path = result["paths"][f.flow_id]
+        note = "moved from %s: %s" % (" ".join(r["old_path"]), r["reason"]) if r else ""
+        if f.flow_id in stranded:
+            note = "stranded: %s" % stranded[f.flow_id]
         rows.append((f.flow_id, f.five.src, f.five.dst, "%.3f" % (f.rate_bps / 1e6), f.cls,
-                     " ".join(result["paths"][f.flow_id]),
-                     "moved from %s: %s" % (" ".join(r["old_path"]), r["reason"]) if r else ""))
+                     " ".join(path) if path is not None else "(no path)", note))
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths)).rstrip()
              + ("  " + row[6] if row[6] else "") for row in rows]
-    lines.append("policy %s: %d flow(s), %d reroute(s); max utilization %.3f -> %.3f (%s)"
-                 % (policy, len(flows), len(result["reroutes"]), result["max_util_before"],
+    lines.append("policy %s: %d flow(s), %d reroute(s)%s; max utilization %.3f -> %.3f (%s)"
+                 % (policy, len(flows), len(result["reroutes"]),
+                    ", %d stranded" % len(stranded) if stranded else "", result["max_util_before"],
                     result["max_util_after"], result["basis"]))
     return "\n".join(lines)
 

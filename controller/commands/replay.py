@@ -84,12 +84,14 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
     try:
         seed = int(args.seed)
-        poll = float(args.poll_interval)
-        if not 0 < poll < float("inf"):
-            raise ValueError
     except ValueError:
-        return _error("--seed must be an integer and --poll-interval a finite number of seconds > 0, got %r and %r"
-                      % (args.seed, args.poll_interval))
+        return _error("--seed must be an integer, got %r" % args.seed)
+    try:
+        poll = float(args.poll_interval)
+    except ValueError:
+        poll = float("nan")
+    if not 0 < poll < float("inf"):
+        return _error("--poll-interval must be a finite number of seconds > 0, got %r" % args.poll_interval)
     try:
         quantum = float(args.quantum)
     except ValueError:

@@ -135,7 +135,7 @@ def test_unwritable_record_paths_are_refused_naming_the_path(tmp_path):
         load_config(None, {"record": str(tmp_path)})
     afile = tmp_path / "afile"
     afile.write_text("x")
-    with pytest.raises(ConfigError, match="folder .*afile does not exist"):
+    with pytest.raises(ConfigError, match="afile is a file, not a folder; choose another record path"):
         load_config(None, {"record": str(afile / "x.csv")})
 
 

@@ -193,6 +193,10 @@ def test_bad_paths_are_one_line_and_write_nothing(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "is a folder; -o needs a file name" in err, err
     code, _, err = _gen(["websearch", "--k", "4", "--cdf", str(folder), "-o", str(tmp_path / "x.csv")], capsys)
     assert code == 2 and err.count("\n") == 1 and "--cdf %s is a folder" % folder in err, err
+    # a path ending in "/" names a folder even when there is none: it used to write a file "new"
+    code, _, err = _gen(["collide", "--k", "4", "-o", str(tmp_path / "new") + "/"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "names a folder (it ends with /); -o needs a file name" in err, err
+    assert not (tmp_path / "new").exists()
     binary = tmp_path / "sizes.cdf"
     binary.write_bytes(b"\xff\xfe\x00")
     code, _, err = _gen(["websearch", "--k", "4", "--cdf", str(binary), "-o", str(tmp_path / "x.csv")], capsys)

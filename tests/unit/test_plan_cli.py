@@ -146,6 +146,26 @@ def test_down_refuses_a_bad_cable(tmp_path, capsys, value, message):
     assert err.count("\n") == 1 and ("--down %s: " % value) in err and message in err, err
 
 
+def test_a_flow_left_with_no_path_is_stranded_not_shown_on_a_dead_cable(tmp_path, capsys):
+    """Both uplinks of e0_0 down: h1's and h2's flows have no path.  The first cable used to move
+    f2 onto the second, and the output showed it there (a cable that was down), exit 0."""
+    flows = "flow_id,src,dst,rate_bps,cls\nf1,h1,h9,8e6,training\nf2,h2,h10,8e6,training\nf3,h3,h11,8e6,training\n"
+    out = tmp_path / "down.json"
+    assert run(tmp_path, "--down", "e0_0-a0_0", "--down", "e0_0-a0_1", "--json", str(out), flows=flows) == 0
+    result = json.loads(out.read_text())
+    assert sorted(result["stranded"]) == ["f1", "f2"] and result["paths"]["f1"] is None is result["paths"]["f2"]
+    assert "no path from h1 to h9 over links that are up" in result["stranded"]["f1"]
+    dead = {("e0_0", "a0_0"), ("a0_0", "e0_0"), ("e0_0", "a0_1"), ("a0_1", "e0_0")}
+    for r in result["reroutes"]:
+        assert r["flow_id"] == "f3" and dead.isdisjoint(path_links(r["new_path"]))
+    assert dead.isdisjoint(path_links(result["paths"]["f3"]))
+    capsys.readouterr()
+    assert run(tmp_path, "--down", "e0_0-a0_0", "--down", "e0_0-a0_1", flows=flows) == 0
+    table = capsys.readouterr().out
+    assert "f1    h1   h9   8.000   training  (no path)  stranded: no path once e0_0-a0_1 is down" in table
+    assert ", 2 stranded;" in table
+
+
 def test_down_twice_is_refused(tmp_path, capsys):
     assert run(tmp_path, "--down", "a0_0-c0", "--down", "c0-a0_0") == 2
     assert "already down" in capsys.readouterr().err

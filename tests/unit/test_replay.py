@@ -178,6 +178,72 @@ def test_stopping_a_parallel_replay_stops_its_workers_and_writes_nothing(tmp_pat
         assert not os.path.exists("/proc/%s" % pid) or open("/proc/%s/stat" % pid).read().split()[2] == "Z"
 
 
+@pytest.mark.parametrize("during", ["replay", "writing", "writing over --force"])
+def test_sigterm_in_one_process_stops_like_ctrl_c_and_writes_nothing(tmp_path, capsys, monkeypatch, during):
+    """SIGTERM during a --jobs 1 replay, or while its outputs are written, unwinds as Ctrl-C does:
+    exit 130, one line, no output folder and no hidden temporary one (the default action killed
+    the process silently and left the temporary folder behind)."""
+    import signal
+
+    import controller.replay as replay_module
+
+    out = tmp_path / "out"
+    if during == "writing over --force":
+        assert _cli(["--scenario", "collide", "--k", "4", "--policy", "ecmp", "--no-plots", "--quiet",
+                     "--out", str(out)], capsys)[0] == 0
+        before = sorted(p.name for p in out.iterdir())
+    import controller.commands.replay as command_module
+    module, target = (command_module, "run_policy") if during == "replay" else (replay_module, "write_flows_csv")
+    real = getattr(module, target)
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, target, terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    code, _, err = _cli(["--scenario", "collide", "--k", "4", "--policy", "ecmp", "--no-plots", "--quiet",
+                         "--jobs", "1", "--out", str(out)] + (["--force"] if "force" in during else []), capsys)
+    assert code == 130 and err.strip() == "sidestep: interrupted"
+    assert signal.getsignal(signal.SIGTERM) is handler          # the command put the handler back
+    if during == "writing over --force":
+        assert sorted(p.name for p in out.iterdir()) == before   # the previous output is intact
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    else:
+        assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out, words", [
+    ("/proc/sidestep-out", "cannot write /proc/sidestep-out: cannot create files in /proc ("),
+    ("{file}/out", "cannot write {file}/out: {file} is a file, not a folder; choose another --out path"),
+    ("{file}/a/b", "cannot write {file}/a/b: {file} is a file, not a folder"),
+])
+def test_an_out_that_cannot_be_written_is_refused_before_the_replay(tmp_path, capsys, monkeypatch, out, words):
+    """Found only after the whole replay before (/proc: a raw errno; under a file: "create it (mkdir -p)")."""
+    import controller.commands.replay as command_module
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out, words = out.format(file=afile), words.format(file=afile)
+    monkeypatch.setattr(command_module, "run_policy", lambda *a, **k: pytest.fail("the replay ran"))
+    code, _, err = _cli(["--scenario", "collide", "--k", "4", "--policy", "ecmp", "--out", out], capsys)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_a_disk_that_fills_while_writing_names_the_folder_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import controller.replay as replay_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(replay_module, "write_loads_csv", full)
+    out = tmp_path / "out"
+    code, _, err = _cli(["--scenario", "collide", "--k", "4", "--policy", "ecmp", "--out", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cannot write %s (--out): No space left on device; nothing was written" % out in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_jobs_is_refused_before_any_work(tmp_path, capsys):
     for bad in ("0", "-1", "two"):
         code, _, err = _cli(["--scenario", "bursts", "--k", "4", "--jobs", bad, "--out", str(tmp_path / "o")], capsys)
@@ -393,7 +459,9 @@ def test_the_span_check_follows_dependencies():
 
 @pytest.mark.parametrize("option, value, words", [
     ("--link-mbps", "inf", "bw must be a finite number of Mbit/s > 0, got 'inf'"),
-    ("--poll-interval", "inf", "--poll-interval a finite number of seconds > 0, got '0' and 'inf'"),
+    ("--poll-interval", "inf", "--poll-interval must be a finite number of seconds > 0, got 'inf'"),
+    ("--poll-interval", "0", "--poll-interval must be a finite number of seconds > 0, got '0'"),
+    ("--seed", "x", "--seed must be an integer, got 'x'"),
 ])
 def test_infinite_numbers_are_refused(tmp_path, capsys, option, value, words):
     """They were accepted and wrote "Infinity" into summary.json, which strict JSON parsers refuse."""

@@ -122,6 +122,7 @@ def test_a_failure_that_cuts_a_host_off_says_which_connection_and_cable(fabric):
     ([LinkEvent(1.0, *CABLE, True)], "not down at that time"),
     ([LinkEvent(2.0, *CABLE, False), LinkEvent(1.0, "c0", "a0_0", False)], "already down"),
     ([LinkEvent(3.0, *CABLE, True), LinkEvent(1.0, *CABLE, False), LinkEvent(2.0, *CABLE, True)], "not down"),
+    ([LinkEvent(5.0, *CABLE, False), LinkEvent(5.0, *CABLE, True)], "fails at that same time"),
 ])
 def test_bad_link_events_are_refused(fabric, events, message):
     with pytest.raises(ValueError, match=message):
