@@ -62,15 +62,17 @@ def _sigterm_as_interrupt() -> Optional[object]:
     Why: a command killed by SIGTERM's default action leaves what it was
     writing half done (a replay's hidden temporary folder, say) and says
     nothing; as KeyboardInterrupt it unwinds through the same cleanup as
-    Ctrl-C and exits 130 with one line.  Commands that stop differently
-    (``controller``, ``lab``) install their own handler in ``run``.
+    Ctrl-C and exits 130 with one line (``lab`` relies on it to take its
+    network down).  ``controller``, which stops differently, installs its
+    own handler in ``run``.
     """
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+    return signal.signal(signal.SIGTERM, raise_interrupt)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler that makes the signal a KeyboardInterrupt (Ctrl-C's unwinding and cleanup)."""
     raise KeyboardInterrupt
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from typing import List
@@ -78,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(out) and os.listdir(out):
         return _fail("output folder %s exists and is not empty; choose another --out" % out)
     os.makedirs(out, exist_ok=True)
-    # Ctrl-C and SIGTERM unwind through the Lab context managers, which clean up.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM (made a KeyboardInterrupt by ``controller.cli``) unwind through the Lab
+    # context managers, which clean up.
     try:
         if args.replay is not None:
             from mininet_topos.livereplay import run_live_replay

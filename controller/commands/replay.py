@@ -260,8 +260,10 @@ class _PolicyReplay:
     def _in_workers(self, policies: List[str], jobs: int) -> List[Tuple[str, object, Optional[str]]]:
         order = sorted(policies, key=lambda p: self.ORDER.index(p) if p in self.ORDER else len(self.ORDER))
         pool = multiprocessing.get_context("fork").Pool(jobs, _worker_start, (self,))
-        # SIGTERM as Ctrl-C while workers run, so that they are stopped, not left behind
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # SIGTERM as Ctrl-C while workers run, so that they are stopped, not left behind (``sidestep``
+        # does this for the whole command; this is for a caller that runs the replay some other way)
+        from controller.cli import raise_interrupt
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             pending = [pool.apply_async(_worker_replay, (p,)) for p in order]
             results = [r.get() for r in pending]
@@ -273,10 +275,6 @@ class _PolicyReplay:
             pool.close()
             pool.join()
         return results
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 _WORKER: List[_PolicyReplay] = []   # in a worker process: the replay it was forked with
