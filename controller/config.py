@@ -466,9 +466,8 @@ def _check_writable(ctx: _Ctx, key: str, path: str) -> None:
     if os.path.isdir(full):
         raise ctx.error(key, "%s is a folder; give a file name such as %s"
                         % (path, os.path.join(path, "loads.csv")))
-    problem = folder_problem(folder, key)
-    if problem:
-        raise ctx.error(key, "cannot write %s: %s" % (path, problem))
+    if not os.path.isdir(folder):     # missing, or a file: say which (an existing folder is checked below)
+        raise ctx.error(key, "cannot write %s: %s" % (path, folder_problem(folder, key)))
     if os.path.exists(full):
         if not os.access(full, os.W_OK):
             raise ctx.error(key, "cannot write %s: file is not writable" % path)
