@@ -10,7 +10,7 @@ import importlib
 import signal
 import sys
 import threading
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -40,7 +40,7 @@ def build_parser(argv: List[str]) -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    previous = _sigterm_as_interrupt()
+    installed, previous = _sigterm_as_interrupt()
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
@@ -52,12 +52,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("sidestep: interrupted", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _sigterm_as_interrupt() -> Optional[object]:
-    """SIGTERM stops a command as Ctrl-C does; returns the handler it replaced (None: not installed).
+def _sigterm_as_interrupt() -> Tuple[bool, object]:
+    """SIGTERM stops a command as Ctrl-C does; returns (installed, the handler it replaced).
 
     Why: a command killed by SIGTERM's default action leaves what it was
     writing half done (a replay's hidden temporary folder, say) and says
@@ -67,8 +67,8 @@ def _sigterm_as_interrupt() -> Optional[object]:
     own handler in ``run``.
     """
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, raise_interrupt)
+        return False, None
+    return True, signal.signal(signal.SIGTERM, raise_interrupt)
 
 
 def raise_interrupt(signum: int, frame: object) -> None:
