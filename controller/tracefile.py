@@ -7,9 +7,11 @@ import csv
 import math
 from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from controller.classify import BACKGROUND, TRAINING
+from controller.ecmp import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 
-FLOW_CLASSES = ("training", "background")
-PROTO_NAMES = {"tcp": 6, "udp": 17, "icmp": 1}
+FLOW_CLASSES = (TRAINING, BACKGROUND)
+PROTO_NAMES = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP}
 
 
 class TraceError(ValueError):
