@@ -391,6 +391,32 @@ def test_history_rows_follow_newly_indexed_links(fabric):
     assert mon.history(links, 3)[0] == pytest.approx([np.nan, np.nan, 0.1], nan_ok=True)
 
 
+
+def test_history_rows_of_several_link_lists_each_stay_their_own(fabric):
+    """Replay asks with two lists in turn (every link, the links it forecasts): each call answers
+    for its own list, from the kept rows or not, and a link indexed later is seen by every list."""
+    empty = Fabric()
+    for sw in ("s1", "s2", "s3"):
+        empty.add_switch(sw)
+    empty.add_link("s1", 1, "s2", 1, 10e6)
+    mon = LinkMonitor(empty)
+    mon.observe("s1", counters([(1, 0, 0, 1.0)]), 1.0)
+    mon.observe("s1", counters([(1, 250_000, 0, 2.0)]), 2.0)
+    one = [("s1", "s2")]
+    both = [("s2", "s3"), ("s1", "s2")]
+    lists = [one, both, list(reversed(both)), [("s2", "s1")], one, both]
+    for links in lists:
+        got = mon.history(links, 2)
+        assert np.array_equal(got, _history_reference(mon, links, 2), equal_nan=True), links
+    assert np.isnan(mon.history(both, 2)[0]).all()      # s2-s3 unknown so far
+    empty.add_link("s2", 2, "s3", 1, 10e6)
+    mon.observe("s2", counters([(2, 0, 0, 1.0)]), 1.0)
+    mon.observe("s2", counters([(2, 125_000, 0, 2.0)]), 2.0)
+    for links in lists:
+        got = mon.history(links, 2)
+        assert np.array_equal(got, _history_reference(mon, links, 2), equal_nan=True), links
+    assert mon.history(both, 2)[0][-1] == pytest.approx(0.1)
+
 # -- recording round trip ------------------------------------------------------
 
 def test_samples_record_as_a_readable_link_load_trace(fabric, tmp_path):
