@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from mininet_topos.cpuuse import CpuSnapshot
 from mininet_topos.lab import ROOT, ControllerProcess, Lab, LabError, wait_for
 from mininet_topos.labtrace import write_lab_trace
 from mininet_topos.scenario import TRAIN_LISTEN_BASE, Scenario
@@ -34,6 +35,7 @@ class RunResult:
     iterations: int
     out_dir: str
     update_latency_ms: Optional[float] = None
+    cpu: Optional[Dict[str, Optional[float]]] = None   # cores used during the job (mininet_topos.cpuuse)
 
 
 def _env() -> Dict[str, str]:
@@ -162,7 +164,10 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
                 if sc.background:
                     bg = start_background(lab, sc, run_dir, duration_s=job_timeout_s + BACKGROUND_LEAD_S)
                     time.sleep(BACKGROUND_LEAD_S)  # let the hotspot build and be measured
+                pid = ctrl.proc.pid if ctrl.proc is not None else None
+                cpu_before = CpuSnapshot.take(pid)
                 summary = run_job(lab, sc, run_dir, job_timeout_s)
+                summary["cpu"] = cpu_before.shares(CpuSnapshot.take(pid))
             finally:
                 _terminate(bg)
             after = ctrl.get("/health")
@@ -181,5 +186,5 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
                 float(summary["mean_iteration_s"]), float(summary["p99_iteration_s"]),
                 float(summary["throughput_bps"]), int(after["reroutes_total"]) - int(before["reroutes_total"]),
                 int(summary["iterations"]), run_dir,
-                (after.get("path_updates") or {}).get("mean_ms")))
+                (after.get("path_updates") or {}).get("mean_ms"), summary["cpu"]))
     return results

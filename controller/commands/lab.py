@@ -129,7 +129,8 @@ def _run_training(scenario, clear, policies: List[str], out: str, args: argparse
         rows.append({"run": r.policy, "scenario": r.scenario, "mean_iteration_s": r.mean_iteration_s,
                      "p99_iteration_s": r.p99_iteration_s, "throughput_mbps": r.throughput_bps / 1e6,
                      "reroutes": r.reroutes, "ratio_to_no_hotspot": r.mean_iteration_s / base.mean_iteration_s,
-                     "iterations": r.iterations, "update_latency_ms": r.update_latency_ms, "dir": r.out_dir})
+                     "iterations": r.iterations, "update_latency_ms": r.update_latency_ms, "cpu": r.cpu,
+                     "dir": r.out_dir})
     table = format_table(rows)
     summary = {"scenario": scenario.name, "description": scenario.description, "quick": bool(args.quick),
                "k": scenario.k, "link_mbps": scenario.bw_mbps, "workers": list(scenario.job.hosts),
@@ -145,6 +146,9 @@ def _run_training(scenario, clear, policies: List[str], out: str, args: argparse
     except ImportError:
         pass
     print(table)
+    cpu_line = format_cpu(rows)
+    if cpu_line:
+        print(cpu_line)
     print("\nsidestep lab: %d runs in %.0f s; controller logs, link-load recordings (loads.csv), worker "
           "timings and iterations.png are in %s; each run as a flow trace: sidestep replay "
           "%s/%s/scenario/trace.csv --k %d --link-mbps %g --out DIR"
@@ -161,6 +165,26 @@ def format_table(rows: List[dict]) -> str:
             r["run"], r["mean_iteration_s"], r["p99_iteration_s"], r["throughput_mbps"], r["reroutes"],
             r["ratio_to_no_hotspot"]))
     return "\n".join(lines)
+
+
+def format_cpu(rows: List[dict]) -> str:
+    """One line: the cores ovs-vswitchd (the data plane, one thread) and the controller used during the jobs.
+
+    Why under the table: the userspace datapath forwards every packet in one
+    thread of a two-core machine, so a slow row is first a question of CPU
+    (docs/lab.md, "Where the CPU goes").  Empty when nothing was measured.
+    """
+    def span(key: str) -> str:
+        got = [r["cpu"][key] for r in rows if r.get("cpu") and r["cpu"].get(key) is not None]
+        if not got:
+            return "not measured"
+        return "%.2f" % got[0] if len(got) == 1 else "%.2f-%.2f" % (min(got), max(got))
+    if not any(r.get("cpu") for r in rows):
+        return ""
+    return ("cores used during the jobs: ovs-vswitchd (the datapath, one forwarding thread) %s, controller %s, "
+            "whole machine %s of %d" % (span("datapath_cores"), span("controller_cores"),
+                                         span("machine_busy_cores"),
+                                         max(int(r["cpu"].get("cpus") or 0) for r in rows if r.get("cpu"))))
 
 
 def _plot(rows, path: str) -> None:
