@@ -99,7 +99,8 @@ class CpuSnapshot:
 
         total = later.total_ticks - self.total_ticks
         machine = round((later.busy_ticks - self.busy_ticks) / total * cpus, 3) if total > 0 else None
-        return {"datapath_cores": cores((self.datapath_pid, later.datapath_pid), self.datapath_s, later.datapath_s),
+        return {"datapath_cores": cores((self.datapath_pid, later.datapath_pid), self.datapath_s,
+                                        later.datapath_s),
                 "controller_cores": cores((self.controller_pid, later.controller_pid), self.controller_s,
                                           later.controller_s),
                 "machine_busy_cores": machine, "cpus": cpus, "span_s": round(span, 3)}

@@ -36,6 +36,7 @@ class RunResult:
     out_dir: str
     update_latency_ms: Optional[float] = None
     cpu: Optional[Dict[str, Optional[float]]] = None   # cores used during the job (mininet_topos.cpuuse)
+    tcp: Optional[Dict[str, float]] = None   # the ring connections' TCP readings (trainjob.summarize)
 
 
 def _env() -> Dict[str, str]:
@@ -186,5 +187,5 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
                 float(summary["mean_iteration_s"]), float(summary["p99_iteration_s"]),
                 float(summary["throughput_bps"]), int(after["reroutes_total"]) - int(before["reroutes_total"]),
                 int(summary["iterations"]), run_dir,
-                (after.get("path_updates") or {}).get("mean_ms"), summary["cpu"]))
+                (after.get("path_updates") or {}).get("mean_ms"), summary["cpu"], summary.get("tcp")))
     return results

@@ -45,9 +45,13 @@ Worker output (``--out``, written atomically: temp file + rename), format
                     "accepted_from": "10.0.0.4:41000", "setup_s": 0.31},
      "iterations": [{"index": 0, "start_s": 1700000000.12, "end_s": 1700000003.4,
                      "duration_s": 3.28, "compute_s": 0.5, "comm_s": 2.78,
-                     "barrier_s": 0.001, "bytes_sent": 6000000, "bytes_received": 6000000}, ...],
+                     "barrier_s": 0.001, "bytes_sent": 6000000, "bytes_received": 6000000,
+                     "tcp": {"max_srtt_ms": 12.5, "retrans": 0}}, ...],
      "total_bytes_sent": 60000000, "shutdown": "clean"}
 
+``tcp`` (where the kernel gives TCP_INFO) is about the connection the worker
+sends on: the largest smoothed RTT read after each all-reduce step and the
+segments retransmitted during the all-reduce.
 ``start_s`` is taken after the barrier (so it is the same moment on every worker,
 up to the ring latency), ``end_s`` after the last all-gather step; times are
 ``time.time()`` so that workers on different hosts of one machine compare.
@@ -346,6 +350,37 @@ def exchange(out_sock: socket.socket, in_sock: socket.socket, out_data: memoryvi
         sel.close()
 
 
+# Linux's struct tcp_info up to tcpi_total_retrans: 8 one-byte fields, then 24 __u32
+# (rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans, fackets, 4 x last_*,
+# pmtu, rcv_ssthresh, rtt, rttvar, snd_ssthresh, snd_cwnd, advmss, reordering,
+# rcv_rtt, rcv_space, total_retrans)
+_TCP_INFO = struct.Struct("=8B24I")
+_RTT, _CWND, _TOTAL_RETRANS = 8 + 15, 8 + 18, 8 + 23
+
+
+def parse_tcp_info(raw: bytes) -> Dict[str, float]:
+    """The smoothed RTT (ms), congestion window (segments) and retransmissions so far from TCP_INFO bytes."""
+    fields = _TCP_INFO.unpack_from(raw)
+    return {"srtt_ms": fields[_RTT] / 1000.0, "cwnd": fields[_CWND], "total_retrans": fields[_TOTAL_RETRANS]}
+
+
+def tcp_info(sock: socket.socket) -> Optional[Dict[str, float]]:
+    """``parse_tcp_info`` of a connected socket, or None where the kernel does not give it.
+
+    Why the worker reads it: a slow iteration on the lab is either a slow path
+    (queueing: the smoothed RTT of the connection that sends, ACKs included)
+    or losses (retransmissions) or neither (CPU), and these tell them apart.
+    """
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO.size)
+    except OSError:
+        return None
+    return parse_tcp_info(raw) if len(raw) >= _TCP_INFO.size else None
+
+
 # --------------------------------------------------------------------------
 # the worker
 # --------------------------------------------------------------------------
@@ -516,19 +551,31 @@ def run_worker(cfg: WorkerConfig, result: Optional[WorkerResult] = None) -> Work
                 time.sleep(cfg.compute_s)
             t_comm = time.monotonic()
             sent = received = 0
+            tcp_start = tcp_info(out_sock)
+            srtt_max = 0.0
             for s, (c_out, c_in) in enumerate(steps):
                 exchange(out_sock, in_sock, send_buf[offsets[c_out]:offsets[c_out] + chunks[c_out]],
                          recv_buf[offsets[c_in]:offsets[c_in] + chunks[c_in]], cfg.io_timeout_s,
                          "rank %d iteration %d step %d" % (cfg.rank, i, s))
                 sent += chunks[c_out]
                 received += chunks[c_in]
+                now_tcp = tcp_info(out_sock)
+                if now_tcp is not None:
+                    srtt_max = max(srtt_max, now_tcp["srtt_ms"])
             end = time.time()
             t_end = time.monotonic()
-            result.iterations.append({
+            record = {
                 "index": i, "start_s": round(start, 6), "end_s": round(end, 6),
                 "duration_s": round(end - start, 6), "compute_s": round(t_comm - t_c, 6),
                 "comm_s": round(t_end - t_comm, 6), "barrier_s": round(t_c - t_b, 6),
-                "bytes_sent": sent, "bytes_received": received})
+                "bytes_sent": sent, "bytes_received": received}
+            tcp_end = tcp_info(out_sock)
+            if tcp_start is not None and tcp_end is not None:
+                # the connection this worker sends on: its largest smoothed RTT after a step, and
+                # the segments it retransmitted during the all-reduce
+                record["tcp"] = {"max_srtt_ms": round(srtt_max, 3),
+                                 "retrans": int(tcp_end["total_retrans"] - tcp_start["total_retrans"])}
+            result.iterations.append(record)
             log.info("rank %d: iteration %d start %.6f end %.6f (%.3f s, comm %.3f s)",
                      cfg.rank, i, start, end, end - start, t_end - t_comm)
         result.shutdown = _goodbye(out_sock, in_sock, cfg)
@@ -638,9 +685,12 @@ def summarize(files: Sequence[str], warmup: int = 0) -> Dict[str, Any]:
     ``max_iteration_s``, ``iterations`` (counted), ``warmup``, ``workers``,
     ``iteration_s`` (the counted t_i), ``total_s`` (their sum),
     ``bytes_per_worker`` (mean over workers of bytes sent in the counted
-    iterations) and ``throughput_bps`` = 8 * bytes_per_worker / total_s: the
+    iterations), ``throughput_bps`` = 8 * bytes_per_worker / total_s: the
     bits each worker moved per second of job iteration time (NCCL's
-    "bus bandwidth" up to the compute gap).  Raises :class:`ReportError`.
+    "bus bandwidth" up to the compute gap), and ``tcp`` (None unless every
+    counted iteration of every worker has its TCP readings): the segments
+    retransmitted, and the median and largest of the per-iteration largest
+    smoothed RTTs.  Raises :class:`ReportError`.
     """
     if not files:
         raise ReportError("no worker files given")
@@ -667,6 +717,12 @@ def summarize(files: Sequence[str], warmup: int = 0) -> Dict[str, Any]:
     total = sum(counted)
     bytes_per_worker = sum(sum(it["bytes_sent"] for it in d["iterations"][warmup:])
                            for _, d in workers) / len(workers)
+    tcp = [it.get("tcp") for _, d in workers for it in d["iterations"][warmup:]]
+    tcp_summary = None
+    if tcp and all(isinstance(t, dict) for t in tcp):
+        srtt = [float(t["max_srtt_ms"]) for t in tcp]
+        tcp_summary = {"retrans": int(sum(t["retrans"] for t in tcp)),
+                       "max_srtt_ms_median": percentile(srtt, 50), "max_srtt_ms_max": max(srtt)}
     return {
         "workers": len(workers),
         "iterations": len(counted),
@@ -680,6 +736,7 @@ def summarize(files: Sequence[str], warmup: int = 0) -> Dict[str, Any]:
         "total_s": total,
         "bytes_per_worker": bytes_per_worker,
         "throughput_bps": 8.0 * bytes_per_worker / total if total > 0 else 0.0,
+        "tcp": tcp_summary,
     }
 
 

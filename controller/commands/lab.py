@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 POLICIES = ("ecmp", "reactive", "predictive")
 
@@ -130,7 +130,7 @@ def _run_training(scenario, clear, policies: List[str], out: str, args: argparse
                      "p99_iteration_s": r.p99_iteration_s, "throughput_mbps": r.throughput_bps / 1e6,
                      "reroutes": r.reroutes, "ratio_to_no_hotspot": r.mean_iteration_s / base.mean_iteration_s,
                      "iterations": r.iterations, "update_latency_ms": r.update_latency_ms, "cpu": r.cpu,
-                     "dir": r.out_dir})
+                     "tcp": r.tcp, "dir": r.out_dir})
     table = format_table(rows)
     summary = {"scenario": scenario.name, "description": scenario.description, "quick": bool(args.quick),
                "k": scenario.k, "link_mbps": scenario.bw_mbps, "workers": list(scenario.job.hosts),
@@ -139,16 +139,16 @@ def _run_training(scenario, clear, policies: List[str], out: str, args: argparse
                "elapsed_s": time.time() - started, "runs": rows}
     with open(os.path.join(out, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=1)
+    diagnostics = format_diagnostics(rows)
     with open(os.path.join(out, "table.txt"), "w") as handle:
-        handle.write(table + "\n")
+        handle.write(table + "\n" + ("\n" + diagnostics + "\n" if diagnostics else ""))
     try:
         _plot(rows, os.path.join(out, "iterations.png"))
     except ImportError:
         pass
     print(table)
-    cpu_line = format_cpu(rows)
-    if cpu_line:
-        print(cpu_line)
+    if diagnostics:
+        print("\n" + diagnostics)
     print("\nsidestep lab: %d runs in %.0f s; controller logs, link-load recordings (loads.csv), worker "
           "timings and iterations.png are in %s; each run as a flow trace: sidestep replay "
           "%s/%s/scenario/trace.csv --k %d --link-mbps %g --out DIR"
@@ -167,24 +167,33 @@ def format_table(rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_cpu(rows: List[dict]) -> str:
-    """One line: the cores ovs-vswitchd (the data plane, one thread) and the controller used during the jobs.
+def format_diagnostics(rows: List[dict]) -> str:
+    """A second table: per run, the ring's TCP readings and the cores used during its job.
 
-    Why under the table: the userspace datapath forwards every packet in one
-    thread of a two-core machine, so a slow row is first a question of CPU
-    (docs/lab.md, "Where the CPU goes").  Empty when nothing was measured.
+    Why under the results: a slow row on this lab is a slow path (queueing shows
+    in the ring connections' smoothed RTT), losses (retransmissions) or the CPU
+    (the userspace datapath forwards every packet in one thread of ovs-vswitchd
+    on two cores; docs/lab.md, "Where the CPU goes").  "-" where a run has no
+    reading; empty when no run has any.
     """
-    def span(key: str) -> str:
-        got = [r["cpu"][key] for r in rows if r.get("cpu") and r["cpu"].get(key) is not None]
-        if not got:
-            return "not measured"
-        return "%.2f" % got[0] if len(got) == 1 else "%.2f-%.2f" % (min(got), max(got))
-    if not any(r.get("cpu") for r in rows):
+    if not any(r.get("cpu") or r.get("tcp") for r in rows):
         return ""
-    return ("cores used during the jobs: ovs-vswitchd (the datapath, one forwarding thread) %s, controller %s, "
-            "whole machine %s of %d" % (span("datapath_cores"), span("controller_cores"),
-                                         span("machine_busy_cores"),
-                                         max(int(r["cpu"].get("cpus") or 0) for r in rows if r.get("cpu"))))
+
+    def num(value: Optional[float], fmt: str = "%.2f") -> str:
+        return "-" if value is None else fmt % value
+
+    head = "%-12s %8s %16s %10s %10s %11s" % ("run", "retrans", "srtt ms med/max", "ovs cores", "ctl cores",
+                                              "busy cores")
+    lines = ["where the time went (ring TCP over the counted iterations; cores during the job):", head,
+             "-" * len(head)]
+    for r in rows:
+        tcp = r.get("tcp") or {}
+        cpu = r.get("cpu") or {}
+        srtt = ("%.1f/%.1f" % (tcp["max_srtt_ms_median"], tcp["max_srtt_ms_max"])) if tcp else "-"
+        lines.append("%-12s %8s %16s %10s %10s %11s" % (
+            r["run"], num(tcp.get("retrans"), "%d"), srtt, num(cpu.get("datapath_cores")),
+            num(cpu.get("controller_cores")), num(cpu.get("machine_busy_cores"))))
+    return "\n".join(lines)
 
 
 def _plot(rows, path: str) -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from controller.commands.lab import format_cpu
+from controller.commands.lab import format_diagnostics
 from mininet_topos.cpuuse import CpuSnapshot, machine_busy_ticks, process_cpu_s
 
 # /proc/PID/stat of a process whose name holds a space and a ')': utime 250, stime 50 ticks
@@ -59,14 +59,17 @@ def test_a_snapshot_of_a_real_process_sees_the_cpu_it_burned():
     assert 0 <= shares["machine_busy_cores"] <= shares["cpus"]
 
 
-def test_the_line_under_the_table_gives_each_ranges_and_says_when_nothing_was_measured():
-    rows = [{"cpu": {"datapath_cores": 0.73, "controller_cores": 0.04, "machine_busy_cores": 1.07, "cpus": 2}},
-            {"cpu": {"datapath_cores": 0.98, "controller_cores": 0.06, "machine_busy_cores": 1.31, "cpus": 2}},
-            {"cpu": {"datapath_cores": None, "controller_cores": 0.05, "machine_busy_cores": 1.2, "cpus": 2}}]
-    line = format_cpu(rows)
-    assert "ovs-vswitchd (the datapath, one forwarding thread) 0.73-0.98" in line
-    assert "controller 0.04-0.06" in line and "whole machine 1.07-1.31 of 2" in line
-    assert format_cpu([{"cpu": None}, {}]) == ""
-    only = format_cpu([{"cpu": {"datapath_cores": None, "controller_cores": 0.05, "machine_busy_cores": 1.0,
-                                "cpus": 2}}])
-    assert "ovs-vswitchd (the datapath, one forwarding thread) not measured" in only
+def test_the_table_under_the_results_shows_each_runs_readings_and_dashes_where_there_are_none():
+    rows = [{"run": "no hotspot", "tcp": {"retrans": 0, "max_srtt_ms_median": 3.14, "max_srtt_ms_max": 9.0},
+             "cpu": {"datapath_cores": 0.73, "controller_cores": 0.04, "machine_busy_cores": 1.07, "cpus": 2}},
+            {"run": "ecmp", "tcp": {"retrans": 12, "max_srtt_ms_median": 101.5, "max_srtt_ms_max": 230.25},
+             "cpu": {"datapath_cores": None, "controller_cores": 0.06, "machine_busy_cores": 1.31, "cpus": 2}},
+            {"run": "reactive", "tcp": None, "cpu": None}]
+    lines = format_diagnostics(rows).splitlines()
+    assert lines[0].startswith("where the time went")
+    assert lines[1].split() == ["run", "retrans", "srtt", "ms", "med/max", "ovs", "cores", "ctl", "cores",
+                                "busy", "cores"]
+    assert lines[3].split() == ["no", "hotspot", "0", "3.1/9.0", "0.73", "0.04", "1.07"]
+    assert lines[4].split() == ["ecmp", "12", "101.5/230.2", "-", "0.06", "1.31"]
+    assert lines[5].split() == ["reactive", "-", "-", "-", "-", "-"]
+    assert format_diagnostics([{"run": "x", "cpu": None, "tcp": None}, {"run": "y"}]) == ""

@@ -91,8 +91,15 @@ def test_four_worker_ring_on_localhost(tmp_path):
         nxt = loaded[(r + 1) % n]["iterations"]
         assert [it["bytes_sent"] for it in loaded[r]["iterations"]] == [it["bytes_received"] for it in nxt]
     assert sum(d["total_bytes_sent"] for d in loaded) == iterations * 2 * (n - 1) * message
+    # the kernel's TCP_INFO of each worker's sending connection, every iteration (loopback: no loss)
+    for d in loaded:
+        for it in d["iterations"]:
+            assert it["tcp"]["retrans"] == 0 and 0 < it["tcp"]["max_srtt_ms"] < 1000, it
     summary = summarize(files, warmup=1)
     assert summary["workers"] == n and summary["iterations"] == iterations - 1
+    counted = [it["tcp"]["max_srtt_ms"] for d in loaded for it in d["iterations"][1:]]
+    assert summary["tcp"] == {"retrans": 0, "max_srtt_ms_median": pytest.approx(percentile(counted, 50)),
+                              "max_srtt_ms_max": max(counted)}
     assert summary["mean_iteration_s"] > 0 and summary["p99_iteration_s"] >= summary["mean_iteration_s"] * 0.999
     assert summary["throughput_bps"] > 0
 
@@ -218,6 +225,49 @@ def test_summary_uses_slowest_worker_per_iteration(tmp_path):
     assert w["iteration_s"] == pytest.approx([2.5, 3.0])
     assert w["bytes_per_worker"] == 1200
     assert w["throughput_bps"] == pytest.approx(8 * 1200 / 5.5)
+
+
+def test_summary_adds_up_the_tcp_readings_of_the_counted_iterations(tmp_path):
+    f0 = _worker_file(tmp_path / "a.json", 0, [(10, 11), (12, 13), (13.5, 16)])
+    f1 = _worker_file(tmp_path / "b.json", 1, [(10.5, 12), (12.1, 13.5), (13.6, 15)])
+    assert summarize([f0, f1])["tcp"] is None                 # files from before the readings
+    readings = {f0: [(40.0, 1), (3.0, 2), (9.0, 0)], f1: [(50.0, 7), (5.0, 0), (200.0, 4)]}
+    for path, tcp in readings.items():
+        data = json.load(open(path))
+        for it, (srtt, retrans) in zip(data["iterations"], tcp):
+            it["tcp"] = {"max_srtt_ms": srtt, "retrans": retrans}
+        write_json_atomic(path, data)
+    got = summarize([f0, f1], warmup=1)["tcp"]                # iteration 0 left out
+    assert got == {"retrans": 2 + 0 + 0 + 4, "max_srtt_ms_median": pytest.approx(7.0), "max_srtt_ms_max": 200.0}
+    data = json.load(open(f1))
+    del data["iterations"][2]["tcp"]
+    write_json_atomic(f1, data)
+    assert summarize([f0, f1], warmup=1)["tcp"] is None      # all counted iterations, or nothing
+
+
+def test_tcp_info_reads_the_kernels_struct():
+    """The layout of struct tcp_info read back from a real loopback connection and from packed bytes."""
+    import struct
+
+    from mininet_topos.trainjob import parse_tcp_info, tcp_info
+    values = [1, 0, 0, 0, 0, 7, 0x77, 0] + list(range(100, 124))
+    got = parse_tcp_info(struct.pack("=8B24I", *values))
+    assert got == {"srtt_ms": 115 / 1000.0, "cwnd": 118, "total_retrans": 123}
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname(), timeout=PROC_DEADLINE_S) as client:
+            server, _ = listener.accept()
+            with server:
+                client.sendall(b"x" * 200_000)
+                got_bytes = 0
+                while got_bytes < 200_000:
+                    got_bytes += len(server.recv(65536))
+                info = tcp_info(client)
+                raw = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    assert raw[0] == 1                                        # tcpi_state: TCP_ESTABLISHED
+    assert struct.unpack_from("=I", raw, 8 + 13 * 4)[0] == 65535   # tcpi_pmtu of loopback
+    assert info["total_retrans"] == 0 and info["cwnd"] >= 10 and 0 < info["srtt_ms"] < 1000
 
 
 def test_percentile_matches_numpy_default():
