@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,6 +23,8 @@ from controller.listening import listening_on
 from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+# ovs-vswitchd's packet sockets' send buffer (net.core.wmem_default when it makes them): see ensure_send_buffer
+OVS_SEND_BUFFER_BYTES = 8 * 1024 * 1024
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -73,15 +76,63 @@ def _ovs_up() -> bool:
                            ["ovs-appctl", "-T", "3", "-t", "ovs-vswitchd", "version"]))
 
 
+def small_ovs_send_buffers(ss_output: str, need_bytes: int = OVS_SEND_BUFFER_BYTES) -> List[int]:
+    """The send-buffer sizes (``tb`` in ``ss -0 -m -n -p``) of ovs-vswitchd's packet sockets below ``need_bytes``."""
+    small = []
+    for line in ss_output.splitlines():
+        if "ovs-vswitchd" not in line:
+            continue
+        for tb in re.findall(r"\btb(\d+)", line):
+            if int(tb) < need_bytes:
+                small.append(int(tb))
+    return small
+
+
+def ensure_send_buffer() -> bool:
+    """Give ovs-vswitchd's packet sockets a send buffer of ``OVS_SEND_BUFFER_BYTES``; True: restart it.
+
+    Why: the userspace datapath sends every packet of every port through one
+    AF_PACKET socket, made with the kernel's default send buffer
+    (``net.core.wmem_default``, 208 KiB here).  A packet waiting in a shaped
+    link's queue is charged to that socket until it leaves, so a few full
+    queues use up the buffer, and then a send on *any* port fails with EAGAIN
+    and ovs-vswitchd drops the packet (its log: "error sending Ethernet packet
+    ... Resource temporarily unavailable"), counted nowhere else.  In the lab
+    that dropped the ring's packets whenever the hotspot's queues were full,
+    on paths that shared no link with it (docs/lab.md, "The lost packets").
+    The socket takes the default when ovs-vswitchd makes it, so a running
+    ovs-vswitchd whose sockets have a smaller buffer must be restarted.
+    """
+    path = "/proc/sys/net/core/wmem_default"
+    try:
+        with open(path) as handle:
+            current = int(handle.read().split()[0])
+        if current < OVS_SEND_BUFFER_BYTES:
+            with open(path, "w") as handle:
+                handle.write("%d\n" % OVS_SEND_BUFFER_BYTES)
+    except (OSError, ValueError) as exc:
+        raise LabError("cannot raise net.core.wmem_default to %d (%s): without it Open vSwitch drops packets "
+                       "under load; run as root (sysctl -w net.core.wmem_default=%d)"
+                       % (OVS_SEND_BUFFER_BYTES, exc, OVS_SEND_BUFFER_BYTES)) from exc
+    listing = subprocess.run(["ss", "-0", "-m", "-n", "-p"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             universal_newlines=True).stdout
+    return bool(small_ovs_send_buffers(listing))
+
+
 def ensure_ovs() -> None:
-    """Start Open vSwitch if it is not running (userspace datapath: no kernel module needed)."""
+    """Start Open vSwitch if it is not running (userspace datapath: no kernel module needed), or
+    restart it if its packet sockets were made with too small a send buffer (``ensure_send_buffer``)."""
     if shutil.which("ovs-vsctl") is None or not os.path.exists(OVS_CTL):
         raise LabError("Open vSwitch is not installed; install it with "
                        "'apt-get install openvswitch-switch' (the README's setup command does this)")
-    if _ovs_up():
+    restart = ensure_send_buffer()
+    if _ovs_up() and not restart:
         return
-    proc = subprocess.run([OVS_CTL, "start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
+    if restart:
+        print("sidestep lab: restarting Open vSwitch: its packet sockets have a send buffer below %d bytes "
+              "(docs/lab.md, \"The lost packets\")" % OVS_SEND_BUFFER_BYTES, file=sys.stderr)
+    proc = subprocess.run([OVS_CTL, "restart" if restart else "start"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True)
     if not _ovs_up():
         raise LabError("Open vSwitch did not start (ovsdb-server and ovs-vswitchd must both run):\n%s"
                        % proc.stdout[-2000:])

@@ -27,6 +27,14 @@ fi
 # Open vSwitch: userspace datapath, no kernel module needed.  Both daemons must answer: `ovs-vsctl show`
 # needs only the database server, and without ovs-vswitchd Mininet's first add-br waits for ever.
 ovs_up() { ovs-vsctl --timeout=3 show >/dev/null 2>&1 && ovs-appctl -T 3 -t ovs-vswitchd version >/dev/null 2>&1; }
+# ovs-vswitchd sends every port's packets through one AF_PACKET socket with the kernel's default send
+# buffer; the lab's shaped queues need more, or it drops packets under load (mininet_topos/lab.py,
+# ensure_send_buffer; the lab also restarts an ovs-vswitchd that was started before this was raised)
+SEND_BUFFER=8388608
+if [ "$(cat /proc/sys/net/core/wmem_default)" -lt "$SEND_BUFFER" ]; then
+    sysctl -q -w net.core.wmem_default="$SEND_BUFFER"
+    echo "net.core.wmem_default = $SEND_BUFFER" > /etc/sysctl.d/60-sidestep-lab.conf
+fi
 if ! ovs_up; then
     /usr/share/openvswitch/scripts/ovs-ctl start > /tmp/sidestep-ovs-start.log 2>&1 || true
     if ! ovs_up; then
