@@ -114,8 +114,11 @@ def ensure_send_buffer() -> bool:
         raise LabError("cannot raise net.core.wmem_default to %d (%s): without it Open vSwitch drops packets "
                        "under load; run as root (sysctl -w net.core.wmem_default=%d)"
                        % (OVS_SEND_BUFFER_BYTES, exc, OVS_SEND_BUFFER_BYTES)) from exc
-    listing = subprocess.run(["ss", "-0", "-m", "-n", "-p"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             universal_newlines=True).stdout
+    try:
+        listing = subprocess.run(["ss", "-0", "-m", "-n", "-p"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, universal_newlines=True).stdout
+    except OSError:     # no ss (iproute2): the sockets cannot be checked; the sysctl is set for the next start
+        return False
     return bool(small_ovs_send_buffers(listing))
 
 
