@@ -324,7 +324,8 @@ def render_metrics(state: ApiState) -> str:
              "Port-stats polls whose previous request was still unanswered when the next was due.",
              [({"switch": sw}, int(n)) for sw, n in sorted(health.missed_polls.items())])
     m.family("sidestep_reroutes_total", "counter",
-             "Flows moved to another path: planner moves, failovers from a failed link or switch, and POST /pins.",
+             "Flows moved to another path: planner moves, failovers from a failed link or switch, POST /pins, "
+             "and flows placed before discovery settled moved to ECMP's path over every link.",
              [({}, health.reroutes_total)])
     m.family("sidestep_packet_in_total", "counter", "Packet-in messages received.",
              [({}, health.packet_in_total)])

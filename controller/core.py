@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from controller.ecmp import PROTO_TCP, PROTO_UDP, FiveTuple, ecmp_choice
 from controller.fabric import Fabric, FabricError, Link, Path, path_links
@@ -135,6 +135,8 @@ class InstalledFlow:
     last_seen_s: Optional[float] = None
     moves: int = 0
     last_move_s: Optional[float] = None
+    # chosen while some switch was still being discovered: ECMP may have picked from part of its paths
+    provisional: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,7 @@ class ControllerCore:
         self._next_lldp_s = 0.0
         self._newest_lldp_s = 0.0
         self._flow_seq = 0
+        self._provisional: Set[FiveTuple] = set()   # flows placed before discovery settled
 
     # ---------------------------------------------------------- switches
     def name_of(self, dpid: int) -> str:
@@ -290,6 +293,38 @@ class ControllerCore:
                     if up:
                         cmds.append(SendLldp(dpid, port))
         cmds.extend(self._expire_links(now_s))
+        cmds.extend(self._rehash_provisional(now_s))
+        return cmds
+
+    def _rehash_provisional(self, now_s: float) -> List[Command]:
+        """Once discovery has settled, move flows placed before it to ECMP's choice over every path.
+
+        Why: a switch that (re)connects gets its links back one LLDP reply at a
+        time, and its hosts' packets reach the controller meanwhile.  A flow
+        placed between the first uplink's reply and the last took ECMP's pick
+        among the paths known then, and kept it for as long as it sent: after a
+        switch's reconnect its connections came back on other paths than before,
+        all crowded onto the uplinks found first.  Pinned flows keep their pins.
+        """
+        if not self._provisional or not self.settled(now_s):
+            return []
+        pending, self._provisional = self._provisional, set()
+        cmds: List[Command] = []
+        for five in sorted(pending):
+            flow = self.flows.get(five)
+            if flow is None or not flow.provisional:
+                continue  # forgotten or replaced since
+            flow.provisional = False
+            if five in self.pins:
+                continue
+            try:
+                path = self.choose_path(five)
+            except FabricError:
+                continue  # no path now: its next packet-in says so
+            if tuple(path) != tuple(flow.path):
+                LOG.info("discovery settled: moving %s to %s", five.key(), "->".join(path))
+                cmds.extend(self.repin(five, path, now_s))
+                self.pins.pop(five, None)
         return cmds
 
     def _expire_links(self, now_s: float) -> List[Command]:
@@ -533,7 +568,10 @@ class ControllerCore:
         version = (old.version + 1) if old is not None else 0
         self._flow_seq += 1
         cls = self.classify(five) if self.classify is not None else "background"
-        flow = InstalledFlow("f%d" % self._flow_seq, five, path, version, now_s, cls)
+        flow = InstalledFlow("f%d" % self._flow_seq, five, path, version, now_s, cls,
+                             provisional=not self.settled(now_s))
+        if flow.provisional:
+            self._provisional.add(five)
         self.flows[five] = flow
         self.counters.flows_installed += 1
         cmds: List[Command] = []

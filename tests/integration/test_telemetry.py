@@ -107,7 +107,10 @@ def test_switch_reconnect_never_gives_absurd_utilization(tlab):
         wait_for(lambda: ctrl.get("/health")["switches_connected"] == 19, 20, "%s to disconnect" % edge)
         subprocess.check_call(["ovs-vsctl", "set-controller", edge, "tcp:127.0.0.1:%d" % lab.ofp_port])
         wait_for(lambda: ctrl.get("/health")["switches_connected"] == 20, 20, "%s to reconnect" % edge)
-        # traffic resumes through the re-learned flow and is measured again
+        # traffic resumes through the re-learned flow, on ECMP's path as before once the switch's
+        # links are all known again (a flow placed between two uplinks' LLDP replies is moved back)
+        wait_for(lambda: flow_path(ctrl, "h5", "h12", 17, 41002) == path, 20,
+                 "the stream back on %s after reconnect" % "->".join(path))
         wait_for(lambda: (util_map(ctrl).get((edge, path[2])) or 0) > 0.4, 20,
                  "the stream measured again after reconnect")
     finally:

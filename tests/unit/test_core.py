@@ -316,3 +316,68 @@ def test_pins_of_gone_connections_are_bounded(monkeypatch):
     assert len(core.pins) == 5
     assert live in core.pins                                   # a live connection's pin is kept
     assert FiveTuple("h1", "h16", 6, 40019, 5201) in core.pins  # and the newest
+
+
+SPEC_PORT = {}
+for _link in SPEC.links:
+    SPEC_PORT[_link.a, _link.b] = _link.a_port
+    SPEC_PORT[_link.b, _link.a] = _link.b_port
+
+
+def lldp_both_ways(core, a, b, now):
+    core.packet_in(DPID[b], SPEC_PORT[b, a], lldp(a, SPEC_PORT[a, b]), now)
+    core.packet_in(DPID[a], SPEC_PORT[a, b], lldp(b, SPEC_PORT[b, a]), now)
+
+
+def udp(sport):
+    return FiveTuple("h1", "h16", 17, sport, 5302)
+
+
+def e0_0_back_with_one_uplink(sports):
+    """e0_0 reconnects at 14 s; h1's connections ``sports`` send while only its uplink to a0_0 is known."""
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    full = {sport: core.choose_path(udp(sport)) for sport in sports}
+    core.switch_disconnected(DPID["e0_0"], 13.0)
+    core.switch_connected(DPID["e0_0"], 14.0)
+    core.ports_described(DPID["e0_0"], [(p, True) for p in range(1, 5)], 14.0)
+    for link in SPEC.links:   # the rest of the fabric keeps answering
+        if not link.a.startswith("h") and "e0_0" not in (link.a, link.b):
+            lldp_both_ways(core, link.a, link.b, 14.0)
+    lldp_both_ways(core, "e0_0", "a0_0", 14.01)
+    for sport in sports:
+        core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16", sport=sport, dport=5302, proto=17), 14.02)
+    assert all(core.flows[udp(sport)].path[2] == "a0_0" for sport in sports)
+    lldp_both_ways(core, "e0_0", "a0_1", 14.03)
+    return core, full
+
+
+def test_flows_placed_while_a_switch_is_rediscovered_return_to_ecmp_once_discovery_settles():
+    """A reconnected edge switch gets its uplinks back one LLDP reply at a time; a flow placed
+    in between took ECMP's pick among the paths known then, and kept it for as long as it sent."""
+    core, full = e0_0_back_with_one_uplink(range(41000, 41032))
+    via_a0_1 = sorted(sport for sport, path in full.items() if path[2] == "a0_1")
+    assert via_a0_1 and len(via_a0_1) < len(full)
+    assert not [c for c in core.lldp_due(15.0) if isinstance(c, PathUpdate)]  # not settled yet
+    cmds = core.lldp_due(14.0 + 2.5)
+    assert sorted(c.flow.src_port for c in cmds if isinstance(c, PathUpdate)) == via_a0_1
+    for sport, path in full.items():
+        assert core.flows[udp(sport)].path == path
+        assert udp(sport) not in core.pins  # still ECMP's, not pinned
+    assert core.counters.reroutes == len(via_a0_1)
+    # once settled, nothing more moves, and flows placed now are not provisional
+    assert not [c for c in core.lldp_due(20.0) if isinstance(c, PathUpdate)]
+    core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16", sport=42000, dport=5302, proto=17), 20.1)
+    assert not core.flows[udp(42000)].provisional
+
+
+def test_pinned_flows_placed_before_discovery_settled_keep_their_pins():
+    sports = range(41000, 41032)
+    core, full = e0_0_back_with_one_uplink(sports)
+    pinned = next(sport for sport in sports if full[sport][2] == "a0_1")
+    early = core.flows[udp(pinned)].path
+    core.repin(udp(pinned), early, 14.5)   # e.g. POST /pins, or the planner
+    cmds = core.lldp_due(17.0)
+    assert pinned not in {c.flow.src_port for c in cmds if isinstance(c, PathUpdate)}
+    assert core.flows[udp(pinned)].path == early and core.pins[udp(pinned)] == early
