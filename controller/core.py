@@ -306,7 +306,12 @@ class ControllerCore:
         switch's reconnect its connections came back on other paths than before,
         all crowded onto the uplinks found first.  Pinned flows keep their pins.
         """
-        if not self._provisional or not self.settled(now_s):
+        if not self._provisional:
+            return []
+        if not self.settled(now_s):
+            if len(self._provisional) > 2 * len(self.flows) + 64:
+                # a switch that keeps flapping keeps discovery from settling: drop the gone flows
+                self._provisional = {five for five in self._provisional if five in self.flows}
             return []
         pending, self._provisional = self._provisional, set()
         cmds: List[Command] = []

@@ -381,3 +381,16 @@ def test_pinned_flows_placed_before_discovery_settled_keep_their_pins():
     cmds = core.lldp_due(17.0)
     assert pinned not in {c.flow.src_port for c in cmds if isinstance(c, PathUpdate)}
     assert core.flows[udp(pinned)].path == early and core.pins[udp(pinned)] == early
+
+
+def test_a_switch_that_never_settles_keeps_no_record_of_gone_flows():
+    core = discovered_core()
+    learn(core, "h1")
+    learn(core, "h16")
+    for i in range(300):
+        now = 20.0 + i * 0.5
+        core.switch_connected(DPID["c1"], now)   # flapping: discovery never settles
+        core.packet_in(DPID["e0_0"], 1, ip_packet("h1", "h16", sport=40000 + i), now + 0.1)
+        del core.flows[FiveTuple("h1", "h16", 6, 40000 + i, 5201)]   # as an idle timeout does
+        core.lldp_due(now + 0.2)
+    assert len(core._provisional) <= 64 + 1
