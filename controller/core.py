@@ -328,8 +328,7 @@ class ControllerCore:
                 continue  # no path now: its next packet-in says so
             if tuple(path) != tuple(flow.path):
                 LOG.info("discovery settled: moving %s to %s", five.key(), "->".join(path))
-                cmds.extend(self.repin(five, path, now_s))
-                self.pins.pop(five, None)
+                cmds.extend(self._move_unpinned(five, path, now_s))
         return cmds
 
     def _expire_links(self, now_s: float) -> List[Command]:
@@ -653,6 +652,12 @@ class ControllerCore:
         self.counters.reroutes += 1
         return [PathUpdate(five, tuple(ops), new_path[1], dpids)]
 
+    def _move_unpinned(self, five: FiveTuple, new_path: Path, now_s: float) -> List[Command]:
+        """``repin`` to ECMP's own pick, leaving no pin: once its rules idle out the connection is ECMP's again."""
+        cmds = self.repin(five, new_path, now_s)
+        self.pins.pop(five, None)
+        return cmds
+
     def _remember_pin(self, five: FiveTuple, path: Path) -> None:
         """Keep ``five``'s pin, newest last; past ``MAX_PINS`` the oldest pins of gone connections go.
 
@@ -719,7 +724,8 @@ class ControllerCore:
                 LOG.warning("flow %s lost its path and has no other: %s", five.key(), exc)
                 continue
             LOG.info("link %s-%s down: moving %s to %s", a, b, five.key(), "->".join(new_path))
-            cmds.extend(self.repin(five, new_path, now_s))
             if pinned is None:
-                self.pins.pop(five, None)
+                cmds.extend(self._move_unpinned(five, new_path, now_s))
+            else:
+                cmds.extend(self.repin(five, new_path, now_s))
         return cmds
