@@ -3,13 +3,16 @@
 Runs the training job under a hotspot once per policy (a fresh network each
 time, same scenario), plus once without the hotspot as the reference, and
 prints mean/p99 iteration time, throughput, reroutes and the ratio to the
-no-hotspot run.  Everything it wrote is in the folder it names at the end.
+no-hotspot run.  ``--repeat N`` runs all of that N times (rounds) and prints
+each row's medians and the ratio's range.  Everything it wrote is in the
+folder it names at the end.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from typing import List, Optional
@@ -24,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="hotspot", help="hotspot (default), bursts, or none (the job alone)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated (default: all three)")
     parser.add_argument("--iterations", type=int, default=None, help="training iterations per run")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every row N times (rounds, each on fresh networks) and show each row's median "
+                             "and range over the rounds (default 1; the lab's run-to-run spread is wide: docs/lab.md)")
     parser.add_argument("--model", default=None, help="forecaster model for predictive (default: shipped)")
     parser.add_argument("--out", default=None, help="output folder (default: out/lab-<time>)")
     parser.add_argument("--ofp-port", type=int, default=6653)
@@ -51,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         return _fail("unknown policy %s; choose from %s" % (",".join(unknown) or "''", ",".join(POLICIES)))
     if args.iterations is not None and args.iterations < 2:
         return _fail("--iterations must be >= 2")
+    if args.repeat < 1:
+        return _fail("--repeat must be >= 1, got %d" % args.repeat)
+    if args.repeat > 1 and (args.replay is not None or args.hedera):
+        return _fail("--repeat is for the training demo; --%s runs once (drop --repeat)"
+                     % ("replay" if args.replay is not None else "hedera"))
     if not 0 < args.link_mbps <= 1000:
         return _fail("--link-mbps must be > 0 and <= 1000, got %g" % args.link_mbps)
     try:
@@ -104,11 +115,51 @@ def _sizes(args: argparse.Namespace) -> dict:
 
 
 def _run_training(scenario, clear, policies: List[str], out: str, args: argparse.Namespace) -> int:
+    started = time.time()
+    rows: List[dict] = []
+    rounds = args.repeat
+    for index in range(1, rounds + 1):
+        round_out = out if rounds == 1 else os.path.join(out, "round%d" % index)
+        if rounds > 1:
+            print("sidestep lab: round %d of %d" % (index, rounds), file=sys.stderr)
+        rows += _run_round(scenario, clear, policies, round_out, args, index if rounds > 1 else None)
+    medians = median_rows(rows) if rounds > 1 else None
+    table = format_table(medians or rows)
+    summary = {"scenario": scenario.name, "description": scenario.description, "quick": bool(args.quick),
+               "k": scenario.k, "link_mbps": scenario.bw_mbps, "workers": list(scenario.job.hosts),
+               "message_bytes": scenario.job.message_bytes, "compute_s": scenario.job.compute_s,
+               "iterations": scenario.job.iterations, "warmup": scenario.job.warmup, "repeat": rounds,
+               "elapsed_s": time.time() - started, "runs": rows}
+    if medians:
+        summary["medians"] = medians
+    with open(os.path.join(out, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=1)
+    diagnostics = format_diagnostics(rows)
+    with open(os.path.join(out, "table.txt"), "w") as handle:
+        handle.write(table + "\n" + ("\n" + diagnostics + "\n" if diagnostics else ""))
+    try:
+        _plot([r for r in rows if r.get("round", 1) == 1], os.path.join(out, "iterations.png"),
+              "" if rounds == 1 else " (round 1 of %d)" % rounds)
+    except ImportError:
+        pass
+    print(table)
+    if diagnostics:
+        print("\n" + diagnostics)
+    first = out if rounds == 1 else os.path.join(out, "round1")
+    print("\nsidestep lab: %d runs in %.0f s; controller logs, link-load recordings (loads.csv), worker "
+          "timings and iterations.png are in %s; each run as a flow trace: sidestep replay "
+          "%s/%s/scenario/trace.csv --k %d --link-mbps %g --out DIR"
+          % (len(rows), time.time() - started, out, first, policies[0], scenario.k, scenario.bw_mbps))
+    return 0
+
+
+def _run_round(scenario, clear, policies: List[str], out: str, args: argparse.Namespace,
+               index: Optional[int]) -> List[dict]:
+    """One round: the references and every policy, each on a fresh network; its rows (``index``: the round)."""
     from mininet_topos.live import run_scenario
     from mininet_topos.scenario import NO_COLLISION, build_scenario
 
     reference = build_scenario("none", **_sizes(args))
-    started = time.time()
     results = []
     if clear is not None:
         print("sidestep lab: reference runs (no hotspot; the same hotspot traffic clear of the ring), ecmp ...",
@@ -126,44 +177,63 @@ def _run_training(scenario, clear, policies: List[str], out: str, args: argparse
     base = next(r for r in results if r.policy == "no hotspot")
     rows = []
     for r in results:
-        rows.append({"run": r.policy, "scenario": r.scenario, "mean_iteration_s": r.mean_iteration_s,
-                     "p99_iteration_s": r.p99_iteration_s, "throughput_mbps": r.throughput_bps / 1e6,
-                     "reroutes": r.reroutes, "ratio_to_no_hotspot": r.mean_iteration_s / base.mean_iteration_s,
-                     "iterations": r.iterations, "update_latency_ms": r.update_latency_ms, "cpu": r.cpu,
-                     "tcp": r.tcp, "dir": r.out_dir})
-    table = format_table(rows)
-    summary = {"scenario": scenario.name, "description": scenario.description, "quick": bool(args.quick),
-               "k": scenario.k, "link_mbps": scenario.bw_mbps, "workers": list(scenario.job.hosts),
-               "message_bytes": scenario.job.message_bytes, "compute_s": scenario.job.compute_s,
-               "iterations": scenario.job.iterations, "warmup": scenario.job.warmup,
-               "elapsed_s": time.time() - started, "runs": rows}
-    with open(os.path.join(out, "summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=1)
-    diagnostics = format_diagnostics(rows)
-    with open(os.path.join(out, "table.txt"), "w") as handle:
-        handle.write(table + "\n" + ("\n" + diagnostics + "\n" if diagnostics else ""))
-    try:
-        _plot(rows, os.path.join(out, "iterations.png"))
-    except ImportError:
-        pass
-    print(table)
-    if diagnostics:
-        print("\n" + diagnostics)
-    print("\nsidestep lab: %d runs in %.0f s; controller logs, link-load recordings (loads.csv), worker "
-          "timings and iterations.png are in %s; each run as a flow trace: sidestep replay "
-          "%s/%s/scenario/trace.csv --k %d --link-mbps %g --out DIR"
-          % (len(rows), time.time() - started, out, out, policies[0], scenario.k, scenario.bw_mbps))
-    return 0
+        row = {"run": r.policy, "scenario": r.scenario, "mean_iteration_s": r.mean_iteration_s,
+               "p99_iteration_s": r.p99_iteration_s, "throughput_mbps": r.throughput_bps / 1e6,
+               "reroutes": r.reroutes, "ratio_to_no_hotspot": r.mean_iteration_s / base.mean_iteration_s,
+               "iterations": r.iterations, "update_latency_ms": r.update_latency_ms, "cpu": r.cpu,
+               "tcp": r.tcp, "dir": r.out_dir}
+        if index is not None:
+            row["round"] = index
+        rows.append(row)
+    return rows
+
+
+def median_rows(rows: List[dict]) -> List[dict]:
+    """One row per run name (in first-seen order): medians over the rounds, and the ratio's range.
+
+    Why medians: one configuration of this lab spreads from 1.05x to 1.38x
+    between runs (docs/lab.md, "Does it matter?"), so a single round can
+    rank the policies either way; the median of several is what a comparison
+    should rest on, and the range shows how far to trust it.  Each ratio is
+    to the no-hotspot run of its own round.
+    """
+    order: List[str] = []
+    by_run: dict = {}
+    for r in rows:
+        if r["run"] not in by_run:
+            order.append(r["run"])
+            by_run[r["run"]] = []
+        by_run[r["run"]].append(r)
+    out = []
+    for name in order:
+        group = by_run[name]
+        ratios = [g["ratio_to_no_hotspot"] for g in group]
+        out.append({"run": name, "scenario": group[0]["scenario"], "rounds": len(group),
+                    "mean_iteration_s": statistics.median(g["mean_iteration_s"] for g in group),
+                    "p99_iteration_s": statistics.median(g["p99_iteration_s"] for g in group),
+                    "throughput_mbps": statistics.median(g["throughput_mbps"] for g in group),
+                    "reroutes": statistics.median(g["reroutes"] for g in group),
+                    "ratio_to_no_hotspot": statistics.median(ratios),
+                    "ratio_min": min(ratios), "ratio_max": max(ratios)})
+    return out
 
 
 def format_table(rows: List[dict]) -> str:
+    """The results table; rows from ``median_rows`` add the ratio's range over the rounds."""
+    spread = any("ratio_min" in r for r in rows)
     head = "%-12s %10s %10s %12s %9s %12s" % ("run", "mean it s", "p99 it s", "tput Mbit/s", "reroutes",
                                               "vs no-hot")
-    lines = [head, "-" * len(head)]
+    if spread:
+        head += " %13s" % ("range (%d)" % max(r["rounds"] for r in rows))
+    lines = ([] if not spread else ["medians over rounds (each ratio to its own round's no-hotspot run):"]) \
+        + [head, "-" * len(head)]
     for r in rows:
-        lines.append("%-12s %10.2f %10.2f %12.2f %9d %11.2fx" % (
+        line = "%-12s %10.2f %10.2f %12.2f %9g %11.2fx" % (
             r["run"], r["mean_iteration_s"], r["p99_iteration_s"], r["throughput_mbps"], r["reroutes"],
-            r["ratio_to_no_hotspot"]))
+            r["ratio_to_no_hotspot"])
+        if spread:
+            line += " %13s" % ("%.2f-%.2fx" % (r["ratio_min"], r["ratio_max"]))
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -182,21 +252,23 @@ def format_diagnostics(rows: List[dict]) -> str:
     def num(value: Optional[float], fmt: str = "%.2f") -> str:
         return "-" if value is None else fmt % value
 
-    head = "%-12s %8s %16s %10s %10s %11s" % ("run", "retrans", "srtt ms med/max", "ovs cores", "ctl cores",
-                                              "busy cores")
+    names = [r["run"] if "round" not in r else "%s #%d" % (r["run"], r["round"]) for r in rows]
+    width = max([12] + [len(n) for n in names])
+    head = "%-*s %8s %16s %10s %10s %11s" % (width, "run", "retrans", "srtt ms med/max", "ovs cores",
+                                             "ctl cores", "busy cores")
     lines = ["where the time went (ring TCP over the counted iterations; cores during the job):", head,
              "-" * len(head)]
-    for r in rows:
+    for name, r in zip(names, rows):
         tcp = r.get("tcp") or {}
         cpu = r.get("cpu") or {}
         srtt = ("%.1f/%.1f" % (tcp["max_srtt_ms_median"], tcp["max_srtt_ms_max"])) if tcp else "-"
-        lines.append("%-12s %8s %16s %10s %10s %11s" % (
-            r["run"], num(tcp.get("retrans"), "%d"), srtt, num(cpu.get("datapath_cores")),
+        lines.append("%-*s %8s %16s %10s %10s %11s" % (
+            width, name, num(tcp.get("retrans"), "%d"), srtt, num(cpu.get("datapath_cores")),
             num(cpu.get("controller_cores")), num(cpu.get("machine_busy_cores"))))
     return "\n".join(lines)
 
 
-def _plot(rows, path: str) -> None:
+def _plot(rows, path: str, note: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -208,7 +280,7 @@ def _plot(rows, path: str) -> None:
         ax.plot(range(1, len(its) + 1), its, marker="o", label=r["run"])
     ax.set_xlabel("iteration (after warm-up)")
     ax.set_ylabel("iteration time (s)")
-    ax.set_title("Training-job iteration time per policy (k=4 fat-tree, live)")
+    ax.set_title("Training-job iteration time per policy (k=4 fat-tree, live)%s" % note)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

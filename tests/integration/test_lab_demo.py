@@ -78,6 +78,30 @@ def test_lab_quick_prints_the_table_and_the_planner_beats_ecmp(tmp_path):
     assert not [l for l in new_lines if "Resource temporarily unavailable" in l], new_lines[:5]
 
 
+def test_lab_repeat_runs_rounds_and_reports_each_rows_median(tmp_path):
+    out = str(tmp_path / "lab")
+    proc = subprocess.run(SIDESTEP + ["lab", "--quick", "--repeat", "2", "--policies", "ecmp", "--out", out],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "medians over rounds" in proc.stdout and "range (2)" in proc.stdout
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["repeat"] == 2
+    runs = summary["runs"]
+    assert sorted((r["run"], r["round"]) for r in runs) == [("ecmp", 1), ("ecmp", 2), ("no hotspot", 1),
+                                                            ("no hotspot", 2)]
+    for r in runs:    # each round in its own folder, each run on its own network
+        assert r["dir"].startswith(os.path.join(out, "round%d" % r["round"], "ecmp")), r["dir"]
+        assert os.path.getsize(os.path.join(r["dir"], "job.json")) > 0
+    ecmp = [r["ratio_to_no_hotspot"] for r in runs if r["run"] == "ecmp"]
+    med = {m["run"]: m for m in summary["medians"]}
+    assert med["ecmp"]["ratio_to_no_hotspot"] == pytest.approx(sum(ecmp) / 2)
+    assert (med["ecmp"]["ratio_min"], med["ecmp"]["ratio_max"]) == (min(ecmp), max(ecmp))
+    assert min(ecmp) > 1.0       # the hotspot, under ECMP's hash, slows the ring in every round
+    assert "ecmp #2" in open(os.path.join(out, "table.txt")).read()
+    assert leftovers() == ([], [])
+
+
 def test_ctrl_c_leaves_nothing_behind(tmp_path):
     out = str(tmp_path / "lab")
     proc = subprocess.Popen(SIDESTEP + ["lab", "--quick", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
@@ -99,6 +123,8 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--scenario", "nosuch"], "unknown scenario"),
     (["--policies", "ecmp,magic"], "unknown policy"),
+    (["--repeat", "0"], "--repeat must be >= 1"),
+    (["--hedera", "--repeat", "2"], "--repeat is for the training demo"),
 ])
 def test_bad_lab_arguments_fail_at_once(args, message, tmp_path):
     proc = subprocess.run(SIDESTEP + ["lab", "--out", str(tmp_path / "x")] + args, cwd=ROOT,
