@@ -135,6 +135,27 @@ def run_job(lab: Lab, scenario: Scenario, out_dir: str, timeout_s: float) -> Dic
     return summarize(files, warmup=job.warmup)
 
 
+def run_with_background(lab: Lab, scenario: Scenario, run_dir: str, job_timeout_s: float,
+                        controller_pid: Optional[int] = None) -> Dict[str, object]:
+    """The scenario's background traffic first, then its training job; the job summary, with ``cpu``.
+
+    The background starts ``BACKGROUND_LEAD_S`` before the job, so the hotspot
+    has built and been measured when the job's first iteration begins, and is
+    stopped however the job ends.
+    """
+    procs: List[subprocess.Popen] = []
+    try:
+        if scenario.background:
+            procs = start_background(lab, scenario, run_dir, duration_s=job_timeout_s + BACKGROUND_LEAD_S)
+            time.sleep(BACKGROUND_LEAD_S)  # let the hotspot build and be measured
+        cpu_before = CpuSnapshot.take(controller_pid)
+        summary = run_job(lab, scenario, run_dir, job_timeout_s)
+        summary["cpu"] = cpu_before.shares(CpuSnapshot.take(controller_pid))
+    finally:
+        _terminate(procs)
+    return summary
+
+
 def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int = 6653,
                  poll_interval: float = 1.0, model: Optional[str] = None,
                  reference: Optional[Scenario] = None, job_timeout_s: float = 300.0,
@@ -160,17 +181,8 @@ def run_scenario(scenario: Scenario, policy: str, out_dir: str, *, ofp_port: int
             run_dir = os.path.join(out_dir, tag)
             os.makedirs(run_dir, exist_ok=True)
             before = ctrl.get("/health")
-            bg: List[subprocess.Popen] = []
-            try:
-                if sc.background:
-                    bg = start_background(lab, sc, run_dir, duration_s=job_timeout_s + BACKGROUND_LEAD_S)
-                    time.sleep(BACKGROUND_LEAD_S)  # let the hotspot build and be measured
-                pid = ctrl.proc.pid if ctrl.proc is not None else None
-                cpu_before = CpuSnapshot.take(pid)
-                summary = run_job(lab, sc, run_dir, job_timeout_s)
-                summary["cpu"] = cpu_before.shares(CpuSnapshot.take(pid))
-            finally:
-                _terminate(bg)
+            summary = run_with_background(lab, sc, run_dir, job_timeout_s,
+                                          ctrl.proc.pid if ctrl.proc is not None else None)
             after = ctrl.get("/health")
             with open(os.path.join(run_dir, "job.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)

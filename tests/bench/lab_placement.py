@@ -35,7 +35,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from typing import Dict, List, Sequence, Tuple
@@ -43,7 +42,7 @@ from typing import Dict, List, Sequence, Tuple
 from controller.ecmp import FiveTuple
 from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
 from mininet_topos.lab import ControllerProcess, Lab, LabError
-from mininet_topos.live import BACKGROUND_LEAD_S, _terminate, run_job, start_background
+from mininet_topos.live import run_with_background
 from mininet_topos.scenario import Scenario, build_scenario
 
 SIZES = {"iterations": 20, "message_bytes": 1_000_000, "compute_s": 0.5, "warmup": 3}  # the full demo's
@@ -100,14 +99,7 @@ def run_once(placement: str, policy: str, out_dir: str) -> Dict[str, float]:
         for sc, tag in ((reference, "reference"), (scenario, "scenario")):
             run_dir = os.path.join(out_dir, tag)
             os.makedirs(run_dir, exist_ok=True)
-            procs = []
-            try:
-                if sc.background:
-                    procs = start_background(lab, sc, run_dir, duration_s=300 + BACKGROUND_LEAD_S)
-                    time.sleep(BACKGROUND_LEAD_S)   # as `sidestep lab` does: the hotspot first
-                summary = run_job(lab, sc, run_dir, 300)
-            finally:
-                _terminate(procs)
+            summary = run_with_background(lab, sc, run_dir, 300.0)   # as `sidestep lab` runs a row
             with open(os.path.join(run_dir, "job.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)
             got[tag] = float(summary["mean_iteration_s"])
