@@ -287,8 +287,8 @@ def run_pattern(lab: Lab, flows: Sequence[FlowPlan], run_dir: str, t: Timing) ->
     try:
         by_dst: Dict[str, List[int]] = {}
         for f in flows:
-            servers.append(lab.host(f.dst).popen(["iperf3", "-s", "-1", "-p", str(f.server_port)],
-                                                 stdout=log, stderr=subprocess.STDOUT))
+            servers.append(lab.popen(f.dst, ["iperf3", "-s", "-1", "-p", str(f.server_port)],
+                                     stdout=log, stderr=subprocess.STDOUT))
             by_dst.setdefault(f.dst, []).append(f.server_port)
         for dst, ports in by_dst.items():
             host = lab.host(dst)
@@ -299,7 +299,7 @@ def run_pattern(lab: Lab, flows: Sequence[FlowPlan], run_dir: str, t: Timing) ->
             with open(path, "wb") as handle:
                 cmd = ["iperf3", "-c", lab.host(f.dst).IP(), "-p", str(f.server_port), "--cport",
                        str(f.client_port), "-t", str(t.measured_s), "-O", str(t.omit_s), "-J"]
-                clients.append(lab.host(f.src).popen(cmd, stdout=handle, stderr=log))
+                clients.append(lab.popen(f.src, cmd, stdout=handle, stderr=log))
         deadline = time.monotonic() + t.duration_s + 30
         for p in clients:
             try:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from controller.listening import listening_on
 from mininet_topos.fattree_spec import FatTreeSpec, fat_tree
+from mininet_topos.interrupts import interrupts_deferred
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 # ovs-vswitchd's packet sockets' send buffer (net.core.wmem_default when it makes them): see ensure_send_buffer
@@ -271,6 +272,7 @@ class Lab:
         self.controller = controller if controller is not None else ControllerProcess(out_dir, ofp_port=ofp_port)
         self.discovery_timeout_s = discovery_timeout_s
         self.net = None
+        self._spawned: List[subprocess.Popen] = []   # what ``popen`` started, killed by ``stop``
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> "Lab":
@@ -343,6 +345,21 @@ class Lab:
         wait_for(done, self.discovery_timeout_s,
                  "the controller to see %d switches and %d links" % (n_switches, n_links), 0.5)
 
+    def _kill_spawned(self) -> None:
+        """Kill what ``popen`` started, by pid: it may not have reached its host's namespace yet."""
+        for proc in self._spawned:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
+        for proc in self._spawned:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._spawned = []
+
     def _kill_host_processes(self) -> None:
         """Kill everything still running inside the hosts' network namespaces.
 
@@ -377,6 +394,7 @@ class Lab:
         """
         try:
             if self.net is not None:
+                self._kill_spawned()
                 self._kill_host_processes()
                 self.controller.stop()
                 self.net.stop()
@@ -390,6 +408,20 @@ class Lab:
     # -- helpers ---------------------------------------------------------
     def host(self, name: str) -> Any:
         return self.net.get(name)
+
+    def popen(self, host: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+        """Start ``cmd`` on ``host`` (Mininet's ``Host.popen``) as a process the lab's teardown kills.
+
+        Why not ``lab.host(name).popen`` directly: a Ctrl-C in the middle of
+        it leaves a forked ``mnexec`` with no ``Popen`` to stop it by, which
+        then joins the host's namespace after the teardown has looked there.
+        Here the start cannot be interrupted half-way
+        (``mininet_topos.interrupts``) and the process is recorded at once.
+        """
+        with interrupts_deferred():
+            proc = self.host(host).popen(list(cmd), **kwargs)
+            self._spawned = [p for p in self._spawned if p.returncode is None] + [proc]
+        return proc
 
     def parallel_pingall(self, timeout_s: int = 2, tries: int = 3, batch: int = 9) -> Dict[str, List[str]]:
         """Every host pings every other host, all hosts at once; returns host -> unreachable peers.
@@ -412,8 +444,8 @@ class Lab:
             script = ("for ip in %s; do ok=0; for i in $(seq %d); do "
                       "ping -c1 -W%d $ip >/dev/null 2>&1 && ok=1 && break; done; "
                       "[ $ok = 1 ] || echo FAIL $ip; done; echo DONE" % (targets, tries, timeout_s))
-            procs[h.name] = h.popen(["bash", "-c", script], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, universal_newlines=True)
+            procs[h.name] = self.popen(h.name, ["bash", "-c", script], stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, universal_newlines=True)
         failures: Dict[str, List[str]] = {}
         for name, proc in procs.items():
             out, _ = proc.communicate(timeout=600)

@@ -66,14 +66,13 @@ def start_background(lab: Lab, scenario: Scenario, out_dir: str, duration_s: flo
     procs: List[subprocess.Popen] = []
     log = open(os.path.join(out_dir, "background.txt"), "ab")
     for bg in scenario.background:
-        dst = lab.host(bg.five.dst)
         if bg.kind == "long":
-            procs.append(dst.popen(["iperf3", "-s", "-p", str(bg.five.dst_port), "-1"], stdout=log,
+            procs.append(lab.popen(bg.five.dst, ["iperf3", "-s", "-p", str(bg.five.dst_port), "-1"], stdout=log,
                                    stderr=subprocess.STDOUT))
         else:
-            procs.append(dst.popen([sys.executable, "-m", "mininet_topos.burst", "sink", "--port",
-                                    str(bg.five.dst_port), "-q"], stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=ROOT, env=_env()))
+            procs.append(lab.popen(bg.five.dst, [sys.executable, "-m", "mininet_topos.burst", "sink", "--port",
+                                                 str(bg.five.dst_port), "-q"],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
     for bg in scenario.background:
         dst = lab.host(bg.five.dst)
         wait_for(lambda: ":%d " % bg.five.dst_port in dst.cmd("ss -ltnH"), 15,
@@ -89,7 +88,7 @@ def start_background(lab: Lab, scenario: Scenario, out_dir: str, duration_s: flo
                    "-t", str(int(duration_s)), "-i", "1", "--forceflush"]
             with open(os.path.join(out_dir, out), "wb") as report:
                 started = time.time()
-                procs.append(src.popen(cmd, stdout=report, stderr=log))
+                procs.append(lab.popen(bg.five.src, cmd, stdout=report, stderr=log))
         else:
             out = "burst%d.json" % i
             cmd = [sys.executable, "-m", "mininet_topos.burst", "send", "--dst", dst.IP(), "--port",
@@ -97,7 +96,7 @@ def start_background(lab: Lab, scenario: Scenario, out_dir: str, duration_s: flo
                    "--off-s", str(bg.off_s), "--rate-mbps", "0", "--duration-s", str(int(duration_s)), "-q",
                    "--out", os.path.join(out_dir, out)]
             started = time.time()
-            procs.append(src.popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
+            procs.append(lab.popen(bg.five.src, cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
         launched.append({"kind": bg.kind, "src": bg.five.src, "dst": bg.five.dst, "src_port": bg.five.src_port,
                          "dst_port": bg.five.dst_port, "launched_s": started, "report": out})
     log.close()
@@ -119,7 +118,7 @@ def run_job(lab: Lab, scenario: Scenario, out_dir: str, timeout_s: float) -> Dic
         cmd = [sys.executable, "-m", "mininet_topos.trainjob", "worker", "--rank", str(rank), "--peers", peers,
                "--iterations", str(job.iterations), "--message-bytes", str(job.message_bytes),
                "--compute-s", str(job.compute_s), "--out", out, "--src-port", str(conn.src_port), "-q"]
-        procs.append(lab.host(name).popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
+        procs.append(lab.popen(name, cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()))
     log.close()
     deadline = time.monotonic() + timeout_s
     try:

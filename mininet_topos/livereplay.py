@@ -641,8 +641,8 @@ def run_live_replay(path: str, out: str, *, ofp_port: int = 6653, model: Optiona
         log = open(os.path.join(out, "agents.txt"), "ab")
         try:
             for h in hosts_used:
-                proc = lab.host(h).popen(agent_command(sys.executable, listen.get(h, [])), stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=log, cwd=_root(), env=_env())
+                proc = lab.popen(h, agent_command(sys.executable, listen.get(h, [])), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=log, cwd=_root(), env=_env())
                 agents[h] = AgentHandle(h, proc, events)
             _wait_ready(agents, events, 20.0)
             before = ctrl.get("/health")
