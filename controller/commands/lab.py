@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 POLICIES = ("ecmp", "reactive", "predictive")
 
@@ -197,16 +197,11 @@ def median_rows(rows: List[dict]) -> List[dict]:
     should rest on, and the range shows how far to trust it.  Each ratio is
     to the no-hotspot run of its own round.
     """
-    order: List[str] = []
-    by_run: dict = {}
+    by_run: Dict[str, List[dict]] = {}      # first-seen order
     for r in rows:
-        if r["run"] not in by_run:
-            order.append(r["run"])
-            by_run[r["run"]] = []
-        by_run[r["run"]].append(r)
+        by_run.setdefault(r["run"], []).append(r)
     out = []
-    for name in order:
-        group = by_run[name]
+    for name, group in by_run.items():
         ratios = [g["ratio_to_no_hotspot"] for g in group]
         out.append({"run": name, "scenario": group[0]["scenario"], "rounds": len(group),
                     "mean_iteration_s": statistics.median(g["mean_iteration_s"] for g in group),
