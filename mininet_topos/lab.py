@@ -160,8 +160,11 @@ def free_port() -> int:
     return port
 
 
-def http_json(url: str, timeout_s: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+def http_json(url: str, timeout_s: float = 2.0, payload: Any = None) -> Any:
+    """GET ``url`` (or, with ``payload``, POST it as JSON) and decode the JSON answer."""
+    req = urllib.request.Request(url) if payload is None else urllib.request.Request(
+        url, data=json.dumps(payload).encode("utf-8"), method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
         return json.loads(resp.read().decode("utf-8"))
 
 
@@ -239,6 +242,9 @@ class ControllerProcess:
 
     def get(self, path: str) -> Any:
         return http_json(self.url + path)
+
+    def post(self, path: str, payload: Any, timeout_s: float = 5.0) -> Any:
+        return http_json(self.url + path, timeout_s, payload)
 
     def stop(self) -> None:
         if self.proc is None:

@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import urllib.error
-import urllib.request
 from typing import Dict, List, Sequence, Tuple
 
 from controller.ecmp import FiveTuple
@@ -73,13 +72,10 @@ def pins_for(placement: str, scenario: Scenario) -> List[Tuple[FiveTuple, List[s
     return pins
 
 
-def pin(url: str, five: FiveTuple, path: Sequence[str]) -> None:
-    body = json.dumps({"src": five.src, "dst": five.dst, "path": list(path), "proto": five.proto,
-                       "src_port": five.src_port, "dst_port": five.dst_port}).encode("utf-8")
-    req = urllib.request.Request(url + "/pins", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+def pin(ctrl: ControllerProcess, five: FiveTuple, path: Sequence[str]) -> None:
     try:
-        urllib.request.urlopen(req, timeout=5).close()
+        ctrl.post("/pins", {"src": five.src, "dst": five.dst, "path": list(path), "proto": five.proto,
+                            "src_port": five.src_port, "dst_port": five.dst_port})
     except urllib.error.HTTPError as exc:
         raise LabError("POST /pins refused %s: %s" % (five, exc.read().decode("utf-8", "replace")))
 
@@ -95,7 +91,7 @@ def run_once(placement: str, policy: str, out_dir: str) -> Dict[str, float]:
     with Lab(k=scenario.k, bw_mbps=scenario.bw_mbps, out_dir=out_dir, controller=ctrl) as lab:
         lab.parallel_pingall()       # the controller learns every host, so pins can name them
         for five, path in pins_for(placement, scenario):
-            pin(ctrl.url, five, path)
+            pin(ctrl, five, path)
         for sc, tag in ((reference, "reference"), (scenario, "scenario")):
             run_dir = os.path.join(out_dir, tag)
             os.makedirs(run_dir, exist_ok=True)

@@ -134,11 +134,8 @@ def test_consistent_updates_lose_nothing(tmp_path_factory):
         for i in range(moves):
             current = flow_path(ctrl, "h1", "h13", 17, 42001)
             target = [p for p in cores if p != current][i % (len(cores) - 1)]
-            body = json.dumps({"src": "h1", "dst": "h13", "proto": 17, "src_port": 42001, "dst_port": 5403,
-                               "path": list(target)}).encode()
-            req = urllib.request.Request(ctrl.url + "/pins", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-            result = json.loads(urllib.request.urlopen(req, timeout=5).read())
+            result = ctrl.post("/pins", {"src": "h1", "dst": "h13", "proto": 17, "src_port": 42001,
+                                         "dst_port": 5403, "path": list(target)})
             assert result["moved"], result
             wait_for(lambda: ctrl.get("/health")["path_updates"]["count"] >= done0 + i + 1, 10,
                      "update %d to finish" % (i + 1))
