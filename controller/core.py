@@ -133,6 +133,7 @@ class InstalledFlow:
     demand_bps: float = 0.0      # highest recent rate: what the planner places
     last_bytes: Optional[int] = None
     last_seen_s: Optional[float] = None
+    last_cookie: Optional[int] = None  # the rule version ``last_bytes``/``last_seen_s`` were read from
     moves: int = 0
     last_move_s: Optional[float] = None
     # chosen while some switch was still being discovered: ECMP may have picked from part of its paths
@@ -604,7 +605,17 @@ class ControllerCore:
                 return
 
     def flow_stats(self, dpid: int, entries: Sequence[Tuple[int, int, float]], now_s: float) -> None:
-        """Per-flow byte counts from the ingress switch: (cookie, byte_count, duration_s)."""
+        """Per-flow byte counts from the ingress switch: (cookie, byte_count, duration_s).
+
+        A rate comes from two readings of the same rule version.  A move
+        replaces the ingress rule in place (``consistent_update``), and
+        OpenFlow 1.3 restarts the replaced rule's duration while it copies its
+        counters (unless OFPFF_RESET_COUNTS): the old version's reading against
+        the new one's gave the bytes of the whole connection over a fraction of
+        a second (a 4 Mbit/s flow read as ~100 Mbit/s in a live Hedera run, and
+        the planner planned on it).  The first reading of a new version only
+        sets the baseline; the connection keeps its last rate until the next.
+        """
         by_cookie = {make_cookie(f.five, f.version): f for f in self.flows.values()}
         name = self.name_of(dpid)
         for cookie, nbytes, duration in entries:
@@ -612,11 +623,11 @@ class ControllerCore:
             if flow is None or flow.path[1] != name:
                 continue
             rate = None
-            if flow.last_bytes is not None and flow.last_seen_s is not None and duration > flow.last_seen_s \
-                    and nbytes >= flow.last_bytes:
+            if flow.last_bytes is not None and flow.last_seen_s is not None and flow.last_cookie == cookie \
+                    and duration > flow.last_seen_s and nbytes >= flow.last_bytes:
                 rate = (nbytes - flow.last_bytes) * 8.0 / (duration - flow.last_seen_s)
             elif flow.last_bytes is None and duration >= 0.5:
-                # first sight of the rule: its own age gives a rate at once
+                # first sight of the connection's first rule: its own age gives a rate at once
                 rate = nbytes * 8.0 / duration
             if rate is not None:
                 flow.rate_bps = rate
@@ -625,6 +636,7 @@ class ControllerCore:
                 flow.demand_bps = max(rate, flow.demand_bps * DEMAND_DECAY_PER_POLL)
             flow.last_bytes = nbytes
             flow.last_seen_s = duration
+            flow.last_cookie = cookie
 
     # ---------------------------------------------------------- re-pinning
     def repin(self, five: FiveTuple, new_path: Path, now_s: float) -> List[Command]:

@@ -228,6 +228,12 @@ class ControllerRuntime:
 
         A flow squeezed onto a shared link shows its share, not its demand;
         placing it by that share would put it right back on a shared link.
+        Only connections sending as elephants at the last poll take part: one
+        that has stopped (ended, or between bursts) keeps its remembered,
+        fading ``demand_bps``.  With the remembered rate as the test, a
+        connection that had ended seconds ago was handed a whole host link's
+        share: the planner moved it, using up moves of the next tick, and its
+        share was taken from the live flows at the same hosts.
         """
         ends, caps = [], {}
         for flow in flows:
@@ -237,7 +243,7 @@ class ControllerRuntime:
                 cap_dst = self.core.fabric.capacity_bps(dst, self.core.fabric.host_edge(dst)[0])
             except FabricError:
                 continue
-            if max(flow.demand_bps, flow.rate_bps) < ELEPHANT_FRACTION * cap_src:
+            if flow.rate_bps < ELEPHANT_FRACTION * cap_src:
                 continue
             caps[src], caps[dst] = cap_src, cap_dst
             ends.append((flow.flow_id, src, dst))
