@@ -615,6 +615,8 @@ class ControllerCore:
         a second (a 4 Mbit/s flow read as ~100 Mbit/s in a live Hedera run, and
         the planner planned on it).  The first reading of a new version only
         sets the baseline; the connection keeps its last rate until the next.
+        A rule's own age gives a rate at its first reading only if the rule was
+        added, not replaced: the connection has not moved.
         """
         by_cookie = {make_cookie(f.five, f.version): f for f in self.flows.values()}
         name = self.name_of(dpid)
@@ -626,7 +628,7 @@ class ControllerCore:
             if flow.last_bytes is not None and flow.last_seen_s is not None and flow.last_cookie == cookie \
                     and duration > flow.last_seen_s and nbytes >= flow.last_bytes:
                 rate = (nbytes - flow.last_bytes) * 8.0 / (duration - flow.last_seen_s)
-            elif flow.last_bytes is None and duration >= 0.5:
+            elif flow.last_bytes is None and flow.moves == 0 and duration >= 0.5:
                 # first sight of the connection's first rule: its own age gives a rate at once
                 rate = nbytes * 8.0 / duration
             if rate is not None:

@@ -55,6 +55,16 @@ def test_a_replaced_rule_with_reset_counters_gives_no_false_rate_either():
     assert flow.rate_bps == 4e6
 
 
+def test_a_connection_moved_before_its_first_reading_gets_no_rate_from_the_replaced_rules_age():
+    core, flow, dpid = core_with_connection()
+    other = next(p for p in core.fabric.paths("h1", "h13") if p != flow.path)
+    core.repin(FIVE, other, 11.3)                      # moved 0.3 s after it started, never read
+    stats(core, flow, dpid, 700_000, 0.8)              # bytes of both rules over the new one's age
+    assert flow.rate_bps == 0.0
+    stats(core, flow, dpid, 1_200_000, 1.8)
+    assert flow.rate_bps == 4e6
+
+
 def test_readings_of_the_old_version_are_ignored_after_a_move():
     core, flow, dpid = core_with_connection()
     stats(core, flow, dpid, 500_000, 1.0)
