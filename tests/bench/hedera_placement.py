@@ -35,7 +35,7 @@ from controller.ecmp import FiveTuple
 from controller.fabric import Fabric, Path
 from mininet_topos import hedera
 from mininet_topos.fattree_spec import fat_tree
-from mininet_topos.lab import ControllerProcess, Lab
+from mininet_topos.lab import ControllerProcess, Lab, wait_for
 from tests.bench.lab_placement import pin
 
 PINNED = "pinned"
@@ -115,8 +115,20 @@ def run_lab(variant: str, patterns: Mapping[str, List[Tuple[str, str]]], out_dir
             if failed:
                 raise SystemExit("%s %s: %d iperf3 flows failed: %s" % (variant, name, len(failed), failed[0]["error"]))
             got[name] = sum(float(r["bps"]) for r in rows) / 1e6
-            time.sleep(hedera.SETTLE_S)  # lab pacing between patterns, as the protocol does
+            wait_quiet(ctrl, time.time())
     return got
+
+
+def wait_quiet(ctrl: ControllerProcess, since_s: float, timeout_s: float = 15.0) -> None:
+    """Wait until every measured link has been polled since ``since_s`` and reads under 5 %.
+
+    Why: the next pattern must not start on queues and counters the last one
+    left (``sidestep lab --hedera`` pauses ``SETTLE_S`` for the same reason).
+    """
+    def quiet() -> bool:
+        links = [l for l in ctrl.get("/utilization")["links"] if l["t_s"] is not None]
+        return bool(links) and all(l["t_s"] > since_s and (l["util"] or 0.0) < 0.05 for l in links)
+    wait_for(quiet, timeout_s, "every link to read quiet after the pattern")
 
 
 def main(argv: Sequence[str] = ()) -> int:
