@@ -102,7 +102,7 @@ def _water_fill(fixed_width):
     and compile without their loop overhead; on recorded k=8 events the solve
     took 1.5-1.8x less time than with the width read from the array.  Replay's
     rows are 6 wide (the longest fat-tree path), so that width gets its own
-    kernel (``_FAST_WIDTH``: ``_fill_packed6``, this one's loops written out for
+    kernel (``_FAST_WIDTH``: ``_packed6``, this one's loops written out for
     6 links, its rows packed) and every other width the general one.
     """
     def kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the numpy twin is tested
@@ -245,7 +245,7 @@ def _water_fill(fixed_width):
     return kernel
 
 
-def _fill_packed6(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the numpy twin is tested
+def _packed6(capped):
     """``_water_fill(6)``'s kernel with each unfrozen row packed two links to a 64-bit word.
 
     Why: a round over the unfrozen flows is bound by its loads and stores, not
@@ -255,168 +255,189 @@ def _fill_packed6(rows, capacity, fc):  # pragma: no cover - compiled by Numba; 
     1,771 max-min problems of a 20 s churny k=8 replay it took ~0.88x the time
     of the unpacked copy, with the same bits (the same operations on the same
     values in the same order; only where the ids are kept changed).
-    """
-    n, width = rows.shape
-    n_links = capacity.shape[0]
-    pad = n_links
-    m32 = np.uint64(0xFFFFFFFF)
-    s32 = np.uint64(32)
-    rate = np.zeros(n)
-    for f in range(n):
-        if not fc[f] < np.inf:
-            finite = False
-            for p in range(6):
-                if rows[f, p] != n_links:
-                    finite = True
-                    break
-            if not finite:
-                return rate, False
-    avail = np.empty(n_links + 1)
-    avail[:n_links] = capacity
-    avail[n_links] = np.inf
-    count = np.zeros(n_links + 1)
-    act = np.empty(n * 3, dtype=np.uint64)     # row j: words 3j..3j+2, link 2q low half, 2q+1 high
-    act_cap = np.empty(n)
-    act_id = np.empty(n, dtype=np.int64)
-    for f in range(n):
-        act_id[f] = f
-        act_cap[f] = fc[f]
-        for q in range(3):
-            a = rows[f, 2 * q]
-            c = rows[f, 2 * q + 1]
-            act[f * 3 + q] = np.uint64(a) | (np.uint64(c) << s32)
-        for p in range(6):
-            count[rows[f, p]] += 1.0
-    count[n_links] = 0.0
-    level = np.empty(n_links + 1)
-    for l in range(n_links + 1):
-        level[l] = avail[l] / count[l]
-    level[n_links] = np.inf
-    loose = np.zeros(n_links + 1, dtype=np.bool_)
-    minfm = np.full(n_links + 1, np.inf)
-    sub = np.zeros(n_links + 1)
-    sub_n = np.zeros(n_links + 1)
-    m = n
-    fmin = np.empty(n)
-    lmin = np.empty(n)
-    frozen = np.empty(n * 3, dtype=np.uint64)
-    frozen_val = np.empty(n)
-    upad = np.uint64(pad)
-    keep_tol = 1.0 - 1e-9
-    while m > 0:
-        for j in range(m):
-            w0 = act[3 * j]
-            w1 = act[3 * j + 1]
-            w2 = act[3 * j + 2]
-            l0 = w0 & m32
-            l1 = w0 >> s32
-            l2 = w1 & m32
-            l3 = w1 >> s32
-            l4 = w2 & m32
-            l5 = w2 >> s32
-            low = level[l0]
-            nan = low != low
-            v = level[l1]
-            low = v if v < low else low
-            nan |= v != v
-            v = level[l2]
-            low = v if v < low else low
-            nan |= v != v
-            v = level[l3]
-            low = v if v < low else low
-            nan |= v != v
-            v = level[l4]
-            low = v if v < low else low
-            nan |= v != v
-            v = level[l5]
-            low = v if v < low else low
-            nan |= v != v
-            cap = act_cap[j]
-            fm = cap if cap < low else low
-            if nan | (cap != cap):
-                fm = np.nan
-            if nan:
-                low = np.nan
-            lmin[j] = low
-            fmin[j] = fm
-            x = minfm[l0]
-            minfm[l0] = fm if fm < x else x
-            x = minfm[l1]
-            minfm[l1] = fm if fm < x else x
-            x = minfm[l2]
-            minfm[l2] = fm if fm < x else x
-            x = minfm[l3]
-            minfm[l3] = fm if fm < x else x
-            x = minfm[l4]
-            minfm[l4] = fm if fm < x else x
-            x = minfm[l5]
-            minfm[l5] = fm if fm < x else x
-        for l in range(n_links + 1):
-            loose[l] = minfm[l] < level[l] * keep_tol
-            minfm[l] = np.inf
-        loose[pad] = True
-        nf = 0
-        k = 0
-        for j in range(m):
-            w0 = act[3 * j]
-            w1 = act[3 * j + 1]
-            w2 = act[3 * j + 2]
-            fz = act_cap[j] <= lmin[j]
-            fz |= not loose[w0 & m32]
-            fz |= not loose[w0 >> s32]
-            fz |= not loose[w1 & m32]
-            fz |= not loose[w1 >> s32]
-            fz |= not loose[w2 & m32]
-            fz |= not loose[w2 >> s32]
-            if fz:
-                rate[act_id[j]] = fmin[j]
-                frozen[3 * nf] = w0
-                frozen[3 * nf + 1] = w1
-                frozen[3 * nf + 2] = w2
-                frozen_val[nf] = fmin[j]
-                nf += 1
-            else:
-                act[3 * k] = w0
-                act[3 * k + 1] = w1
-                act[3 * k + 2] = w2
-                act_cap[k] = act_cap[j]
-                act_id[k] = act_id[j]
-                k += 1
-        if k == 0:
-            break
-        m = k
-        # position-major, as the reference's bincount over the transposed rows
-        for p in range(6):
-            q = p >> 1
-            s = s32 * np.uint64(p & 1)
-            for i in range(nf):
-                link = (frozen[3 * i + q] >> s) & m32
-                sub[link] += frozen_val[i]
-                sub_n[link] += 1.0
-        for p in range(6):
-            q = p >> 1
-            s = s32 * np.uint64(p & 1)
-            for i in range(nf):
-                link = (frozen[3 * i + q] >> s) & m32
-                if sub_n[link] != 0.0 and link != upad:
-                    avail[link] -= sub[link]
-                    count[link] -= sub_n[link]
-                    level[link] = avail[link] / count[link]
-                    sub[link] = 0.0
-                    sub_n[link] = 0.0
-        sub[pad] = 0.0
-        sub_n[pad] = 0.0
-    for f in range(n):
-        if rate[f] < 0.0:
-            rate[f] = 0.0
-    return rate, True
 
+    ``capped`` False: the copy for problems whose flows have no rate cap (every
+    generated trace; a cap is a trace's optional rate column).  With every cap
+    infinite a flow's rate bound is its lowest level and it freezes on its cap
+    only when that level is infinite, so the caps need not be carried, copied or
+    compared; ``_max_min_kernel`` picks the copy.
+    """
+    def kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the numpy twin is tested
+        n, width = rows.shape
+        n_links = capacity.shape[0]
+        pad = n_links
+        m32 = np.uint64(0xFFFFFFFF)
+        s32 = np.uint64(32)
+        rate = np.zeros(n)
+        for f in range(n):
+            if not fc[f] < np.inf:
+                finite = False
+                for p in range(6):
+                    if rows[f, p] != n_links:
+                        finite = True
+                        break
+                if not finite:
+                    return rate, False
+        avail = np.empty(n_links + 1)
+        avail[:n_links] = capacity
+        avail[n_links] = np.inf
+        count = np.zeros(n_links + 1)
+        act = np.empty(n * 3, dtype=np.uint64)     # row j: words 3j..3j+2, link 2q low half, 2q+1 high
+        act_cap = np.empty(n if capped else 0)
+        act_id = np.empty(n, dtype=np.int64)
+        for f in range(n):
+            act_id[f] = f
+            if capped:
+                act_cap[f] = fc[f]
+            for q in range(3):
+                a = rows[f, 2 * q]
+                c = rows[f, 2 * q + 1]
+                act[f * 3 + q] = np.uint64(a) | (np.uint64(c) << s32)
+            for p in range(6):
+                count[rows[f, p]] += 1.0
+        count[n_links] = 0.0
+        level = np.empty(n_links + 1)
+        for l in range(n_links + 1):
+            level[l] = avail[l] / count[l]
+        level[n_links] = np.inf
+        loose = np.zeros(n_links + 1, dtype=np.bool_)
+        minfm = np.full(n_links + 1, np.inf)
+        sub = np.zeros(n_links + 1)
+        sub_n = np.zeros(n_links + 1)
+        m = n
+        fmin = np.empty(n)
+        lmin = np.empty(n if capped else 0)
+        frozen = np.empty(n * 3, dtype=np.uint64)
+        frozen_val = np.empty(n)
+        upad = np.uint64(pad)
+        keep_tol = 1.0 - 1e-9
+        while m > 0:
+            for j in range(m):
+                w0 = act[3 * j]
+                w1 = act[3 * j + 1]
+                w2 = act[3 * j + 2]
+                l0 = w0 & m32
+                l1 = w0 >> s32
+                l2 = w1 & m32
+                l3 = w1 >> s32
+                l4 = w2 & m32
+                l5 = w2 >> s32
+                low = level[l0]
+                nan = low != low
+                v = level[l1]
+                low = v if v < low else low
+                nan |= v != v
+                v = level[l2]
+                low = v if v < low else low
+                nan |= v != v
+                v = level[l3]
+                low = v if v < low else low
+                nan |= v != v
+                v = level[l4]
+                low = v if v < low else low
+                nan |= v != v
+                v = level[l5]
+                low = v if v < low else low
+                nan |= v != v
+                if capped:
+                    cap = act_cap[j]
+                    fm = cap if cap < low else low
+                    if nan | (cap != cap):
+                        fm = np.nan
+                    if nan:
+                        low = np.nan
+                    lmin[j] = low
+                else:                   # an infinite cap is never below low: fm is low
+                    if nan:
+                        low = np.nan
+                    fm = low
+                fmin[j] = fm
+                x = minfm[l0]
+                minfm[l0] = fm if fm < x else x
+                x = minfm[l1]
+                minfm[l1] = fm if fm < x else x
+                x = minfm[l2]
+                minfm[l2] = fm if fm < x else x
+                x = minfm[l3]
+                minfm[l3] = fm if fm < x else x
+                x = minfm[l4]
+                minfm[l4] = fm if fm < x else x
+                x = minfm[l5]
+                minfm[l5] = fm if fm < x else x
+            for l in range(n_links + 1):
+                loose[l] = minfm[l] < level[l] * keep_tol
+                minfm[l] = np.inf
+            loose[pad] = True
+            nf = 0
+            k = 0
+            for j in range(m):
+                w0 = act[3 * j]
+                w1 = act[3 * j + 1]
+                w2 = act[3 * j + 2]
+                fm = fmin[j]
+                if capped:
+                    fz = act_cap[j] <= lmin[j]
+                else:                   # inf <= low: low (= fm here) is inf
+                    fz = fm == np.inf
+                fz |= not loose[w0 & m32]
+                fz |= not loose[w0 >> s32]
+                fz |= not loose[w1 & m32]
+                fz |= not loose[w1 >> s32]
+                fz |= not loose[w2 & m32]
+                fz |= not loose[w2 >> s32]
+                if fz:
+                    rate[act_id[j]] = fm
+                    frozen[3 * nf] = w0
+                    frozen[3 * nf + 1] = w1
+                    frozen[3 * nf + 2] = w2
+                    frozen_val[nf] = fm
+                    nf += 1
+                else:
+                    act[3 * k] = w0
+                    act[3 * k + 1] = w1
+                    act[3 * k + 2] = w2
+                    if capped:
+                        act_cap[k] = act_cap[j]
+                    act_id[k] = act_id[j]
+                    k += 1
+            if k == 0:
+                break
+            m = k
+            # position-major, as the reference's bincount over the transposed rows
+            for p in range(6):
+                q = p >> 1
+                s = s32 * np.uint64(p & 1)
+                for i in range(nf):
+                    link = (frozen[3 * i + q] >> s) & m32
+                    sub[link] += frozen_val[i]
+                    sub_n[link] += 1.0
+            for p in range(6):
+                q = p >> 1
+                s = s32 * np.uint64(p & 1)
+                for i in range(nf):
+                    link = (frozen[3 * i + q] >> s) & m32
+                    if sub_n[link] != 0.0 and link != upad:
+                        avail[link] -= sub[link]
+                        count[link] -= sub_n[link]
+                        level[link] = avail[link] / count[link]
+                        sub[link] = 0.0
+                        sub_n[link] = 0.0
+            sub[pad] = 0.0
+            sub_n[pad] = 0.0
+        for f in range(n):
+            if rate[f] < 0.0:
+                rate[f] = 0.0
+        return rate, True
+
+    kernel.__qualname__ = "_kernel_packed6_capped" if capped else "_kernel_packed6_uncapped"
+    return kernel
 
 _kernel = _water_fill(0)
 _FAST_WIDTH = 6   # sim.py's row width: the longest fat-tree path, host-edge-agg-core-agg-edge-host
 _SPARSE_RATIO = 4  # links per link entry of the flows above which the solver renumbers the links crossed
 _fill_any = _jit(_kernel)
-_fill_fast = _jit(_fill_packed6) if _fill_any is not None else None
+_fill_fast = _jit(_packed6(True)) if _fill_any is not None else None
+_fill_fast_uncapped = _jit(_packed6(False)) if _fill_any is not None else None
 
 
 def _compact(rows, capacity):  # pragma: no cover - compiled by Numba; checked through _max_min_kernel
@@ -460,13 +481,13 @@ def _max_min_kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba
     Flows that cross few of many links are solved on those links only (``_compact``).
     """
     if rows.shape[0] * rows.shape[1] * _SPARSE_RATIO < capacity.shape[0]:
-        local_rows, local_capacity = _compact_jit(rows, capacity)
-        if rows.shape[1] == _FAST_WIDTH:
-            return _fill_fast(local_rows, local_capacity, fc)
-        return _fill_any(local_rows, local_capacity, fc)
-    if rows.shape[1] == _FAST_WIDTH:
-        return _fill_fast(rows, capacity, fc)
-    return _fill_any(rows, capacity, fc)
+        rows, capacity = _compact_jit(rows, capacity)
+    if rows.shape[1] != _FAST_WIDTH:
+        return _fill_any(rows, capacity, fc)
+    for f in range(fc.shape[0]):
+        if fc[f] < np.inf or fc[f] != fc[f]:
+            return _fill_fast(rows, capacity, fc)
+    return _fill_fast_uncapped(rows, capacity, fc)
 
 
 def refill_threshold(removed_rates: Sequence[float], new_rows: np.ndarray, new_caps: np.ndarray,

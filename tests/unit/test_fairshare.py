@@ -83,6 +83,14 @@ def test_replays_row_width_has_its_own_compiled_copy_with_the_same_bits():
     assert ok_fast and ok_general
     assert fast.tobytes() == ref.tobytes() == general.tobytes()
     assert fairshare._FAST_WIDTH == rows.shape[1]
+    # without caps (every generated trace) the copy that carries none: the same bits as the capped copy
+    no_caps = np.full(len(rows), np.inf)
+    ref = fairshare.max_min_rates_numpy(rows, caps, no_caps)
+    uncapped, ok_uncapped = fairshare._fill_fast_uncapped(rows, caps, no_caps)
+    capped, _ = fairshare._fill_fast(rows, caps, no_caps)
+    assert ok_uncapped
+    assert uncapped.tobytes() == ref.tobytes() == capped.tobytes()
+    assert fairshare.max_min_rates(rows, caps, no_caps).tobytes() == ref.tobytes()
     narrow = rows[:, :4]
     assert fairshare.max_min_rates(narrow, caps, fcap).tobytes() == \
         fairshare.max_min_rates_numpy(narrow, caps, fcap).tobytes()
