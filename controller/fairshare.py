@@ -263,7 +263,7 @@ def _packed6(capped):
     compared; ``_max_min_kernel`` picks the copy.
     """
     def kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba; the numpy twin is tested
-        n, width = rows.shape
+        n = rows.shape[0]           # rows are 6 wide (``_max_min_kernel`` sends no other width)
         n_links = capacity.shape[0]
         pad = n_links
         m32 = np.uint64(0xFFFFFFFF)
@@ -476,9 +476,11 @@ _compact_jit = _jit(_compact) if _fill_any is not None else None
 
 
 def _max_min_kernel(rows, capacity, fc):  # pragma: no cover - compiled by Numba
-    """The solver for these rows' width (its own compiled copy for replay's usual width).
+    """The solver for these rows' width (its own packed kernel for replay's usual width).
 
-    Flows that cross few of many links are solved on those links only (``_compact``).
+    Flows that cross few of many links are solved on those links only
+    (``_compact``); at replay's width, flows with no rate cap take the packed
+    kernel's uncapped copy.
     """
     if rows.shape[0] * rows.shape[1] * _SPARSE_RATIO < capacity.shape[0]:
         rows, capacity = _compact_jit(rows, capacity)
