@@ -635,9 +635,9 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
     upper = np.empty(m, dtype=np.bool_)
     n_up = 0
     for f in range(m):
-        upper[f] = is_new[f] or rate[f] >= level
-        if upper[f]:
-            n_up += 1
+        u = is_new[f] | (rate[f] >= level)
+        upper[f] = u
+        n_up += u
     out = np.zeros(n_links + 1)
     if n_up > 0.75 * m or not incremental:
         got, ok = _max_min_jit(rows, capacity, fcap)
@@ -650,18 +650,29 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
         return out[:n_links].copy(), n_up, True
     if n_up == 0:
         return old_load, 0, True
+    # the flows to re-solve and the others, each in flow order, listed without a branch: which flows
+    # are re-solved varies flow to flow (~60 % of them on churny traffic), so a branch would mispredict
+    up_idx = np.empty(m, dtype=np.int64)
+    fix_idx = np.empty(m, dtype=np.int64)
+    k = 0
+    n_fix = 0
+    for f in range(m):
+        up_idx[k] = f
+        fix_idx[n_fix] = f
+        u = upper[f]
+        k += u
+        n_fix += not u
     fixed_load = np.zeros(n_links + 1)
+    for j in range(n_fix):
+        f = fix_idx[j]
+        for p in range(width):
+            fixed_load[rows[f, p]] += rate[f]
     urows = np.empty((n_up, width), dtype=rows.dtype)
     ucap = np.empty(n_up)
-    k = 0
-    for f in range(m):
-        if upper[f]:
-            urows[k] = rows[f]
-            ucap[k] = fcap[f]
-            k += 1
-        else:
-            for p in range(width):
-                fixed_load[rows[f, p]] += rate[f]
+    for k in range(n_up):
+        f = up_idx[k]
+        urows[k] = rows[f]
+        ucap[k] = fcap[f]
     residual = np.empty(n_links)
     if sparse:          # the solver reads only the links its flows cross
         for k in range(n_up):
@@ -677,13 +688,11 @@ def _resolve_kernel(rows, rate, fcap, is_new, gone_rows, gone_rates, link_rate, 
     sub, ok = _max_min_jit(urows, residual, ucap)
     if not ok:
         return old_load, n_up, False
-    k = 0
-    for f in range(m):
-        if upper[f]:
-            rate[f] = sub[k]
-            for p in range(width):
-                out[rows[f, p]] += sub[k]
-            k += 1
+    for k in range(n_up):
+        f = up_idx[k]
+        rate[f] = sub[k]
+        for p in range(width):
+            out[rows[f, p]] += sub[k]
     for l in range(n_links):
         out[l] = fixed_load[l] + out[l]
     return out[:n_links].copy(), n_up, True
